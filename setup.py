@@ -1,0 +1,36 @@
+"""gcompress: GAN-based extreme image compression (Agustsson et al. 2018) on TensorFlow 2.21."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+version = re.search(r'__version__ = "([^"]+)"', (here / "noisegen" / "__init__.py").read_text())[1]
+
+setup(
+    name="gcompress",
+    version=version,
+    description="GAN-based extreme image compression: real compressed files at 0.02-0.15 bpp",
+    long_description=(here / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["noisegen", "noisegen.*", "compression", "compression.*"]),
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "numpy>=2.0",
+        "pillow>=11.3",
+        "constriction>=0.4,<0.6",
+        "tqdm>=4.60",
+        "matplotlib>=3.8",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "scikit-image>=0.24", "ruff>=0.6"],
+    },
+    entry_points={"console_scripts": ["gcompress=compression.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3.11",
+        "Topic :: Multimedia :: Graphics",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
