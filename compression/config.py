@@ -1,0 +1,283 @@
+"""The one configuration object that fully describes a compression model.
+
+A :class:`CompressionConfig` is validated when it is made, written as
+``config.json`` beside every checkpoint and read back to rebuild exactly the
+same graph, so a checkpoint always knows its own architecture.
+"""
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass, field
+
+from compression.errors import ConfigError
+
+__all__ = ["CompressionConfig", "PAPER_WIDTHS"]
+
+# Filter counts of the paper's encoder stages c7s1-60, d120, d240, d480, d960
+# (appendix A); the decoder mirrors them.  ``width`` scales all of them.
+PAPER_WIDTHS = (60, 120, 240, 480, 960)
+_FORMAT = "gcompress-config"
+_FORMAT_VERSION = 1
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class CompressionConfig:
+    """Architecture and training hyperparameters of one compressor.
+
+    Rate: the bottleneck ``[B, H/16, W/16, channels]`` is quantised to
+    ``len(centers)`` centres, so ``bpp <= channels * log2(L) / 256``
+    (:meth:`bpp_bound`).
+
+    Fields:
+      channels: bottleneck depth ``C``.
+      centers: quantiser centres, strictly increasing (paper: -2..2).
+      sigma: softness of the quantiser's soft assignment (backward pass).
+      noise: concatenate a learned noise map to ``w_hat`` before the decoder.
+      noise_dim, upsample_dim: the noise generator's ``z`` size and grid depth.
+      width: multiplier on the paper's filter counts (1.0 = 60..960).
+      residual_blocks: residual blocks in the decoder (paper: 9).
+      discriminator_scales: scales of the multiscale discriminator (paper: 3).
+      discriminator_width: multiplier on the discriminator's 64..512 filters.
+      semantic_classes: number of label ids of semantic maps; 0 = none.
+      semantic_channels: depth of the encoded semantic map fed to the decoder.
+      crop_height, crop_width: training crop (multiples of 16).
+      batch_size: training batch size.  At least 2 when ``noise`` is on: the
+        noise generator's first batch norm normalises a ``[B, features]``
+        tensor over the batch, so with one example it erases ``z``.
+      lambda_mse: weight of the distortion term, the mean squared error over
+        pixels and channels of images scaled to [-1, 1] (so 0.01 is ~26 dB PSNR).
+      lambda_fm: weight of the feature-matching term (0 disables it).
+      lambda_gan: weight of the generator's adversarial term.
+      g_learning_rate, d_learning_rate, beta1: Adam settings (paper: beta1 0.5).
+      gan_start_step: train without the adversarial terms before this step.
+      ema_decay: decay of an exponential moving average of the generator's
+        weights used at inference; 0 disables it.
+      histogram_decay: decay of the running per-channel symbol histogram that
+        becomes the entropy model.
+    """
+
+    channels: int = 8
+    centers: tuple = (-2.0, -1.0, 0.0, 1.0, 2.0)
+    sigma: float = 1.0
+    noise: bool = True
+    noise_dim: int = 128
+    upsample_dim: int = 256
+    width: float = 1.0
+    residual_blocks: int = 9
+    discriminator_scales: int = 3
+    discriminator_width: float = 1.0
+    semantic_classes: int = 0
+    semantic_channels: int = 8
+    crop_height: int = 512
+    crop_width: int = 1024
+    batch_size: int = 2
+    lambda_mse: float = 10.0
+    lambda_fm: float = 10.0
+    lambda_gan: float = 1.0
+    g_learning_rate: float = 2e-4
+    d_learning_rate: float = 2e-4
+    beta1: float = 0.5
+    gan_start_step: int = 0
+    ema_decay: float = 0.0
+    histogram_decay: float = 0.999
+    _notes: tuple = field(default=(), repr=False, compare=False)
+
+    def __post_init__(self):
+        try:
+            centers = tuple(float(c) for c in self.centers)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"centers must be a sequence of numbers, got {self.centers!r}"
+            ) from None
+        object.__setattr__(self, "centers", centers)
+        for name in ("sigma", "width", "discriminator_width", "lambda_mse", "lambda_fm",
+                     "lambda_gan", "g_learning_rate", "d_learning_rate", "beta1",
+                     "ema_decay", "histogram_decay"):
+            value = getattr(self, name)
+            if not _is_number(value):
+                raise ConfigError(f"{name} must be a finite number, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        self._check_ints()
+        self._check_ranges()
+
+    def _check_ints(self):
+        minimums = {
+            "channels": 1, "noise_dim": 1, "upsample_dim": 8, "residual_blocks": 0,
+            "discriminator_scales": 1, "semantic_classes": 0, "semantic_channels": 1,
+            "crop_height": 16, "crop_width": 16, "batch_size": 1, "gan_start_step": 0,
+        }
+        for name, minimum in minimums.items():
+            value = getattr(self, name)
+            if not _is_int(value):
+                raise ConfigError(f"{name} must be an integer, got {value!r}")
+            if value < minimum:
+                raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+        if self.channels > 1024:
+            raise ConfigError(f"channels must be at most 1024, got {self.channels}")
+        if not isinstance(self.noise, bool):
+            raise ConfigError(f"noise must be true or false, got {self.noise!r}")
+        if self.noise and self.batch_size < 2:
+            raise ConfigError(
+                "batch_size must be at least 2 when noise is on: the noise generator's "
+                "batch norm over a batch of one erases z; use --batch 2 or --no-noise"
+            )
+
+    def _check_ranges(self):
+        if len(self.centers) < 2:
+            raise ConfigError(f"centers needs at least 2 values, got {list(self.centers)}")
+        if len(self.centers) > 255:
+            raise ConfigError(f"centers has at most 255 values, got {len(self.centers)}")
+        if len(set(self.centers)) != len(self.centers):
+            raise ConfigError(f"centers has duplicate values: {list(self.centers)}")
+        if list(self.centers) != sorted(self.centers):
+            raise ConfigError(f"centers must be in increasing order, got {list(self.centers)}")
+        if self.upsample_dim % 8:
+            raise ConfigError(
+                f"upsample_dim must be a multiple of 8, got {self.upsample_dim}"
+            )
+        if self.sigma <= 0:
+            raise ConfigError(f"sigma must be positive, got {self.sigma}")
+        if self.width <= 0 or min(self.filters) < 1:
+            raise ConfigError(
+                f"width {self.width} gives zero channels in the encoder "
+                f"(filters {self.filters}); use width >= {1 / PAPER_WIDTHS[0]:.4f}"
+            )
+        if self.discriminator_width <= 0 or min(self.discriminator_filters) < 1:
+            raise ConfigError(
+                f"discriminator_width {self.discriminator_width} gives zero channels "
+                f"(filters {self.discriminator_filters}); use discriminator_width >= 1/64"
+            )
+        for name in ("crop_height", "crop_width"):
+            if getattr(self, name) % 16:
+                raise ConfigError(
+                    f"{name} must be a multiple of 16 (the encoder downsamples by 16), "
+                    f"got {getattr(self, name)}"
+                )
+        for name in ("lambda_mse", "lambda_fm", "lambda_gan", "g_learning_rate", "d_learning_rate"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.beta1 < 1:
+            raise ConfigError(f"beta1 must be in [0, 1), got {self.beta1}")
+        for name in ("ema_decay", "histogram_decay"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+
+    # -- derived quantities ------------------------------------------------
+
+    @property
+    def num_centers(self):
+        """``L``, the number of quantiser centres."""
+        return len(self.centers)
+
+    @property
+    def filters(self):
+        """Encoder filter counts ``(c7s1, d, d, d, d)`` after the width multiplier."""
+        return tuple(int(round(k * self.width)) for k in PAPER_WIDTHS)
+
+    @property
+    def discriminator_filters(self):
+        """Discriminator filter counts ``C64-C128-C256-C512`` after its multiplier."""
+        return tuple(int(round(k * self.discriminator_width)) for k in (64, 128, 256, 512))
+
+    @property
+    def crop_size(self):
+        return (self.crop_height, self.crop_width)
+
+    def bpp_bound(self):
+        """Upper bound on bits per pixel: ``channels * log2(L) / 256`` (pipeline.md, Rate)."""
+        return self.channels * math.log2(self.num_centers) / 256.0
+
+    @property
+    def notes(self):
+        """Human-readable notes on choices made for the user (e.g. by :meth:`for_bpp`)."""
+        return self._notes
+
+    # -- constructors -------------------------------------------------------
+
+    @classmethod
+    def for_bpp(cls, bpp, **fields):
+        """The config whose ``channels`` is the largest with ``bpp_bound() <= bpp``.
+
+        The choice is recorded in :attr:`notes` (e.g. ``"--bpp 0.07: channels
+        C=7 (bound 0.0635 bpp); C=8 would give 0.0726 bpp"``).
+        """
+        if not _is_number(bpp) or bpp <= 0:
+            raise ConfigError(f"bpp must be a positive number, got {bpp!r}")
+        if "channels" in fields:
+            raise ConfigError("for_bpp chooses channels itself; pass either bpp or channels")
+        probe = cls(**fields)
+        per_channel = math.log2(probe.num_centers) / 256.0
+        channels = int(math.floor(bpp / per_channel + 1e-12))
+        if channels < 1:
+            raise ConfigError(
+                f"bpp {bpp} is below the smallest rate this quantiser offers: one channel "
+                f"with {probe.num_centers} centres bounds the rate at {per_channel:.4f} bpp; "
+                "use fewer centres or a higher bpp"
+            )
+        note = (
+            f"bpp {bpp}: chose channels C={channels} (bound {channels * per_channel:.4f} bpp); "
+            f"C={channels + 1} would give {(channels + 1) * per_channel:.4f} bpp"
+        )
+        return dataclasses.replace(probe, channels=channels, _notes=(note,))
+
+    # -- serialisation -------------------------------------------------------
+
+    def to_dict(self):
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if not f.name.startswith("_")}
+        out["centers"] = list(self.centers)
+        return out
+
+    def to_json(self):
+        """Canonical JSON (sorted keys), with a format tag and version."""
+        payload = {"format": _FORMAT, "version": _FORMAT_VERSION, "config": self.to_dict()}
+        return json.dumps(payload, sort_keys=True, indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data):
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown config fields {unknown}; this version knows {sorted(known)}"
+            )
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text):
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config is not valid JSON: {e}") from None
+        if isinstance(payload, dict) and payload.get("format") == _FORMAT:
+            if payload.get("version", 0) > _FORMAT_VERSION:
+                raise ConfigError(
+                    f"config format version {payload.get('version')} is newer than this "
+                    f"library reads ({_FORMAT_VERSION}); upgrade gcompress"
+                )
+            payload = payload.get("config")
+        return cls.from_dict(payload)
+
+    def save(self, path):
+        """Write ``to_json()`` to ``path`` atomically."""
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            f.write(self.to_json())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path):
+        with open(path) as f:
+            return cls.from_json(f.read())

@@ -1,0 +1,50 @@
+"""The decoder / generator G: bottleneck (+ noise, + semantics) -> image.
+
+``c3s1-960, R960 x residual_blocks, u480, u240, u120, u60, c7s1-3`` with
+reflection padding, instance norm and a tanh output (Agustsson et al. 2018,
+appendix A); every filter count scaled by ``config.width``.
+"""
+
+import tensorflow as tf
+
+from compression.encoder import conv_norm_relu
+from noisegen.layers import conv2d, conv2d_transpose, instance_norm
+
+__all__ = ["decoder", "residual_block", "DECODER_SCOPE"]
+
+DECODER_SCOPE = "decoder"
+
+_v1 = tf.compat.v1
+
+
+def residual_block(x, scope):
+    """``R k``: two reflect-padded 3x3 convs (norm, ReLU between; norm after) plus identity."""
+    k = int(x.shape[-1])
+    with _v1.variable_scope(scope):
+        y = conv2d(x, k, 3, 1, scope="conv1")
+        y = tf.nn.relu(instance_norm(y, scope="norm1"))
+        y = conv2d(y, k, 3, 1, scope="conv2")
+        y = instance_norm(y, scope="norm2")
+        return x + y
+
+
+def decoder(w_hat, config, noise=None, semantic=None, reuse=False, scope=DECODER_SCOPE):
+    """Decode ``w_hat`` ``[B, h, w, C]`` to an image ``[B, 16h, 16w, 3]`` in [-1, 1].
+
+    ``noise`` (``[B, h, w, C]``, from the noise generator) and ``semantic``
+    (``[B, h, w, semantic_channels]``, from the semantic encoder) are
+    concatenated to ``w_hat`` when given.
+    """
+    parts = [w_hat] + [t for t in (noise, semantic) if t is not None]
+    x = tf.concat(parts, axis=-1) if len(parts) > 1 else w_hat
+    f = config.filters[::-1]
+    with _v1.variable_scope(scope, reuse=reuse):
+        x = conv_norm_relu(x, f[0], 3, 1, "c3s1")
+        for i in range(config.residual_blocks):
+            x = residual_block(x, f"res{i + 1}")
+        for i, k in enumerate(f[1:], start=1):
+            with _v1.variable_scope(f"u{i}"):
+                x = conv2d_transpose(x, k, 3, 2)
+                x = tf.nn.relu(instance_norm(x))
+        x = conv2d(x, 3, 7, 1, scope="c7s1_out")
+        return tf.tanh(x)

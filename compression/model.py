@@ -1,0 +1,269 @@
+"""Graph assembly: image -> encoder -> quantiser -> (+ noise) -> decoder -> image, and D.
+
+Variables live under stable top-level scopes so checkpoints are portable:
+
+* ``generator/encoder/...``          the encoder E
+* ``generator/noise_generator/...``  the noise generator (``noisegen``)
+* ``generator/semantic_encoder/...`` the semantic branch (semantic models only)
+* ``generator/decoder/...``          the decoder G
+* ``discriminator/scale{s}/...``     the multiscale discriminator D
+* ``entropy_model/symbol_counts``    running per-channel symbol histogram ``[C, L]``
+* ``global_step``
+
+:func:`build_training_graph` wires everything with losses and Adam train
+ops; :func:`encode` and :func:`synthesize` are the two halves used for
+inference and by the codec.
+"""
+
+import dataclasses
+
+import tensorflow as tf
+
+from compression.decoder import decoder
+from compression.discriminator import multiscale_discriminator
+from compression.encoder import encoder
+from compression.entropy_model import UNIFORM_MIX
+from compression.losses import (
+    discriminator_loss,
+    distortion_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+)
+from compression.quantizer import dequantize, quantize, symbol_counts
+from compression.semantic import one_hot_labels, semantic_encoder
+from noisegen import dcgan_generator
+
+__all__ = [
+    "GENERATOR_SCOPE",
+    "ENTROPY_SCOPE",
+    "TrainingGraph",
+    "encode",
+    "synthesize",
+    "symbol_counts_variable",
+    "estimated_bits",
+    "build_training_graph",
+    "reconstruct_from_symbols",
+]
+
+GENERATOR_SCOPE = "generator"
+ENTROPY_SCOPE = "entropy_model"
+
+_v1 = tf.compat.v1
+
+
+def encode(images, config, reuse=_v1.AUTO_REUSE):
+    """``images`` ``[B, H, W, 3]`` in [-1, 1] -> ``(w, Quantized)``.
+
+    Both ``w`` and the quantised tensors have shape ``[B, H/16, W/16, C]``.
+    """
+    with _v1.variable_scope(GENERATOR_SCOPE, reuse=reuse):
+        w = encoder(images, config)
+    return w, quantize(w, config.centers, config.sigma)
+
+
+def _spatial_size(t):
+    """``(h, w)`` of a ``[B, h, w, C]`` tensor: Python ints when static, else int32 tensors."""
+    dyn = tf.shape(t)
+    h = t.shape[1] if t.shape[1] is not None else dyn[1]
+    w = t.shape[2] if t.shape[2] is not None else dyn[2]
+    return h, w
+
+
+def synthesize(w_hat, config, training, z=None, labels_one_hot=None, reuse=_v1.AUTO_REUSE):
+    """Decode ``w_hat`` ``[B, h, w, C]`` to ``(reconstruction [B, 16h, 16w, 3], noise)``.
+
+    ``z`` ``[B, noise_dim]`` feeds the noise generator when ``config.noise``
+    (``noise`` is None otherwise); ``labels_one_hot`` ``[B, 16h, 16w, K]`` is
+    required exactly when ``config.semantic_classes > 0``.
+    """
+    noise = semantic = None
+    with _v1.variable_scope(GENERATOR_SCOPE, reuse=reuse):
+        if config.noise:
+            if z is None:
+                raise ValueError("this config uses noise (config.noise=True); pass z")
+            noise = dcgan_generator(
+                z, config, training, config.channels, output_size=_spatial_size(w_hat)
+            )
+        if config.semantic_classes:
+            if labels_one_hot is None:
+                raise ValueError(
+                    f"this model is conditioned on semantic maps ({config.semantic_classes} "
+                    "classes); pass the label map"
+                )
+            semantic = semantic_encoder(labels_one_hot, config)
+        reconstruction = decoder(w_hat, config, noise=noise, semantic=semantic)
+    return reconstruction, noise
+
+
+def symbol_counts_variable(config):
+    """The running symbol histogram ``entropy_model/symbol_counts`` ``[C, L]`` (float64).
+
+    It is what the codec turns into per-channel probabilities, so every
+    checkpoint can code files.
+    """
+    with _v1.variable_scope(ENTROPY_SCOPE, reuse=_v1.AUTO_REUSE):
+        return _v1.get_variable(
+            "symbol_counts", [config.channels, config.num_centers], dtype=tf.float64,
+            initializer=_v1.zeros_initializer(), trainable=False,
+        )
+
+
+def estimated_bits(symbols, counts):
+    """Ideal code length in bits of ``symbols`` ``[B, h, w, C]`` under ``counts`` ``[C, L]``.
+
+    Uses the same smoothing as :func:`compression.entropy_model.probabilities_from_counts`
+    (every symbol has probability > 0), so it estimates the payload size.
+    """
+    num_centers = int(counts.shape[-1])
+    total = tf.reduce_sum(counts, axis=-1, keepdims=True)
+    empirical = tf.where(
+        tf.broadcast_to(total > 0, tf.shape(counts)),
+        counts / tf.maximum(total, 1e-300),
+        tf.fill(tf.shape(counts), tf.constant(1.0 / num_centers, tf.float64)),
+    )
+    probs = (1.0 - UNIFORM_MIX) * empirical + UNIFORM_MIX / num_centers
+    one_hot = tf.one_hot(symbols, num_centers, dtype=tf.float64)
+    per_symbol = tf.reduce_sum(one_hot * tf.math.log(probs), axis=-1)
+    return -tf.reduce_sum(per_symbol) / tf.math.log(tf.constant(2.0, tf.float64))
+
+
+@dataclasses.dataclass
+class TrainingGraph:
+    """Everything :func:`build_training_graph` made.
+
+    ``endpoints`` has ``w``, ``w_hat``, ``symbols``, ``noise`` (or None),
+    ``reconstruction`` and ``images``; ``losses`` has ``g_loss``, ``d_loss``,
+    ``distortion``, ``g_gan``, ``feature_matching``; ``metrics`` has
+    ``psnr``, ``bpp_bound`` and ``bpp_estimate``.  ``g_train_op`` updates only
+    generator-side variables (plus the histogram, EMA and global step),
+    ``d_train_op`` only the discriminator; ``train_op`` does both from one
+    forward pass, the way pix2pixHD does (G's loss sees D before this step's
+    D update).
+    """
+
+    config: object
+    endpoints: dict
+    losses: dict
+    metrics: dict
+    g_train_op: tf.Operation
+    d_train_op: tf.Operation
+    train_op: tf.Operation
+    global_step: tf.Variable
+    symbol_counts: tf.Variable
+    generator_variables: list
+    discriminator_variables: list
+    ema: object = None
+
+
+def _variables_under(scope):
+    return _v1.get_collection(_v1.GraphKeys.TRAINABLE_VARIABLES, scope=scope + "/")
+
+
+def build_training_graph(images, config, labels=None, z=None):
+    """Build the full training graph.
+
+    Args:
+      images: float32 ``[B, H, W, 3]`` in [-1, 1]; ``H``, ``W`` multiples of 16.
+      config: a :class:`~compression.config.CompressionConfig`.
+      labels: int ``[B, H, W]`` class ids, required iff ``config.semantic_classes``.
+      z: optional ``[B, noise_dim]``; default a fresh normal draw every step.
+
+    Returns:
+      a :class:`TrainingGraph`.
+    """
+    images = tf.convert_to_tensor(images, tf.float32)
+    batch = tf.shape(images)[0]
+    if config.semantic_classes and labels is None:
+        raise ValueError(
+            f"config.semantic_classes={config.semantic_classes} needs label maps; pass labels"
+        )
+    if labels is not None and not config.semantic_classes:
+        raise ValueError("labels given but config.semantic_classes is 0; set semantic_classes")
+    one_hot = one_hot_labels(labels, config.semantic_classes) if labels is not None else None
+    if config.noise and z is None:
+        z = tf.random.normal(tf.stack([batch, config.noise_dim]))
+
+    w, q = encode(images, config)
+    reconstruction, noise = synthesize(q.w_hat, config, True, z=z, labels_one_hot=one_hot)
+
+    d_real = multiscale_discriminator(images, config, one_hot, reuse=_v1.AUTO_REUSE)
+    d_fake_for_d = multiscale_discriminator(
+        tf.stop_gradient(reconstruction), config, one_hot, reuse=_v1.AUTO_REUSE
+    )
+    d_fake_for_g = multiscale_discriminator(reconstruction, config, one_hot, reuse=_v1.AUTO_REUSE)
+
+    global_step = _v1.train.get_or_create_global_step()
+    gan_on = tf.cast(global_step >= config.gan_start_step, tf.float32)
+    distortion = distortion_loss(images, reconstruction)
+    g_gan = generator_adversarial_loss(d_fake_for_g)
+    fm = feature_matching_loss(d_real, d_fake_for_g)
+    g_loss = config.lambda_mse * distortion + gan_on * (
+        config.lambda_gan * g_gan + config.lambda_fm * fm
+    )
+    d_loss = discriminator_loss(d_real, d_fake_for_d)
+
+    g_vars = _variables_under(GENERATOR_SCOPE)
+    d_vars = _variables_under("discriminator")
+    g_opt = _v1.train.AdamOptimizer(config.g_learning_rate, beta1=config.beta1, name="g_adam")
+    d_opt = _v1.train.AdamOptimizer(config.d_learning_rate, beta1=config.beta1, name="d_adam")
+    g_grads = g_opt.compute_gradients(g_loss, g_vars)
+    d_grads = d_opt.compute_gradients(d_loss, d_vars)
+
+    counts = symbol_counts_variable(config)
+    batch_counts = symbol_counts(q.symbols, config.num_centers)
+    ema = _v1.train.ExponentialMovingAverage(config.ema_decay) if config.ema_decay > 0 else None
+
+    def generator_update(dependencies):
+        with tf.control_dependencies(dependencies):
+            apply = g_opt.apply_gradients(g_grads, global_step=global_step)
+            hist = counts.assign(counts * config.histogram_decay + batch_counts)
+        updates = [apply, hist]
+        if ema is not None:
+            with tf.control_dependencies([apply]):
+                updates.append(ema.apply(g_vars))
+        return tf.group(*updates)
+
+    g_train_op = generator_update([])
+    d_train_op = d_opt.apply_gradients(d_grads)
+    # Both gradient sets are computed before either update is applied, so
+    # the combined op is deterministic (no read/write race on variables).
+    all_grads = [g for g, _ in g_grads + d_grads if g is not None]
+    with tf.control_dependencies(all_grads):
+        d_apply = d_opt.apply_gradients(d_grads)
+    train_op = tf.group(generator_update(all_grads), d_apply)
+
+    pixels = tf.cast(batch * tf.shape(images)[1] * tf.shape(images)[2], tf.float64)
+    mse_8bit = tf.reduce_mean(tf.square((images - reconstruction) * 127.5))
+    metrics = {
+        "psnr": 10.0 * tf.math.log(255.0**2 / tf.maximum(mse_8bit, 1e-10)) / tf.math.log(10.0),
+        "bpp_bound": tf.constant(config.bpp_bound(), tf.float64),
+        "bpp_estimate": estimated_bits(q.symbols, counts) / pixels,
+    }
+    return TrainingGraph(
+        config=config,
+        endpoints={
+            "images": images, "w": w, "w_hat": q.w_hat, "symbols": q.symbols,
+            "noise": noise, "reconstruction": reconstruction,
+        },
+        losses={
+            "g_loss": g_loss, "d_loss": d_loss, "distortion": distortion,
+            "g_gan": g_gan, "feature_matching": fm,
+        },
+        metrics=metrics,
+        g_train_op=g_train_op,
+        d_train_op=d_train_op,
+        train_op=train_op,
+        global_step=global_step,
+        symbol_counts=counts,
+        generator_variables=g_vars,
+        discriminator_variables=d_vars,
+        ema=ema,
+    )
+
+
+def reconstruct_from_symbols(symbols, config, z=None, labels_one_hot=None):
+    """Inference decode: int symbols ``[B, h, w, C]`` -> image ``[B, 16h, 16w, 3]`` in [-1, 1]."""
+    w_hat = dequantize(symbols, config.centers)
+    w_hat.set_shape([None, None, None, config.channels])
+    reconstruction, _ = synthesize(w_hat, config, False, z=z, labels_one_hot=labels_one_hot)
+    return reconstruction

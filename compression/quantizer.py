@@ -1,0 +1,46 @@
+"""The multi-centre quantiser (Agustsson et al. 2018, section 3.1; Mentzer et al. 2018).
+
+Forward: each entry of ``w`` becomes its nearest centre ``c_j``.  Backward:
+the gradient of the soft assignment
+``w_soft = sum_j c_j softmax(-sigma |w - c_j|)_j``, written as
+``w_soft + stop_gradient(w_hard - w_soft)``.  Nothing is rounded on top (a
+round has no gradient in TensorFlow, and an earlier implementation lost every
+encoder gradient that way).
+"""
+
+import collections
+
+import tensorflow as tf
+
+__all__ = ["Quantized", "quantize", "dequantize", "symbol_counts"]
+
+Quantized = collections.namedtuple("Quantized", ["w_hat", "symbols", "w_soft"])
+Quantized.__doc__ = """Result of :func:`quantize`.
+
+w_hat: float32 like ``w``, hard values forward, soft gradient backward.
+symbols: int32 like ``w``, the centre indices ``0..L-1`` the codec stores.
+w_soft: float32 like ``w``, the soft assignment.
+"""
+
+
+def quantize(w, centers, sigma=1.0):
+    """Quantise ``w`` ``[B, h, w, C]`` to the nearest of ``centers`` (length ``L``)."""
+    c = tf.constant(centers, tf.float32)
+    dist = tf.abs(tf.expand_dims(w, -1) - c)  # [B, h, w, C, L]
+    weights = tf.nn.softmax(-sigma * dist, axis=-1)
+    w_soft = tf.reduce_sum(weights * c, axis=-1)
+    symbols = tf.argmin(dist, axis=-1, output_type=tf.int32)
+    w_hard = tf.gather(c, symbols)
+    w_hat = w_soft + tf.stop_gradient(w_hard - w_soft)
+    return Quantized(w_hat=w_hat, symbols=symbols, w_soft=w_soft)
+
+
+def dequantize(symbols, centers):
+    """Map symbol indices (any shape, ints in ``0..L-1``) back to centre values."""
+    return tf.gather(tf.constant(centers, tf.float32), tf.cast(symbols, tf.int32))
+
+
+def symbol_counts(symbols, num_centers):
+    """Per-channel histogram ``[C, L]`` (float64) of ``symbols`` ``[B, h, w, C]``."""
+    one_hot = tf.one_hot(symbols, num_centers, dtype=tf.float64)  # [B, h, w, C, L]
+    return tf.reduce_sum(one_hot, axis=[0, 1, 2])

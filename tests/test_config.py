@@ -1,0 +1,189 @@
+"""compression.config: validation, serialisation and the bpp -> channels choice."""
+
+import dataclasses
+import json
+import math
+
+import pytest
+
+from compression.config import PAPER_WIDTHS, CompressionConfig
+from compression.errors import ConfigError
+
+TINY = dict(channels=4, width=0.125, residual_blocks=1, discriminator_width=0.125,
+            discriminator_scales=2, noise_dim=16, upsample_dim=32,
+            crop_height=64, crop_width=64)
+TINY_WITHOUT_CHANNELS = {k: v for k, v in TINY.items() if k != "channels"}
+
+
+def test_defaults_are_the_paper_model():
+    cfg = CompressionConfig()
+    assert cfg.channels == 8
+    assert cfg.centers == (-2.0, -1.0, 0.0, 1.0, 2.0)
+    assert cfg.num_centers == 5
+    assert cfg.filters == PAPER_WIDTHS == (60, 120, 240, 480, 960)
+    assert cfg.discriminator_filters == (64, 128, 256, 512)
+    assert cfg.residual_blocks == 9 and cfg.discriminator_scales == 3
+    assert cfg.crop_size == (512, 1024)
+    assert cfg.beta1 == 0.5
+    assert cfg.notes == ()
+
+
+def test_width_scales_filters():
+    assert CompressionConfig(width=0.25).filters == (15, 30, 60, 120, 240)
+    assert CompressionConfig(discriminator_width=0.125).discriminator_filters == (8, 16, 32, 64)
+
+
+@pytest.mark.parametrize("cfg", [
+    CompressionConfig(),
+    CompressionConfig(**TINY),
+    CompressionConfig(channels=3, centers=(-1.5, 0.25, 2), sigma=2.5, noise=False,
+                      semantic_classes=34, semantic_channels=4, ema_decay=0.999,
+                      gan_start_step=1000, lambda_fm=0),
+])
+def test_json_round_trip(cfg):
+    text = cfg.to_json()
+    back = CompressionConfig.from_json(text)
+    assert back == cfg
+    assert back.to_json() == text
+    payload = json.loads(text)
+    assert payload["format"] == "gcompress-config" and payload["version"] == 1
+    assert payload["config"]["centers"] == list(cfg.centers)
+    assert "_notes" not in payload["config"]
+
+
+def test_from_dict_accepts_bare_field_mapping():
+    cfg = CompressionConfig(**TINY)
+    assert CompressionConfig.from_dict(cfg.to_dict()) == cfg
+    assert CompressionConfig.from_json(json.dumps(cfg.to_dict())) == cfg
+
+
+def test_save_and_load(tmp_path):
+    cfg = CompressionConfig(**TINY, ema_decay=0.9)
+    path = tmp_path / "config.json"
+    cfg.save(str(path))
+    assert CompressionConfig.load(str(path)) == cfg
+    assert not (tmp_path / "config.json.tmp").exists()
+
+
+def test_config_is_immutable():
+    cfg = CompressionConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.channels = 4
+
+
+def test_ints_and_centres_are_normalised():
+    cfg = CompressionConfig(centers=[-1, 0, 1], sigma=2)
+    assert cfg.centers == (-1.0, 0.0, 1.0)
+    assert isinstance(cfg.sigma, float)
+
+
+@pytest.mark.parametrize("fields, field_name", [
+    (dict(channels=0), "channels"),
+    (dict(channels=-3), "channels"),
+    (dict(channels=True), "channels"),        # bool where an int is expected
+    (dict(channels=4.0), "channels"),
+    (dict(residual_blocks=False), "residual_blocks"),
+    (dict(batch_size=1.5), "batch_size"),
+    (dict(centers=(0.0,)), "centers"),          # fewer than two centres
+    (dict(centers=(-1.0, 0.0, 0.0, 1.0)), "centers"),  # duplicate
+    (dict(centers=(0.0, -1.0, 1.0)), "centers"),        # not sorted
+    (dict(centers="abc"), "centers"),
+    (dict(width=0.001), "width"),               # zero encoder channels
+    (dict(width=0.0), "width"),
+    (dict(discriminator_width=0.001), "discriminator_width"),
+    (dict(crop_height=100), "crop_height"),     # not a multiple of 16
+    (dict(crop_width=1000), "crop_width"),
+    (dict(lambda_mse=-1.0), "lambda_mse"),
+    (dict(lambda_fm=-0.5), "lambda_fm"),
+    (dict(lambda_gan=-2), "lambda_gan"),
+    (dict(g_learning_rate=-1e-4), "g_learning_rate"),
+    (dict(sigma=0.0), "sigma"),
+    (dict(sigma=float("nan")), "sigma"),
+    (dict(beta1=1.0), "beta1"),
+    (dict(ema_decay=1.0), "ema_decay"),
+    (dict(histogram_decay=-0.1), "histogram_decay"),
+    (dict(upsample_dim=12), "upsample_dim"),
+    (dict(noise="yes"), "noise"),
+    (dict(noise_dim=0), "noise_dim"),
+])
+def test_invalid_values_raise_config_error_naming_the_field(fields, field_name):
+    with pytest.raises(ConfigError, match=field_name) as info:
+        CompressionConfig(**fields)
+    assert isinstance(info.value, ValueError)
+
+
+def test_unknown_json_field_is_named():
+    data = CompressionConfig(**TINY).to_dict()
+    data["chanels"] = 4
+    with pytest.raises(ConfigError, match="chanels"):
+        CompressionConfig.from_dict(data)
+    payload = {"format": "gcompress-config", "version": 1, "config": data}
+    with pytest.raises(ConfigError, match="chanels"):
+        CompressionConfig.from_json(json.dumps(payload))
+
+
+def test_invalid_value_in_json_is_named():
+    data = CompressionConfig(**TINY).to_dict()
+    data["crop_width"] = 70
+    with pytest.raises(ConfigError, match="crop_width"):
+        CompressionConfig.from_json(json.dumps(data))
+
+
+def test_bad_json_and_newer_format_are_config_errors():
+    with pytest.raises(ConfigError, match="JSON"):
+        CompressionConfig.from_json("{not json")
+    with pytest.raises(ConfigError, match="object"):
+        CompressionConfig.from_json("[1, 2]")
+    newer = json.dumps({"format": "gcompress-config", "version": 99, "config": {}})
+    with pytest.raises(ConfigError, match="newer"):
+        CompressionConfig.from_json(newer)
+
+
+@pytest.mark.parametrize("channels, bound", [(2, 0.0181), (4, 0.0363), (8, 0.0726),
+                                             (16, 0.1451)])
+def test_bpp_bound(channels, bound):
+    cfg = CompressionConfig(channels=channels)
+    assert round(cfg.bpp_bound(), 4) == bound
+    assert cfg.bpp_bound() == pytest.approx(channels * math.log2(5) / 256)
+
+
+def test_bpp_bound_depends_on_number_of_centres():
+    cfg = CompressionConfig(channels=8, centers=(-1, 1))
+    assert cfg.bpp_bound() == pytest.approx(8 / 256)
+
+
+@pytest.mark.parametrize("bpp, channels", [
+    (0.018, 1), (0.036, 3), (0.072, 7), (0.0726, 8), (0.145, 15), (0.15, 16), (1.0, 110),
+])
+def test_for_bpp_picks_largest_channels_within_target(bpp, channels):
+    cfg = CompressionConfig.for_bpp(bpp)
+    assert cfg.channels == channels
+    assert cfg.bpp_bound() <= bpp
+    assert dataclasses.replace(cfg, channels=channels + 1).bpp_bound() > bpp
+    assert len(cfg.notes) == 1 and f"C={channels}" in cfg.notes[0]
+
+
+@pytest.mark.parametrize("channels", [1, 2, 4, 8, 16])
+def test_for_bpp_at_exact_bound_keeps_that_channel_count(channels):
+    bound = CompressionConfig(channels=channels).bpp_bound()
+    assert CompressionConfig.for_bpp(bound).channels == channels
+
+
+def test_for_bpp_passes_other_fields_and_notes_do_not_affect_equality():
+    cfg = CompressionConfig.for_bpp(0.05, **TINY_WITHOUT_CHANNELS)
+    assert cfg.channels == 5 and cfg.width == 0.125
+    assert cfg == CompressionConfig(**dict(TINY_WITHOUT_CHANNELS, channels=5))
+    # Fewer centres -> fewer bits per channel -> more channels for the same rate.
+    three = CompressionConfig.for_bpp(0.05, centers=(-1, 0, 1))
+    assert three.channels == math.floor(0.05 / (math.log2(3) / 256))
+
+
+@pytest.mark.parametrize("bpp", [0.005, 0.009, 0.0, -0.1, float("nan"), True, "0.07"])
+def test_for_bpp_rejects_unreachable_or_invalid_rates(bpp):
+    with pytest.raises(ConfigError, match="bpp"):
+        CompressionConfig.for_bpp(bpp)
+
+
+def test_for_bpp_refuses_explicit_channels():
+    with pytest.raises(ConfigError, match="channels"):
+        CompressionConfig.for_bpp(0.07, channels=4)

@@ -1,0 +1,93 @@
+"""compression.losses: LSGAN terms, distortion, feature matching."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from compression.discriminator import ScaleOutput
+from compression.losses import (
+    discriminator_loss,
+    distortion_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+)
+
+_v1 = tf.compat.v1
+
+
+def run(fetches):
+    with _v1.Session() as sess:
+        return sess.run(fetches)
+
+
+def scale(logits, features=()):
+    return ScaleOutput(logits=tf.constant(logits, tf.float32),
+                       features=[tf.constant(f, tf.float32) for f in features])
+
+
+def test_lsgan_values_on_hand_made_logits():
+    with tf.Graph().as_default():
+        real = [scale([[1.0, 3.0]]), scale([[0.0]])]
+        fake = [scale([[0.0, 2.0]]), scale([[1.0]])]
+        d_loss = discriminator_loss(real, fake)
+        g_loss = generator_adversarial_loss(fake)
+        d_val, g_val = run([d_loss, g_loss])
+    # D, scale 1: mean((1-1)^2, (3-1)^2) = 2, mean(0^2, 2^2) = 2; scale 2: 1 + 1.
+    assert d_val == pytest.approx(6.0)
+    # G, scale 1: mean((0-1)^2, (2-1)^2) = 1; scale 2: (1-1)^2 = 0.
+    assert g_val == pytest.approx(1.0)
+
+
+def test_lsgan_optima_are_zero():
+    with tf.Graph().as_default():
+        ones, zeros = np.ones((2, 3, 3, 1)), np.zeros((2, 3, 3, 1))
+        d_perfect = discriminator_loss([scale(ones)] * 3, [scale(zeros)] * 3)
+        g_perfect = generator_adversarial_loss([scale(ones)] * 3)
+        g_worst = generator_adversarial_loss([scale(zeros)] * 3)
+        assert run([d_perfect, g_perfect, g_worst]) == pytest.approx([0.0, 0.0, 3.0])
+
+
+def test_discriminator_loss_gradient_reaches_real_and_fake_logits():
+    with tf.Graph().as_default():
+        r = tf.constant([[0.5]])
+        f = tf.constant([[0.5]])
+        loss = discriminator_loss([ScaleOutput(r, [])], [ScaleOutput(f, [])])
+        g_r, g_f = run(tf.gradients(loss, [r, f]))
+    assert g_r == pytest.approx(-1.0)  # d/dr (r-1)^2 at 0.5
+    assert g_f == pytest.approx(1.0)   # d/df f^2 at 0.5
+
+
+def test_distortion_is_mse():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (2, 8, 16, 3)).astype(np.float32)
+    y = rng.uniform(-1, 1, (2, 8, 16, 3)).astype(np.float32)
+    with tf.Graph().as_default():
+        value, same = run([distortion_loss(x, y), distortion_loss(x, x)])
+    assert value == pytest.approx(np.mean((x - y) ** 2), rel=1e-6)
+    assert same == 0.0
+    # All-black vs all-white in [-1, 1] is the maximum, 4.
+    with tf.Graph().as_default():
+        assert run(distortion_loss(-np.ones((1, 2, 2, 3)), np.ones((1, 2, 2, 3)))) == 4.0
+
+
+def test_feature_matching_values():
+    a1, a2 = np.zeros((1, 2, 2, 4)), np.ones((1, 1, 1, 8))
+    with tf.Graph().as_default():
+        real = [scale([[0.0]], [a1, a2]), scale([[0.0]], [a1, a2])]
+        identical = feature_matching_loss(real, real)
+        # Layer 1 differs by 2 everywhere, layer 2 by 0; scale 2 identical.
+        fake = [scale([[0.0]], [a1 + 2.0, a2]), scale([[0.0]], [a1, a2])]
+        different = feature_matching_loss(real, fake)
+        assert run([identical, different]) == pytest.approx([0.0, 2.0 / 4])
+
+
+def test_feature_matching_gradient_flows_into_fake_only():
+    with tf.Graph().as_default():
+        fr = tf.constant(np.full((1, 2, 2, 3), 1.0, np.float32))
+        ff = tf.constant(np.full((1, 2, 2, 3), 0.5, np.float32))
+        loss = feature_matching_loss([ScaleOutput(tf.zeros([1, 1]), [fr])],
+                                     [ScaleOutput(tf.zeros([1, 1]), [ff])])
+        g_real, g_fake = tf.gradients(loss, [fr, ff])
+        assert g_real is None
+        g_fake = run(g_fake)
+    np.testing.assert_allclose(g_fake, -1.0 / 12)  # d/dff mean|fr - ff| with ff < fr

@@ -1,0 +1,376 @@
+"""compression.model: the training graph, its train ops, variable layout and inference halves."""
+
+import math
+import re
+import types
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from compression import entropy_model
+from compression.config import CompressionConfig
+from compression.model import (
+    build_training_graph,
+    encode,
+    estimated_bits,
+    reconstruct_from_symbols,
+    synthesize,
+)
+from noisegen import sample_noise
+
+_v1 = tf.compat.v1
+
+TINY = dict(channels=4, width=0.125, residual_blocks=1, discriminator_width=0.125,
+            discriminator_scales=2, noise_dim=16, upsample_dim=32,
+            crop_height=64, crop_width=64)
+EMA_SUFFIX = "/ExponentialMovingAverage"
+
+
+def smooth_batch(batch, height, width, seed=0):
+    """Low-frequency colour images in [-1, 1] (easy to reconstruct, like real photos)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width] / max(height, width)
+    images = []
+    for _ in range(batch):
+        f = rng.uniform(1, 4, size=(3, 2))
+        p = rng.uniform(0, 2 * np.pi, size=3)
+        images.append(np.stack(
+            [np.sin(2 * f[c, 0] * xx + f[c, 1] * yy + p[c]) for c in range(3)], -1))
+    return (0.8 * np.asarray(images)).astype(np.float32)
+
+
+def snapshot(sess):
+    variables = _v1.global_variables()
+    return dict(zip((v.op.name for v in variables), sess.run(variables), strict=True))
+
+
+def changed(before, after):
+    return {name for name in before if not np.array_equal(before[name], after[name])}
+
+
+def under(names, prefix):
+    return {n for n in names if n.startswith(prefix)}
+
+
+def is_slot_or_shadow(name):
+    return name.endswith(("/g_adam", "/g_adam_1", "/d_adam", "/d_adam_1", EMA_SUFFIX))
+
+
+# --- one small model, stepped g -> d -> both, state recorded after each ------
+
+
+@pytest.fixture(scope="module")
+def run():
+    cfg = CompressionConfig(**TINY, ema_decay=0.9)
+    batch = smooth_batch(2, 64, 64)
+    graph = tf.Graph()
+    with graph.as_default():
+        _v1.set_random_seed(0)
+        images = _v1.placeholder(tf.float32, [2, 64, 64, 3], name="images")
+        g = build_training_graph(images, cfg)
+        # The two inference halves, sharing the training graph's variables.
+        z = sample_noise(2, cfg.noise_dim, 1234)
+        _, q = encode(images, cfg)
+        recon_inference, _ = synthesize(q.w_hat, cfg, False, z=z)
+        symbols_in = _v1.placeholder(tf.int32, [None, None, None, cfg.channels])
+        recon_from_symbols = reconstruct_from_symbols(symbols_in, cfg, z=z)
+        sess = _v1.Session(graph=graph)
+        sess.run(_v1.global_variables_initializer())
+        feed = {images: batch}
+        states = [snapshot(sess)]
+        _, g_symbols = sess.run([g.g_train_op, g.endpoints["symbols"]], feed)
+        states.append(snapshot(sess))
+        sess.run(g.d_train_op, feed)
+        states.append(snapshot(sess))
+        sess.run(g.train_op, feed)
+        states.append(snapshot(sess))
+        yield types.SimpleNamespace(
+            cfg=cfg, graph=graph, sess=sess, g=g, feed=feed, images=images, states=states,
+            g_symbols=g_symbols, q=q, recon_inference=recon_inference,
+            symbols_in=symbols_in, recon_from_symbols=recon_from_symbols,
+        )
+        sess.close()
+
+
+def test_endpoint_static_shapes(run):
+    ep = run.g.endpoints
+    for name in ("w", "w_hat", "symbols", "noise"):
+        assert ep[name].shape.as_list() == [2, 4, 4, 4], name
+    assert ep["reconstruction"].shape.as_list() == [2, 64, 64, 3]
+    assert ep["symbols"].dtype == tf.int32
+    for name, t in run.g.losses.items():
+        assert t.shape.rank == 0, name
+
+
+def test_symbols_in_range_and_map_back_to_w_hat(run):
+    with run.graph.as_default():
+        w, w_hat, symbols, losses, metrics = run.sess.run(
+            [run.g.endpoints["w"], run.g.endpoints["w_hat"], run.g.endpoints["symbols"],
+             run.g.losses, run.g.metrics], run.feed)
+    assert symbols.min() >= 0 and symbols.max() < run.cfg.num_centers
+    np.testing.assert_array_equal(w_hat, np.asarray(run.cfg.centers, np.float32)[symbols])
+    assert np.all(np.abs(w - w_hat) <= 0.5 + 1e-6) or np.abs(w).max() > 2
+    assert all(np.isfinite(v) for v in losses.values())
+    assert metrics["bpp_bound"] == pytest.approx(run.cfg.bpp_bound())
+    assert 0 < metrics["psnr"] < 100
+
+
+def test_g_step_changes_generator_histogram_and_step_only(run):
+    before, after = run.states[0], run.states[1]
+    diff = changed(before, after)
+    for part in ("encoder", "noise_generator", "decoder"):
+        weights = {n for n in before if n.startswith(f"generator/{part}/")
+                   and n.endswith("/weights")}
+        assert weights and weights <= diff, part
+    assert not under(diff, "discriminator/")
+    assert after["global_step"] == before["global_step"] + 1 == 1
+    # The histogram starts at zero, so after one step it is that step's histogram.
+    counts = after["entropy_model/symbol_counts"]
+    expected = np.stack([np.bincount(run.g_symbols[..., c].ravel(), minlength=5)
+                         for c in range(run.cfg.channels)])
+    np.testing.assert_array_equal(counts, expected)
+
+
+def test_d_step_changes_discriminator_only(run):
+    before, after = run.states[1], run.states[2]
+    diff = changed(before, after)
+    d_weights = {n for n in before if n.startswith("discriminator/") and n.endswith("/weights")
+                 and not is_slot_or_shadow(n)}
+    assert d_weights and d_weights <= diff
+    trainable = {v.op.name for v in run.g.generator_variables}
+    assert not (diff & trainable)
+    assert not {n for n in diff if n.endswith(("/g_adam", "/g_adam_1", EMA_SUFFIX))}
+    assert "entropy_model/symbol_counts" not in diff
+    assert "global_step" not in diff
+    # Only the noise generator's batch-norm moving statistics may move on the
+    # generator side (D's step runs G forward in training mode).
+    for name in under(diff, "generator/"):
+        assert re.search(r"BatchNorm/moving_(mean|variance)$", name), name
+
+
+def test_train_op_updates_both_and_counts_one_step(run):
+    before, after = run.states[2], run.states[3]
+    diff = changed(before, after)
+    assert {n for n in under(diff, "discriminator/") if n.endswith("/weights")}
+    for part in ("encoder", "noise_generator", "decoder"):
+        assert {n for n in under(diff, f"generator/{part}/") if n.endswith("/weights")}, part
+    assert "entropy_model/symbol_counts" in diff
+    assert after["global_step"] == before["global_step"] + 1 == 2
+
+
+def test_ema_shadows_exist_and_track_the_weights(run):
+    s0, s1, s2 = run.states[0], run.states[1], run.states[2]
+    generator = [v.op.name for v in run.g.generator_variables]
+    assert generator
+    for name in generator:
+        shadow = name + EMA_SUFFIX
+        assert shadow in s0, shadow
+        np.testing.assert_array_equal(s0[shadow], s0[name])  # starts at the initial value
+        # decay 0.9: shadow <- 0.9 shadow + 0.1 new weight
+        np.testing.assert_allclose(s1[shadow], 0.9 * s0[name] + 0.1 * s1[name],
+                                   rtol=1e-5, atol=1e-7)
+        np.testing.assert_array_equal(s2[shadow], s1[shadow])  # a D step leaves them
+    moved = [n for n in generator if n.endswith("/weights")]
+    assert all(not np.array_equal(s1[n + EMA_SUFFIX], s0[n + EMA_SUFFIX]) for n in moved)
+    assert not any(n.startswith("discriminator/") and n.endswith(EMA_SUFFIX) for n in s0)
+
+
+def test_variable_scopes_are_the_stable_ones(run):
+    names = set(run.states[0])
+    top = ("generator/encoder/", "generator/noise_generator/", "generator/decoder/",
+           "discriminator/scale1/", "discriminator/scale2/")
+    for name in names:
+        if name in ("global_step", "entropy_model/symbol_counts"):
+            continue
+        if re.fullmatch(r"beta[12]_power(_1)?", name):  # Adam's power accumulators
+            continue
+        base = re.sub(r"/(g_adam|g_adam_1|d_adam|d_adam_1|ExponentialMovingAverage)$", "",
+                      name)
+        assert base.startswith(top), name
+        assert base in names, name  # slots and shadows belong to a real variable
+        if name.endswith(("/g_adam", "/g_adam_1", EMA_SUFFIX)):
+            assert base.startswith("generator/"), name
+        if name.endswith(("/d_adam", "/d_adam_1")):
+            assert base.startswith("discriminator/"), name
+    for prefix in top:
+        assert under(names, prefix), prefix
+    trainable = {v.op.name for v in _trainable(run.graph)}
+    g_vars = {v.op.name for v in run.g.generator_variables}
+    d_vars = {v.op.name for v in run.g.discriminator_variables}
+    assert g_vars | d_vars == trainable and not g_vars & d_vars
+    assert all(n.startswith("generator/") for n in g_vars)
+    assert all(n.startswith("discriminator/") for n in d_vars)
+
+
+def _trainable(graph):
+    return graph.get_collection(_v1.GraphKeys.TRAINABLE_VARIABLES)
+
+
+def test_estimated_bits_matches_entropy_model(run):
+    rng = np.random.default_rng(5)
+    counts = rng.integers(0, 1000, size=(run.cfg.channels, run.cfg.num_centers)).astype(float)
+    counts[0, 1] = 0.0  # a symbol never seen in training still gets p > 0
+    counts[2] = 0.0     # an empty row is uniform
+    with run.graph.as_default():
+        run.g.symbol_counts.load(counts, run.sess)
+        symbols, bpp, bits_zero = run.sess.run(
+            [run.g.endpoints["symbols"], run.g.metrics["bpp_estimate"],
+             estimated_bits(run.g.endpoints["symbols"],
+                            tf.zeros([run.cfg.channels, run.cfg.num_centers], tf.float64))],
+            run.feed)
+    probs = entropy_model.probabilities_from_counts(counts)
+    expected = sum(entropy_model.estimated_bits(s, probs) for s in symbols)
+    pixels = 2 * 64 * 64
+    np.testing.assert_allclose(bpp * pixels, expected, rtol=1e-6)
+    assert bits_zero == pytest.approx(symbols.size * math.log2(run.cfg.num_centers), rel=1e-9)
+
+
+def test_reconstruct_from_symbols_reproduces_inference(run):
+    with run.graph.as_default():
+        symbols, recon = run.sess.run([run.q.symbols, run.recon_inference], run.feed)
+        again = run.sess.run(run.recon_from_symbols, {run.symbols_in: symbols})
+    assert again.shape == recon.shape == (2, 64, 64, 3)
+    np.testing.assert_allclose(again, recon, atol=1e-5)
+
+
+# --- separate graphs ---------------------------------------------------------
+
+
+def test_endpoint_shapes_for_several_image_sizes():
+    cfg = CompressionConfig(**TINY)
+    with tf.Graph().as_default():
+        images = _v1.placeholder(tf.float32, [None, None, None, 3])
+        g = build_training_graph(images, cfg)
+        ep = g.endpoints
+        with _v1.Session() as sess:
+            sess.run(_v1.global_variables_initializer())
+            for b, h, w in [(1, 32, 96), (2, 48, 16), (1, 16, 32)]:
+                out, losses = sess.run([ep, g.losses],
+                                       {images: smooth_batch(b, h, w, seed=h)})
+                bottleneck = (b, h // 16, w // 16, cfg.channels)
+                for name in ("w", "w_hat", "symbols", "noise"):
+                    assert out[name].shape == bottleneck, (name, h, w)
+                assert out["reconstruction"].shape == (b, h, w, 3)
+                assert all(np.isfinite(v) for v in losses.values())
+
+
+def test_without_noise_and_distortion_goes_down():
+    """No noise generator; with the GAN terms gated off, G steps fit a fixed batch."""
+    cfg = CompressionConfig(**TINY, noise=False, gan_start_step=10**6, g_learning_rate=1e-3)
+    batch = smooth_batch(2, 32, 64, seed=3)
+    with tf.Graph().as_default():
+        _v1.set_random_seed(1)
+        g = build_training_graph(tf.constant(batch), cfg)
+        assert g.endpoints["noise"] is None
+        names = {v.op.name for v in _v1.global_variables()}
+        assert not under(names, "generator/noise_generator")
+        c3s1 = [v for v in g.generator_variables if v.op.name == "generator/decoder/c3s1/weights"]
+        assert c3s1[0].shape.as_list() == [3, 3, cfg.channels, cfg.filters[-1]]
+        with _v1.Session() as sess:
+            sess.run(_v1.global_variables_initializer())
+            first, g_loss = sess.run([g.losses["distortion"], g.losses["g_loss"]])
+            assert g_loss == pytest.approx(cfg.lambda_mse * first, rel=1e-6)  # GAN gated off
+            for _ in range(40):
+                sess.run(g.g_train_op)
+            last = sess.run(g.losses["distortion"])
+    assert last < 0.7 * first, (first, last)
+
+
+def test_semantic_conditioning_trains_and_checks_label_ids():
+    cfg = CompressionConfig(**TINY, semantic_classes=3, semantic_channels=2)
+    rng = np.random.default_rng(0)
+    with tf.Graph().as_default():
+        images = _v1.placeholder(tf.float32, [2, 64, 64, 3])
+        labels = _v1.placeholder(tf.int32, [2, 64, 64])
+        g = build_training_graph(images, cfg, labels=labels)
+        shapes = {v.op.name: v.shape.as_list() for v in _trainable(_v1.get_default_graph())}
+        assert under(set(shapes), "generator/semantic_encoder/")
+        assert shapes["discriminator/scale1/conv1/weights"][2] == 3 + 3
+        assert shapes["generator/decoder/c3s1/weights"][2] == 4 + 4 + 2
+        sem = [v for v in g.generator_variables if v.op.name.startswith(
+            "generator/semantic_encoder/") and v.op.name.endswith("/weights")]
+        with _v1.Session() as sess:
+            sess.run(_v1.global_variables_initializer())
+            before = sess.run(sem)
+            feed = {images: smooth_batch(2, 64, 64), labels: rng.integers(0, 3, (2, 64, 64))}
+            sess.run(g.train_op, feed)
+            after = sess.run(sem)
+            assert all(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+            assert sess.run(g.global_step) == 1
+            bad = feed[labels].copy()
+            bad[1, 10, 10] = 3
+            with pytest.raises(tf.errors.InvalidArgumentError, match="--classes"):
+                sess.run(g.train_op, {images: feed[images], labels: bad})
+            bad[1, 10, 10] = -1
+            with pytest.raises(tf.errors.InvalidArgumentError, match="negative"):
+                sess.run(g.train_op, {images: feed[images], labels: bad})
+
+
+def test_labels_must_match_semantic_config():
+    with tf.Graph().as_default():
+        images = _v1.placeholder(tf.float32, [1, 32, 32, 3])
+        labels = _v1.placeholder(tf.int32, [1, 32, 32])
+        with pytest.raises(ValueError, match="semantic_classes"):
+            build_training_graph(images, CompressionConfig(**TINY), labels=labels)
+    with tf.Graph().as_default():
+        images = _v1.placeholder(tf.float32, [1, 32, 32, 3])
+        with pytest.raises(ValueError, match="label"):
+            build_training_graph(images, CompressionConfig(**TINY, semantic_classes=3))
+
+
+# --- the canonical full-width model: built, never run --------------------------
+
+
+def conv_params(k, cin, cout):
+    return k * k * cin * cout + cout
+
+
+def norm_params(c):
+    return 2 * c  # beta, gamma
+
+
+def expected_canonical_params():
+    """Parameter counts of appendix A's layer tables, written out independently."""
+    c, f = 8, (60, 120, 240, 480, 960)
+    encoder = conv_params(7, 3, 60) + norm_params(60)
+    for cin, cout in zip(f[:-1], f[1:], strict=True):
+        encoder += conv_params(3, cin, cout) + norm_params(cout)
+    encoder += conv_params(3, 960, c)
+    noise = 128 * (4 * 8 * 256) + 4 * 8 * 256 + norm_params(4 * 8 * 256)
+    for cin, cout in ((256, 128), (128, 64), (64, 32)):
+        noise += conv_params(5, cin, cout) + norm_params(cout)
+    noise += conv_params(7, 32, c)
+    decoder = conv_params(3, c + c, 960) + norm_params(960)
+    decoder += 9 * 2 * (conv_params(3, 960, 960) + norm_params(960))
+    for cin, cout in ((960, 480), (480, 240), (240, 120), (120, 60)):
+        decoder += conv_params(3, cin, cout) + norm_params(cout)
+    decoder += conv_params(7, 60, 3)
+    d_scale = conv_params(4, 3, 64)
+    for cin, cout in ((64, 128), (128, 256), (256, 512)):
+        d_scale += conv_params(4, cin, cout) + norm_params(cout)
+    d_scale += conv_params(4, 512, 1)
+    return {"generator/encoder": encoder, "generator/noise_generator": noise,
+            "generator/decoder": decoder, "discriminator": 3 * d_scale}
+
+
+def test_canonical_model_builds_with_paper_parameter_counts():
+    cfg = CompressionConfig()
+    with tf.Graph().as_default() as graph:
+        g = build_training_graph(_v1.placeholder(tf.float32, [1, 512, 1024, 3]), cfg)
+        assert g.endpoints["w"].shape.as_list() == [1, 32, 64, 8]
+        assert g.endpoints["noise"].shape.as_list() == [1, 32, 64, 8]
+        assert g.endpoints["reconstruction"].shape.as_list() == [1, 512, 1024, 3]
+        variables = _trainable(graph)
+    expected = expected_canonical_params()
+    counts = {
+        scope: sum(v.shape.num_elements() for v in variables
+                   if v.op.name.startswith(scope + "/"))
+        for scope in expected
+    }
+    print("\ncanonical trainable parameters (width 1.0, C=8, 512x1024):")
+    for scope, n in counts.items():
+        print(f"  {scope:28s} {n:>12,d}")
+    print(f"  {'total':28s} {sum(counts.values()):>12,d}")
+    assert counts == expected
+    assert sum(counts.values()) == sum(v.shape.num_elements() for v in variables)
