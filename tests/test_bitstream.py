@@ -1,0 +1,439 @@
+"""Tests for compression.bitstream: the .gcz container and file I/O."""
+
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from compression import bitstream
+from compression.bitstream import (
+    FLAG_SELECTIVE_MASK,
+    FLAG_SEMANTIC_MAP,
+    HEADER_SIZE,
+    MAGIC,
+    MAX_SYMBOLS,
+    Header,
+    fingerprint,
+    fingerprint_hex,
+    pack,
+    read_file,
+    unpack,
+    write_file,
+)
+from compression.entropy_model import (
+    decode_symbols,
+    encode_symbols,
+    probabilities_from_counts,
+)
+from compression.errors import (
+    BitstreamError,
+    CompressionError,
+    CorruptFileError,
+    NotAGczFileError,
+    TruncatedFileError,
+    UnsupportedVersionError,
+)
+
+FP = bytes(range(16))
+FIELDS = {
+    "fingerprint": FP,
+    "image_height": 100,
+    "image_width": 180,
+    "bottleneck_channels": 3,
+    "bottleneck_height": 7,
+    "bottleneck_width": 12,
+    "num_centers": 5,
+    "seed": 0x0123456789ABCDEF,
+}
+# Byte offsets of header fields (see docs/format.md).
+VERSION_AT, FLAGS_AT, SEED_AT = 4, 5, 38
+
+
+def make_header(**changes) -> Header:
+    return Header(**{**FIELDS, **changes})
+
+
+def raw_file(
+    *,
+    magic=MAGIC,
+    version=1,
+    flags=0,
+    fp=FP,
+    image=(100, 180),
+    bottleneck=(3, 7, 12),
+    centers=5,
+    seed=1,
+    payload=b"payload!",
+) -> bytes:
+    """Hand-built file with a correct CRC, bypassing Header validation."""
+    body = struct.pack(
+        ">4sBH16sIIHHHBQI", magic, version, flags, fp, *image, *bottleneck,
+        centers, seed, len(payload),
+    ) + payload
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+def with_fixed_crc(data: bytes) -> bytes:
+    """Recompute the trailing CRC after editing ``data``."""
+    return data[:-4] + struct.pack(">I", zlib.crc32(data[:-4]))
+
+
+@pytest.fixture
+def valid_file() -> bytes:
+    return pack(make_header(), b"\x01\x02\x03\x04\x05\x06\x07\x08")
+
+
+# --- Header ----------------------------------------------------------------
+
+
+def test_header_size_and_layout():
+    assert HEADER_SIZE == 50
+    data = pack(make_header(flags=FLAG_SEMANTIC_MAP), b"xyz")
+    assert len(data) == HEADER_SIZE + 3 + 4
+    assert data[:4] == MAGIC
+    assert data[VERSION_AT] == 1
+    assert data[FLAGS_AT:FLAGS_AT + 2] == b"\x00\x01"
+    assert data[7:23] == FP
+    assert data[23:31] == struct.pack(">II", 100, 180)
+    assert data[31:37] == struct.pack(">HHH", 3, 7, 12)
+    assert data[37] == 5
+    assert data[SEED_AT:46] == struct.pack(">Q", FIELDS["seed"])
+    assert data[46:50] == struct.pack(">I", 3)
+    assert data[50:53] == b"xyz"
+    assert data[53:] == struct.pack(">I", zlib.crc32(data[:53]))
+
+
+@pytest.mark.parametrize("payload", [b"", b"a", bytes(range(256)) * 3])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"flags": FLAG_SEMANTIC_MAP | FLAG_SELECTIVE_MASK},
+        {"image_height": 1, "image_width": 1, "bottleneck_channels": 1,
+         "bottleneck_height": 1, "bottleneck_width": 1, "num_centers": 2, "seed": 0},
+        {"image_height": 2**32 - 1, "image_width": 2**32 - 1,
+         "bottleneck_channels": 2**15, "bottleneck_height": 2**16 - 1,
+         "bottleneck_width": 1, "num_centers": 255, "seed": 2**64 - 1},
+    ],
+)
+def test_pack_unpack_round_trip(payload, changes):
+    header = make_header(**changes)
+    parsed, parsed_payload = unpack(pack(header, payload))
+    assert parsed == header
+    assert parsed_payload == payload
+
+
+def test_header_normalises_numpy_values():
+    header = make_header(image_height=np.int64(5), fingerprint=bytearray(FP))
+    assert type(header.image_height) is int
+    assert type(header.fingerprint) is bytes
+    assert header.bottleneck_shape == (7, 12, 3)
+    assert header.version == 1
+    assert header.flags == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("image_height", 0),
+        ("image_width", 2**32),
+        ("bottleneck_channels", 0),
+        ("bottleneck_height", 2**16),
+        ("bottleneck_width", -1),
+        ("num_centers", 1),
+        ("num_centers", 256),
+        ("seed", -1),
+        ("seed", 2**64),
+        ("flags", 2**16),
+        ("flags", 4),
+        ("version", 2),
+        ("version", 0),
+    ],
+)
+def test_header_rejects_out_of_range_fields(field, value):
+    with pytest.raises(ValueError, match=field):
+        make_header(**{field: value})
+
+
+def test_header_rejects_wrong_types_and_sizes():
+    with pytest.raises(ValueError, match="fingerprint"):
+        make_header(fingerprint=b"short")
+    with pytest.raises(TypeError, match="fingerprint"):
+        make_header(fingerprint=3.5)
+    with pytest.raises(TypeError, match="image_width"):
+        make_header(image_width=2.0)
+    with pytest.raises(TypeError, match="seed"):
+        make_header(seed=True)
+    with pytest.raises(ValueError, match="maximum"):
+        make_header(bottleneck_height=2**16 - 1, bottleneck_width=2**16 - 1)
+    # Exactly MAX_SYMBOLS is allowed.
+    make_header(bottleneck_height=2**15, bottleneck_width=2**15, bottleneck_channels=2)
+    assert 2**15 * 2**15 * 2 == MAX_SYMBOLS
+    with pytest.raises(TypeError):
+        pack("not a header", b"")
+
+
+# --- unpack errors ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data", [b"PK\x03\x04" + bytes(60), b"\x89PNG\r\n\x1a\n" + bytes(60), b"GCZ\x89" * 20,
+             b"ab", b"\x89GX", b"\x00"]
+)
+def test_wrong_magic(data):
+    with pytest.raises(NotAGczFileError, match="not a .gcz file"):
+        unpack(data)
+
+
+def test_every_truncation_is_reported(valid_file):
+    for length in range(len(valid_file)):
+        with pytest.raises(TruncatedFileError):
+            unpack(valid_file[:length])
+
+
+def test_truncation_message_gives_sizes(valid_file):
+    with pytest.raises(TruncatedFileError, match=f"expected {len(valid_file)} bytes.*found 55"):
+        unpack(valid_file[:55])
+    with pytest.raises(TruncatedFileError, match=f"at least {HEADER_SIZE} bytes.*found 20"):
+        unpack(valid_file[:20])
+
+
+@pytest.mark.parametrize("position", [FLAGS_AT, 7, 20, 30, 37, SEED_AT, 50, 57, -4, -1])
+def test_crc_detects_flips(valid_file, position):
+    data = bytearray(valid_file)
+    data[position] ^= 0x10
+    with pytest.raises(CorruptFileError, match="CRC32"):
+        unpack(bytes(data))
+
+
+@pytest.mark.parametrize(("mask", "error"), [(0x10, TruncatedFileError), (0x08, CorruptFileError)])
+def test_damaged_payload_length(valid_file, mask, error):
+    # A larger length looks like truncation, a smaller one fails the CRC.
+    data = bytearray(valid_file)
+    data[49] ^= mask
+    with pytest.raises(error):
+        unpack(bytes(data))
+
+
+@pytest.mark.parametrize("version", [0, 2, 255])
+def test_unsupported_version(valid_file, version):
+    data = bytearray(valid_file)
+    data[VERSION_AT] = version
+    # Whether or not the CRC was updated, the version is reported first.
+    for candidate in (bytes(data), with_fixed_crc(bytes(data)), bytes(data[:10])):
+        with pytest.raises(UnsupportedVersionError, match=f"version {version}.*supports version 1"):
+            unpack(candidate)
+
+
+@pytest.mark.parametrize("flags", [4, 0x8000, 0xFFFF, 0x0103])
+def test_unknown_flag_bits(flags):
+    with pytest.raises(UnsupportedVersionError, match="flags"):
+        unpack(raw_file(flags=flags))
+
+
+def test_known_flag_bits_accepted():
+    header, _ = unpack(raw_file(flags=FLAG_SEMANTIC_MAP | FLAG_SELECTIVE_MASK))
+    assert header.flags == 3
+
+
+@pytest.mark.parametrize("extra", [b"\0", b"garbage", bytes(1000)])
+def test_trailing_bytes(valid_file, extra):
+    with pytest.raises(CorruptFileError, match="after the CRC"):
+        unpack(valid_file + extra)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"image": (0, 10)},
+        {"image": (10, 0)},
+        {"bottleneck": (0, 1, 1)},
+        {"bottleneck": (1, 0, 1)},
+        {"bottleneck": (1, 1, 0)},
+        {"centers": 0},
+        {"centers": 1},
+        {"bottleneck": (2**16 - 1, 2**16 - 1, 2**16 - 1)},
+    ],
+)
+def test_out_of_bounds_fields_are_corrupt(kwargs):
+    with pytest.raises(CorruptFileError, match="corrupt"):
+        unpack(raw_file(**kwargs))
+
+
+def test_raw_file_helper_matches_pack():
+    header = make_header(seed=1)
+    assert raw_file(seed=1, payload=b"p") == pack(header, b"p")
+
+
+def test_random_damage_only_raises_bitstream_errors():
+    """Flips, truncations, appends: only BitstreamError, through the decoder too."""
+    rng = np.random.default_rng(11)
+    counts = rng.dirichlet(np.full(5, 0.3), size=4) * 1000
+    probs = probabilities_from_counts(counts)
+    symbols = rng.integers(0, 5, size=(6, 9, 4))
+    header = make_header(bottleneck_channels=4, bottleneck_height=6, bottleneck_width=9)
+    good = pack(header, encode_symbols(symbols, probs))
+
+    def decode_all(data: bytes) -> None:
+        parsed, payload = unpack(data)
+        out = decode_symbols(payload, parsed.bottleneck_shape, probs)
+        assert out.shape == (6, 9, 4)
+
+    decode_all(good)
+    failures = 0
+    for trial in range(400):
+        data = bytearray(good)
+        kind = trial % 4
+        if kind == 0:  # flip 1-3 bytes anywhere
+            for pos in rng.integers(0, len(data), size=rng.integers(1, 4)):
+                data[pos] ^= int(rng.integers(1, 256))
+        elif kind == 1:  # truncate
+            del data[int(rng.integers(0, len(data))):]
+        elif kind == 2:  # append garbage
+            data += rng.bytes(int(rng.integers(1, 20)))
+        else:  # damage the payload but keep the CRC valid: reaches the decoder
+            for pos in rng.integers(HEADER_SIZE, len(data) - 4, size=rng.integers(1, 6)):
+                data[pos] = int(rng.integers(0, 256))
+            data = bytearray(with_fixed_crc(bytes(data)))
+        try:
+            decode_all(bytes(data))
+        except BitstreamError:
+            failures += 1
+    # Everything but (some) CRC-valid payload edits must be caught.
+    assert failures >= 300
+
+
+# --- files ----------------------------------------------------------------
+
+
+def test_write_and_read_file(tmp_path):
+    path = tmp_path / "image.gcz"
+    header = make_header()
+    write_file(path, header, b"payload")
+    assert read_file(path) == (header, b"payload")
+    assert read_file(str(path)) == (header, b"payload")
+    assert os.listdir(tmp_path) == ["image.gcz"]  # no temp files left behind
+    if os.name == "posix":
+        umask = os.umask(0)
+        os.umask(umask)
+        assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_write_refuses_to_overwrite(tmp_path):
+    path = tmp_path / "image.gcz"
+    path.write_bytes(b"precious")
+    with pytest.raises(FileExistsError, match="--force"):
+        write_file(path, make_header(), b"new")
+    assert path.read_bytes() == b"precious"
+    assert os.listdir(tmp_path) == ["image.gcz"]
+
+    write_file(path, make_header(), b"new", overwrite=True)
+    assert read_file(path)[1] == b"new"
+    assert os.listdir(tmp_path) == ["image.gcz"]
+
+
+def test_write_without_hard_links_falls_back(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(bitstream.os, "link", no_links)
+    path = tmp_path / "image.gcz"
+    write_file(path, make_header(), b"abc")
+    assert read_file(path)[1] == b"abc"
+    with pytest.raises(FileExistsError, match="--force"):
+        write_file(path, make_header(), b"def")
+    assert os.listdir(tmp_path) == ["image.gcz"]
+
+
+def test_failed_write_leaves_destination_untouched(tmp_path, monkeypatch):
+    path = tmp_path / "image.gcz"
+    write_file(path, make_header(), b"old")
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bitstream.os, "replace", broken_replace)
+    with pytest.raises(CompressionError, match="cannot write .*No space left"):
+        write_file(path, make_header(), b"new", overwrite=True)
+    monkeypatch.undo()
+    assert read_file(path)[1] == b"old"
+    assert os.listdir(tmp_path) == ["image.gcz"]
+
+
+def test_unwritable_destinations(tmp_path):
+    with pytest.raises(CompressionError, match="cannot write"):
+        write_file(tmp_path / "missing" / "image.gcz", make_header(), b"")
+    with pytest.raises(CompressionError, match="directory"):
+        write_file(tmp_path, make_header(), b"", overwrite=True)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs non-root POSIX")
+def test_read_only_directory(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(CompressionError, match="cannot write"):
+            write_file(locked / "image.gcz", make_header(), b"")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_read_file_errors(tmp_path):
+    with pytest.raises(CompressionError, match="cannot read"):
+        read_file(tmp_path / "absent.gcz")
+    with pytest.raises(CompressionError, match="cannot read"):
+        read_file(tmp_path)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello, this is not a compressed image\n")
+    with pytest.raises(NotAGczFileError):
+        read_file(text)
+    empty = tmp_path / "empty.gcz"
+    empty.write_bytes(b"")
+    with pytest.raises(TruncatedFileError):
+        read_file(empty)
+
+
+# --- fingerprint ------------------------------------------------------------
+
+
+def test_fingerprint_is_stable_and_sensitive():
+    config = '{"channels": 8, "centers": [-2, -1, 0, 1, 2]}'
+    weights = [np.arange(12, dtype=np.float32).reshape(3, 4), np.ones(5, dtype=np.float64)]
+    base = fingerprint(config, weights)
+    assert isinstance(base, bytes)
+    assert len(base) == 16
+    assert fingerprint(config, [w.copy() for w in weights]) == base
+    # Formatting and key order of the JSON do not matter.
+    assert fingerprint('{ "centers":[-2,-1,0,1,2],\n "channels":8 }', weights) == base
+    # Byte order of the arrays does not matter (same values).
+    swapped = [w.astype(w.dtype.newbyteorder(">")) for w in weights]
+    assert fingerprint(config, swapped) == base
+    # Non-contiguous views hash by value.
+    assert fingerprint(config, [np.asfortranarray(weights[0]), weights[1]]) == base
+
+    changed = [
+        fingerprint('{"channels": 4, "centers": [-2, -1, 0, 1, 2]}', weights),
+        fingerprint(config, [np.nextafter(weights[0], 100), weights[1]]),
+        fingerprint(config, [weights[0].reshape(4, 3), weights[1]]),
+        fingerprint(config, [weights[0].astype(np.float64), weights[1]]),
+        fingerprint(config, weights[:1]),
+        fingerprint(config, [weights[1], weights[0]]),
+        fingerprint(config, [np.concatenate([weights[0].ravel(), [1.0]]), np.ones(4)]),
+        fingerprint(config, []),
+    ]
+    assert len(set(changed + [base])) == len(changed) + 1
+
+
+def test_fingerprint_rejects_bad_input():
+    with pytest.raises(ValueError, match="JSON"):
+        fingerprint("{not json", [])
+    with pytest.raises(ValueError, match="object"):
+        fingerprint("{}", [np.array([object()])])
+
+
+def test_fingerprint_hex():
+    assert fingerprint_hex(FP) == "000102030405060708090a0b0c0d0e0f"
+    assert len(fingerprint_hex(fingerprint("{}", []))) == 32
