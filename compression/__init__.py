@@ -1,0 +1,108 @@
+"""compression: GAN-based extreme image compression (Agustsson et al. 2018).
+
+Data flow, one module per stage::
+
+    image -> encoder -> quantizer -> (+ noisegen noise) -> decoder -> image
+                           |                                  ^
+                           +--> entropy_model -> bitstream ---+   (codec)
+
+``config`` describes a model, ``model`` assembles the graph with the
+``discriminator`` and ``losses``, ``train`` trains it on ``data``,
+``inference`` loads a run, ``codec`` writes and reads ``.gcz`` files.
+"""
+
+import importlib
+
+# Public name -> (module, attribute).  Submodules are imported on first use, so
+# `import compression` is instant and the CLI can configure TensorFlow before
+# TensorFlow is imported.
+_EXPORTS = {
+    "BitstreamError": ("errors", "BitstreamError"),
+    "CompressionConfig": ("config", "CompressionConfig"),
+    "CompressionError": ("errors", "CompressionError"),
+    "CompressionModel": ("inference", "CompressionModel"),
+    "ConfigError": ("errors", "ConfigError"),
+    "CorruptFileError": ("errors", "CorruptFileError"),
+    "DataError": ("errors", "DataError"),
+    "EncodeResult": ("codec", "EncodeResult"),
+    "Header": ("bitstream", "Header"),
+    "ImageReadError": ("errors", "ImageReadError"),
+    "ModelLoadError": ("errors", "ModelLoadError"),
+    "ModelMismatchError": ("errors", "ModelMismatchError"),
+    "NotAGczFileError": ("errors", "NotAGczFileError"),
+    "TrainResult": ("train", "TrainResult"),
+    "TrainingGraph": ("model", "TrainingGraph"),
+    "TruncatedFileError": ("errors", "TruncatedFileError"),
+    "UnsupportedVersionError": ("errors", "UnsupportedVersionError"),
+    "build_training_graph": ("model", "build_training_graph"),
+    "crop_to": ("image_io", "crop_to"),
+    "decode": ("codec", "decode"),
+    "decode_image": ("codec", "decode_image"),
+    "decode_symbols": ("entropy_model", "decode_symbols"),
+    "decoder": ("decoder", "decoder"),
+    "dequantize": ("quantizer", "dequantize"),
+    "discriminator_loss": ("losses", "discriminator_loss"),
+    "distortion_loss": ("losses", "distortion_loss"),
+    "encode": ("codec", "encode"),
+    "encode_graph": ("model", "encode"),
+    "encode_image": ("codec", "encode_image"),
+    "encode_symbols": ("entropy_model", "encode_symbols"),
+    "encoder": ("encoder", "encoder"),
+    "feature_matching_loss": ("losses", "feature_matching_loss"),
+    "find_examples": ("data", "find_examples"),
+    "fingerprint": ("bitstream", "fingerprint"),
+    "fingerprint_hex": ("bitstream", "fingerprint_hex"),
+    "generator_adversarial_loss": ("losses", "generator_adversarial_loss"),
+    "load_model": ("inference", "load_model"),
+    "make_dataset": ("data", "make_dataset"),
+    "ms_ssim": ("metrics", "ms_ssim"),
+    "multiscale_discriminator": ("discriminator", "multiscale_discriminator"),
+    "one_hot_labels": ("semantic", "one_hot_labels"),
+    "pack": ("bitstream", "pack"),
+    "pad_to_multiple": ("image_io", "pad_to_multiple"),
+    "probabilities_from_counts": ("entropy_model", "probabilities_from_counts"),
+    "psnr": ("metrics", "psnr"),
+    "quantize": ("quantizer", "quantize"),
+    "read_image": ("image_io", "read_image"),
+    "reconstruct_from_symbols": ("model", "reconstruct_from_symbols"),
+    "semantic_encoder": ("semantic", "semantic_encoder"),
+    "symbol_counts": ("quantizer", "symbol_counts"),
+    "synthesize": ("model", "synthesize"),
+    "train": ("train", "train"),
+    "uniform_probabilities": ("entropy_model", "uniform_probabilities"),
+    "unpack": ("bitstream", "unpack"),
+    "write_image": ("image_io", "write_image"),
+    "write_synthetic_cityscapes": ("data", "write_synthetic_cityscapes"),
+}
+
+
+__all__ = [
+    "BitstreamError", "CompressionConfig", "CompressionError", "CompressionModel",
+    "ConfigError", "CorruptFileError", "DataError", "EncodeResult", "Header",
+    "ImageReadError", "ModelLoadError", "ModelMismatchError", "NotAGczFileError",
+    "TrainResult", "TrainingGraph", "TruncatedFileError", "UnsupportedVersionError",
+    "build_training_graph", "crop_to", "decode", "decode_image", "decode_symbols",
+    "decoder", "dequantize", "discriminator_loss", "distortion_loss", "encode",
+    "encode_graph", "encode_image", "encode_symbols", "encoder",
+    "feature_matching_loss", "find_examples", "fingerprint", "fingerprint_hex",
+    "generator_adversarial_loss", "load_model", "make_dataset", "ms_ssim",
+    "multiscale_discriminator", "one_hot_labels", "pack", "pad_to_multiple",
+    "probabilities_from_counts", "psnr", "quantize", "read_image",
+    "reconstruct_from_symbols", "semantic_encoder", "symbol_counts", "synthesize",
+    "train", "uniform_probabilities", "unpack", "write_image",
+    "write_synthetic_cityscapes",
+]
+
+
+def __getattr__(name):
+    try:
+        module, attribute = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'compression' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f"compression.{module}"), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,384 @@
+"""``gcompress``: train, encode, decode and evaluate from the command line.
+
+TensorFlow is imported only after the arguments are parsed, so ``--help``
+and ``--version`` are instant, and its C++ INFO logs are silenced through
+the documented ``TF_CPP_MIN_LOG_LEVEL`` variable (only here, in the CLI).
+"""
+
+import argparse
+import glob
+import os
+import sys
+
+__all__ = ["main", "build_parser"]
+
+_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm")
+
+
+def _version():
+    # Read from the installed metadata: importing noisegen would import
+    # TensorFlow before _quiet_tensorflow can configure it.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gcompress")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _size(text):
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 256x512, got {text!r}") from None
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return h, w
+
+
+def _add_train(sub):
+    p = sub.add_parser(
+        "train", help="train a compressor on Cityscapes-style data",
+        description="Train on ROOT/leftImg8bit/{train,val}/<city>/*_leftImg8bit.png "
+        "(with gtFine label maps for --semantic) or on a plain folder of images.",
+    )
+    p.add_argument("--data", required=True, help="dataset root directory")
+    p.add_argument("--out", required=True, help="run directory (config, checkpoints, logs)")
+    rate = p.add_mutually_exclusive_group()
+    rate.add_argument("--bpp", type=float, help="target rate; picks the largest C whose "
+                      "bound C*log2(L)/256 does not exceed it")
+    rate.add_argument("--channels", type=int, help="bottleneck channels C (default 8)")
+    p.add_argument("--width", type=float, default=None,
+                   help="filter multiplier (1.0 = paper, 171M parameters; 0.25 for CPUs)")
+    p.add_argument("--residual-blocks", type=int, default=None)
+    p.add_argument("--d-width", type=float, default=None, help="discriminator filter multiplier")
+    p.add_argument("--d-scales", type=int, default=None, help="discriminator scales (default 3)")
+    p.add_argument("--steps", type=int, default=1000, help="train until this global step")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default 2)")
+    p.add_argument("--crop", type=_size, default=None, help="training crop HxW (default 512x1024)")
+    p.add_argument("--resize", type=_size, default=None,
+                   help="resample images to HxW before cropping (the paper: 512x1024)")
+    p.add_argument("--semantic", action="store_true", help="condition on gtFine label maps")
+    p.add_argument("--classes", type=int, default=None,
+                   help="number of label ids with --semantic (CamVid: 12, Cityscapes: 34)")
+    p.add_argument("--no-noise", action="store_true", help="no noise generator")
+    p.add_argument("--gan-start-step", type=int, default=None,
+                   help="train on distortion only before this step (a common stabiliser)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate for G and D")
+    p.add_argument("--ema", type=float, default=None,
+                   help="EMA decay of generator weights used at inference (e.g. 0.999)")
+    p.add_argument("--lambda-mse", type=float, default=None)
+    p.add_argument("--lambda-fm", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0, help="data order seed")
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--keep", type=int, default=5, help="checkpoints to keep")
+    p.add_argument("--summary-every", type=int, default=50)
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--val-images", type=int, default=16)
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--resume", action="store_true", help="continue the run in --out")
+    action.add_argument("--force", action="store_true",
+                        help="start over in a used --out (old contents are moved aside)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_encode(sub):
+    p = sub.add_parser("encode", help="compress images to .gcz files")
+    p.add_argument("inputs", nargs="+", help="images, directories or globs")
+    p.add_argument("--model", required=True, help="run directory of a trained model")
+    p.add_argument("--bpp", type=float, default=None,
+                   help="check that the model codes at this rate (it picks no other)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("-o", "--output", help="output file (one input only)")
+    out.add_argument("--out-dir", help="output directory (default: beside each input)")
+    p.add_argument("--seed", type=int, default=None, help="noise seed (default: from content)")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+
+
+def _add_decode(sub):
+    p = sub.add_parser("decode", help="decompress .gcz files to PNG")
+    p.add_argument("inputs", nargs="+", help=".gcz files, directories or globs")
+    p.add_argument("--model", required=True, help="run directory of the model that encoded them")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("-o", "--output", help="output image (one input only)")
+    out.add_argument("--out-dir", help="output directory (default: beside each input)")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+
+
+def _add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="encode+decode a folder; rate, PSNR, MS-SSIM, timings")
+    p.add_argument("--model", required=True)
+    p.add_argument("--images", required=True, help="directory (searched recursively) or glob")
+    p.add_argument("--out", default=None, help="results file (.csv or .json)")
+    p.add_argument("--limit", type=int, default=None, help="at most this many images")
+    p.add_argument("--force", action="store_true", help="overwrite --out")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="gcompress",
+        description="GAN-based extreme image compression (Agustsson et al. 2018): "
+        "train a compressor, write real .gcz files at 0.02-0.15 bpp, decode them.",
+    )
+    parser.add_argument("--version", action="version", version=f"gcompress {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_train(sub)
+    _add_encode(sub)
+    _add_decode(sub)
+    _add_evaluate(sub)
+    demo = sub.add_parser("demo", help="train a small model for a few minutes, then code a photo")
+    demo.add_argument("--out", default="demo", help="demo directory (default: demo)")
+    demo.add_argument("--data", default=None,
+                      help="dataset root (default: scikit-image's sample photographs)")
+    demo.add_argument("--steps", type=int, default=300)
+    info = sub.add_parser("info", help="print the header of .gcz files (no model needed)")
+    info.add_argument("inputs", nargs="+")
+    return parser
+
+
+def _quiet_tensorflow(onednn=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if onednn is not None:
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1" if onednn else "0")
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+
+
+def expand_inputs(inputs, extensions):
+    """Files from a list of files, directories (recursive) and globs, in a stable order."""
+    found = []
+    for item in inputs:
+        if os.path.isdir(item):
+            for root, _, files in sorted(os.walk(item)):
+                found += [os.path.join(root, f) for f in sorted(files)
+                          if f.lower().endswith(extensions)]
+        elif any(ch in item for ch in "*?["):
+            found += sorted(glob.glob(item, recursive=True))
+        else:
+            found.append(item)
+    return found
+
+
+def _output_path(src, args, suffix):
+    if args.output:
+        return args.output
+    stem = os.path.splitext(os.path.basename(src))[0]
+    folder = args.out_dir or os.path.dirname(src) or "."
+    return os.path.join(folder, stem + suffix)
+
+
+def _progress(items, enabled):
+    if enabled and len(items) > 1:
+        from tqdm import tqdm
+
+        return tqdm(items, unit="file", dynamic_ncols=True, leave=False)
+    return items
+
+
+def _run_files(args, suffix, work):
+    """Apply ``work(src, dst)`` to every input; report failures and continue."""
+    files = expand_inputs(args.inputs, (".gcz",) if suffix == ".png" else _IMAGE_EXTENSIONS)
+    if not files:
+        raise _CliError(f"no input files found in {args.inputs}")
+    if args.output and len(files) > 1:
+        raise _CliError(f"-o/--output takes one input, got {len(files)}; use --out-dir")
+    if args.out_dir:
+        os.makedirs(args.out_dir, exist_ok=True)
+    failures = 0
+    for src in _progress(files, sys.stderr.isatty()):
+        dst = _output_path(src, args, suffix)
+        try:
+            if os.path.exists(dst) and not args.force:
+                raise FileExistsError(f"{dst} exists; pass --force to overwrite it")
+            print(work(src, dst))
+        except Exception as e:  # one bad file must not stop the batch
+            failures += 1
+            print(f"gcompress: {src}: {_describe(e)}", file=sys.stderr)
+    if failures:
+        print(f"gcompress: {failures} of {len(files)} files failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
+class _CliError(Exception):
+    pass
+
+
+def _describe(e):
+    from compression.errors import CompressionError
+
+    if isinstance(e, (CompressionError, FileExistsError, FileNotFoundError, _CliError)):
+        return str(e)
+    if isinstance(e, OSError):
+        return f"{e.strerror or e} ({e.filename})" if e.filename else str(e)
+    return f"{type(e).__name__}: {e}"
+
+
+def _train(args):
+    _quiet_tensorflow(onednn=True)
+    from compression.config import CompressionConfig
+    from compression.train import train
+
+    fields = {}
+    for arg, field in (("width", "width"), ("residual_blocks", "residual_blocks"),
+                       ("d_width", "discriminator_width"), ("d_scales", "discriminator_scales"),
+                       ("batch", "batch_size"), ("gan_start_step", "gan_start_step"),
+                       ("ema", "ema_decay"), ("lambda_mse", "lambda_mse"),
+                       ("lambda_fm", "lambda_fm"), ("channels", "channels")):
+        if getattr(args, arg) is not None:
+            fields[field] = getattr(args, arg)
+    if args.crop:
+        fields["crop_height"], fields["crop_width"] = args.crop
+    if args.lr is not None:
+        fields["g_learning_rate"] = fields["d_learning_rate"] = args.lr
+    if args.no_noise:
+        fields["noise"] = False
+    if args.semantic:
+        if not args.classes:
+            raise _CliError("--semantic needs --classes (the number of label ids in the data)")
+        fields["semantic_classes"] = args.classes
+    elif args.classes:
+        raise _CliError("--classes only applies with --semantic")
+    if args.resume and not fields and args.bpp is None:
+        config = None  # the run's own config.json
+    elif args.bpp is not None:
+        config = CompressionConfig.for_bpp(args.bpp, **fields)
+        for note in config.notes:
+            print(note)
+    else:
+        config = CompressionConfig(**fields)
+    result = train(
+        config, args.data, args.out, args.steps, resume=args.resume, force=args.force,
+        seed=args.seed, resize=args.resize, checkpoint_every=args.checkpoint_every,
+        keep=args.keep, summary_every=args.summary_every, val_every=args.val_every,
+        val_images=args.val_images, progress=not args.no_progress,
+    )
+    val = ", ".join(f"{k} {v:.4f}" for k, v in result.validation.items()
+                    if isinstance(v, float))
+    print(f"step {result.step}: {result.images_per_second:.2f} images/s; "
+          + ", ".join(f"{k} {v:.4f}" for k, v in result.losses.items())
+          + (f"; {val}" if val else ""))
+    return 130 if result.stopped_early else 0
+
+
+def _load(path):
+    from compression.inference import load_model
+
+    return load_model(path)
+
+
+def _encode(args):
+    _quiet_tensorflow(onednn=False)
+    from compression.codec import encode_image
+    from compression.image_io import read_image
+
+    model = _load(args.model)
+    rate = model.config.bpp_bound()
+    if args.bpp is not None and abs(args.bpp - rate) > 0.005:
+        raise _CliError(
+            f"this model codes at {rate:.3f} bpp (bound; files are smaller); train with "
+            f"--bpp {args.bpp} for that rate"
+        )
+
+    def work(src, dst):
+        result = encode_image(model, read_image(src), seed=args.seed)
+        _write_bytes(dst, result.data, args.force)
+        return (f"{src} -> {dst}: {len(result.data)} bytes, {result.bpp:.4f} bpp "
+                f"(bound {result.bound_bpp:.4f} bpp)")
+
+    return _run_files(args, ".gcz", work)
+
+
+def _write_bytes(path, data, force):
+    from compression.errors import CompressionError
+
+    tmp = f"{path}.partial"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        if not force and os.path.exists(path):
+            raise FileExistsError(f"{path} exists; pass --force to overwrite it")
+        os.replace(tmp, path)
+    except OSError as e:
+        raise CompressionError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _decode(args):
+    _quiet_tensorflow(onednn=False)
+    from compression.codec import decode_image
+    from compression.errors import CompressionError
+    from compression.image_io import write_image
+
+    model = _load(args.model)
+
+    def work(src, dst):
+        try:
+            with open(src, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise CompressionError(f"cannot read {src}: {e.strerror or e}") from None
+        image, header = decode_image(model, data)
+        write_image(dst, image, overwrite=args.force)
+        return f"{src} -> {dst}: {header.image_width}x{header.image_height}"
+
+    return _run_files(args, ".png", work)
+
+
+def _info(args):
+    from compression.codec import file_stats
+
+    failures = 0
+    for src in expand_inputs(args.inputs, (".gcz",)):
+        try:
+            with open(src, "rb") as f:
+                stats = file_stats(f.read())
+            print(f"{src}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                         for k, v in stats.items()))
+        except Exception as e:
+            failures += 1
+            print(f"gcompress: {src}: {_describe(e)}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _evaluate(args):
+    _quiet_tensorflow(onednn=False)
+    from compression.evaluate import evaluate_command
+
+    return evaluate_command(args)
+
+
+def _demo(args):
+    _quiet_tensorflow(onednn=True)
+    from compression.demo import run_demo
+
+    run_demo(args.out, data=args.data, steps=args.steps, progress=sys.stderr.isatty())
+    return 0
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    handlers = {"train": _train, "encode": _encode, "decode": _decode,
+                "evaluate": _evaluate, "info": _info, "demo": _demo}
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        print("gcompress: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        from compression.errors import CompressionError
+
+        if isinstance(e, (CompressionError, _CliError, FileExistsError, FileNotFoundError)):
+            print(f"gcompress: error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""Loading a trained compressor for inference.
+
+:func:`load_model` reads ``config.json`` from a run directory (or the
+directory of a checkpoint prefix), builds the inference graphs once in a
+graph and session of their own, restores the weights (the EMA weights of the
+generator when the checkpoint has them) and returns a
+:class:`CompressionModel` whose :meth:`~CompressionModel.encode` and
+:meth:`~CompressionModel.decode` the codec calls for every image.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from compression.bitstream import fingerprint
+from compression.config import CompressionConfig
+from compression.encoder import DOWNSAMPLING
+from compression.entropy_model import probabilities_from_counts
+from compression.errors import ConfigError, ModelLoadError
+from compression.model import (
+    GENERATOR_SCOPE,
+    encode,
+    reconstruct_from_symbols,
+    symbol_counts_variable,
+)
+from compression.semantic import one_hot_labels
+from noisegen import sample_noise
+
+__all__ = ["CompressionModel", "load_model", "resolve_run", "CONFIG_NAME", "session_config"]
+
+CONFIG_NAME = "config.json"
+_EMA_SUFFIX = "/ExponentialMovingAverage"
+
+_v1 = tf.compat.v1
+
+
+def session_config(inference=True):
+    """Session settings measured on 2-core CPUs (see docs/benchmarks.md).
+
+    Inference: intra-op threads = all cores, one inter-op thread (the graph is
+    a chain of large ops; parallel ops only contend for the cores).
+    """
+    cfg = _v1.ConfigProto()
+    cfg.allow_soft_placement = True
+    cfg.gpu_options.allow_growth = True
+    if inference:
+        cfg.inter_op_parallelism_threads = 1
+        cfg.intra_op_parallelism_threads = os.cpu_count() or 1
+    return cfg
+
+
+def resolve_run(path):
+    """``(run_dir, checkpoint_prefix)`` for a run directory or a checkpoint prefix.
+
+    Raises :class:`ModelLoadError` with the fix when nothing loadable is there.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        run_dir = path
+        ckpt = tf.train.latest_checkpoint(path)
+        if ckpt is None:
+            raise ModelLoadError(
+                f"{path!r} holds no checkpoint yet; train one with "
+                f"'gcompress train --out {path}' or pass a checkpoint prefix"
+            )
+    elif tf.io.gfile.exists(path + ".index"):
+        run_dir, ckpt = os.path.dirname(path) or ".", path
+    elif os.path.exists(path):
+        raise ModelLoadError(
+            f"{path!r} is neither a run directory nor a checkpoint prefix "
+            "(such as RUN/ckpt-1000); pass the directory 'gcompress train --out' wrote"
+        )
+    else:
+        raise ModelLoadError(f"model {path!r} does not exist; pass a run directory")
+    if not os.path.exists(os.path.join(run_dir, CONFIG_NAME)):
+        raise ModelLoadError(
+            f"{run_dir!r} has no {CONFIG_NAME}; a run directory written by "
+            "'gcompress train' always has one"
+        )
+    return run_dir, ckpt
+
+
+class CompressionModel:
+    """A trained compressor, built once, ready to code many images.
+
+    Attributes:
+      config: the :class:`CompressionConfig` from ``config.json``.
+      checkpoint: the checkpoint prefix the weights came from.
+      probabilities: float64 ``[C, L]``, the entropy model.
+      fingerprint: 16 bytes identifying config and decoder weights.
+      uses_ema: whether EMA weights were loaded.
+    """
+
+    def __init__(self, run_dir, checkpoint):
+        self.run_dir = run_dir
+        self.checkpoint = checkpoint
+        self.config = CompressionConfig.load(os.path.join(run_dir, CONFIG_NAME))
+        cfg = self.config
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            self._images = _v1.placeholder(tf.float32, [1, None, None, 3], name="images")
+            self._symbols_in = _v1.placeholder(
+                tf.int32, [1, None, None, cfg.channels], name="symbols"
+            )
+            self._seed = _v1.placeholder(tf.int64, [], name="noise_seed")
+            self._labels = None
+            one_hot = None
+            if cfg.semantic_classes:
+                self._labels = _v1.placeholder(tf.int32, [1, None, None], name="labels")
+                one_hot = one_hot_labels(self._labels, cfg.semantic_classes)
+            _, q = encode(self._images, cfg)
+            self._symbols_out = q.symbols
+            z = sample_noise(1, cfg.noise_dim, self._seed) if cfg.noise else None
+            self._reconstruction = reconstruct_from_symbols(
+                self._symbols_in, cfg, z=z, labels_one_hot=one_hot
+            )
+            self._counts = symbol_counts_variable(cfg)
+            self.session = _v1.Session(graph=self.graph, config=session_config())
+            self.uses_ema = self._restore()
+            counts = self.session.run(self._counts)
+        self.has_learned_probabilities = bool(np.any(counts > 0))
+        self.probabilities = probabilities_from_counts(counts if self.has_learned_probabilities
+                                                       else None, cfg.channels, cfg.num_centers)
+        self.fingerprint = self._fingerprint()
+
+    def _restore(self):
+        try:
+            stored = dict(tf.train.list_variables(self.checkpoint))
+        except Exception as e:  # corrupt or unreadable checkpoint files
+            raise ModelLoadError(f"cannot read checkpoint {self.checkpoint!r}: {e}") from None
+        var_list, uses_ema = {}, False
+        for v in self.graph.get_collection(_v1.GraphKeys.GLOBAL_VARIABLES):
+            name = v.name.split(":")[0]
+            if name + _EMA_SUFFIX in stored:
+                var_list[name + _EMA_SUFFIX] = v
+                uses_ema = True
+            elif name in stored:
+                if list(stored[name]) != v.shape.as_list():
+                    raise ModelLoadError(
+                        f"checkpoint {self.checkpoint!r} does not match its config.json: "
+                        f"{name} has shape {stored[name]}, the config builds {v.shape.as_list()}"
+                    )
+                var_list[name] = v
+            else:
+                raise ModelLoadError(
+                    f"checkpoint {self.checkpoint!r} lacks variable {name!r} that its "
+                    "config.json needs; was config.json replaced after training?"
+                )
+        _v1.train.Saver(var_list=var_list).restore(self.session, self.checkpoint)
+        return uses_ema
+
+    def _fingerprint(self):
+        """16-byte digest of the config, every decoder-side weight and the entropy model."""
+        with self.graph.as_default():
+            variables = sorted(
+                (v for v in self.graph.get_collection(_v1.GraphKeys.GLOBAL_VARIABLES)
+                 if v.name.startswith(GENERATOR_SCOPE + "/") and "/encoder/" not in v.name),
+                key=lambda v: v.name,
+            )
+            values = self.session.run(variables)
+        return fingerprint(self.config.to_json(), list(values) + [self.probabilities])
+
+    # -- the two halves -----------------------------------------------------
+
+    def _check_labels(self, labels, height, width):
+        if not self.config.semantic_classes:
+            return {}
+        if labels is None:
+            raise ConfigError(
+                "this model is conditioned on semantic label maps; pass labels [H, W]"
+            )
+        labels = np.asarray(labels)
+        if labels.shape != (height, width):
+            raise ConfigError(f"labels must have shape {(height, width)}, got {labels.shape}")
+        return {self._labels: labels[None].astype(np.int32)}
+
+    def encode(self, image):
+        """Float image ``[H, W, 3]`` in [-1, 1] -> int32 symbols ``[H/16, W/16, C]``.
+
+        ``H`` and ``W`` must be multiples of 16.
+        """
+        image = np.asarray(image, np.float32)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ConfigError(f"image must have shape [H, W, 3], got {image.shape}")
+        h, w = image.shape[:2]
+        if h % DOWNSAMPLING or w % DOWNSAMPLING:
+            raise ConfigError(
+                f"image size {h}x{w} is not a multiple of 16; pad with "
+                "compression.pad_to_multiple(image, 16)"
+            )
+        feed = {self._images: image[None]}
+        return self.session.run(self._symbols_out, feed)[0]
+
+    def decode(self, symbols, seed, labels=None):
+        """Symbols ``[h, w, C]`` and the noise seed -> float image ``[16h, 16w, 3]`` in [-1, 1]."""
+        symbols = np.asarray(symbols)
+        if symbols.ndim != 3 or symbols.shape[2] != self.config.channels:
+            raise ConfigError(
+                f"symbols must have shape [h, w, {self.config.channels}], got {symbols.shape}"
+            )
+        feed = {self._symbols_in: symbols[None].astype(np.int32), self._seed: int(seed)}
+        feed.update(self._check_labels(labels, 16 * symbols.shape[0], 16 * symbols.shape[1]))
+        return self.session.run(self._reconstruction, feed)[0]
+
+    def close(self):
+        self.session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def load_model(path):
+    """Load a run directory (or checkpoint prefix) for inference; see :class:`CompressionModel`."""
+    run_dir, ckpt = resolve_run(path)
+    return CompressionModel(run_dir, ckpt)

@@ -1,0 +1,382 @@
+"""Training a compressor on Cityscapes-style data (``gcompress train``).
+
+A run directory holds everything a run needs to be resumed, loaded or
+coded with:
+
+* ``config.json``: the :class:`~compression.config.CompressionConfig`, written first;
+* ``run.json``: how the run reads its data (data dir, seed, resize), so
+  ``--resume`` continues with exactly the same batches;
+* ``ckpt-<step>.*`` and ``checkpoint``: the last ``keep`` checkpoints;
+  TensorFlow writes each one completely before the ``checkpoint`` index
+  names it, so a kill at any moment leaves the last good one loadable;
+* ``events.out.tfevents.*``: TensorBoard summaries; ``metrics.jsonl``: one
+  JSON line per validation.
+"""
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import shutil
+import signal
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from compression import data as data_lib
+from compression import metrics as metrics_lib
+from compression.config import CompressionConfig
+from compression.errors import CompressionError, DataError
+from compression.inference import CONFIG_NAME, session_config
+from compression.model import build_training_graph, encode, estimated_bits, synthesize
+from compression.semantic import one_hot_labels
+from noisegen import sample_noise
+
+__all__ = ["TrainResult", "train", "prepare_run_dir", "RUN_NAME"]
+
+RUN_NAME = "run.json"
+_v1 = tf.compat.v1
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What :func:`train` did: final ``step``, ``seconds`` of training,
+    ``images_per_second``, the last ``losses`` and the last ``validation``."""
+
+    run_dir: str
+    step: int
+    seconds: float
+    images_per_second: float
+    losses: dict
+    validation: dict
+    stopped_early: bool
+
+
+def _write_json(path, payload):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def prepare_run_dir(run_dir, config, resume=False, force=False, run_info=None):
+    """Create or check ``run_dir``; returns ``(config, run_info, checkpoint or None)``.
+
+    * new or empty directory: writes ``config.json`` and ``run.json``;
+    * ``resume``: continues the run there, with its own saved config and data
+      settings (a different ``config`` is an error that shows the difference);
+    * ``force``: starts over, first moving the old contents aside to
+      ``<run_dir>.replaced-<time>`` (nothing is deleted);
+    * otherwise a non-empty directory is refused with the choices spelled out.
+    """
+    run_dir = os.fspath(run_dir)
+    config_path = os.path.join(run_dir, CONFIG_NAME)
+    exists = os.path.isdir(run_dir) and bool(os.listdir(run_dir))
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise CompressionError(f"--out {run_dir!r} exists and is not a directory")
+    if exists and resume:
+        if not os.path.exists(config_path):
+            raise CompressionError(
+                f"cannot resume: {run_dir!r} has no {CONFIG_NAME}; it is not a run directory"
+            )
+        saved = CompressionConfig.load(config_path)
+        if config is not None and config != saved:
+            diff = {k: (v, config.to_dict()[k]) for k, v in saved.to_dict().items()
+                    if config.to_dict()[k] != v}
+            raise CompressionError(
+                f"cannot resume {run_dir!r} with a different config (saved vs given: {diff}); "
+                "drop the conflicting options to continue it, or use --force to start over"
+            )
+        run_path = os.path.join(run_dir, RUN_NAME)
+        saved_info = {}
+        if os.path.exists(run_path):
+            with open(run_path) as f:
+                saved_info = json.load(f)
+        return saved, saved_info, tf.train.latest_checkpoint(run_dir)
+    if exists and not force:
+        if os.path.exists(config_path):
+            saved = CompressionConfig.load(config_path)
+            what = "the same config" if saved == config else "a different config"
+            ckpt = tf.train.latest_checkpoint(run_dir)
+            progress = f", checkpoint {os.path.basename(ckpt)}" if ckpt else ""
+            raise CompressionError(
+                f"{run_dir!r} already holds a run with {what}{progress}; pass --resume to "
+                "continue it, --force to start over (the old run is moved aside, not deleted), "
+                "or choose another --out"
+            )
+        raise CompressionError(
+            f"--out {run_dir!r} is not empty and is not a run directory; choose an empty "
+            "or new directory (or --force to move its contents aside)"
+        )
+    if exists and force:
+        aside = f"{run_dir.rstrip(os.sep)}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+        shutil.move(run_dir, aside)
+        print(f"moved the previous contents of {run_dir} to {aside}")
+    if config is None:
+        raise CompressionError("no config given for a new run")
+    os.makedirs(run_dir, exist_ok=True)
+    config.save(config_path)
+    _write_json(os.path.join(run_dir, RUN_NAME), run_info or {})
+    return config, dict(run_info or {}), None
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a flag so the loop can checkpoint and exit cleanly."""
+
+    def __init__(self):
+        self.signal = None
+
+    def __call__(self, signum, frame):
+        if self.signal is not None:  # a second Ctrl-C: give up at once
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    @contextlib.contextmanager
+    def installed(self):
+        previous = {}
+        for s in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[s] = signal.signal(s, self)
+            except ValueError:  # not in the main thread: signals stay as they are
+                pass
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+def _device_message():
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return f"training on GPU: {', '.join(g.name for g in gpus)}"
+    return f"training on CPU ({os.cpu_count()} cores); no GPU visible to TensorFlow"
+
+
+class _Validator:
+    """Inference-mode reconstruction of a fixed set of validation images.
+
+    Reports PSNR, MS-SSIM (with fewer scales for small images, see
+    :func:`compression.metrics.ms_ssim`) and the entropy-model estimate of the
+    bits per pixel, averaged over the images.
+    """
+
+    def __init__(self, config, examples, resize, counts):
+        self.config = config
+        self.examples = examples
+        cfg = config
+        ds = data_lib.make_dataset(
+            examples, crop_size=cfg.crop_size, batch_size=1, training=False,
+            num_classes=cfg.semantic_classes, resize=resize,
+        )
+        ds = ds[0] if isinstance(ds, tuple) else ds
+        self.iterator = _v1.data.make_initializable_iterator(ds)
+        batch = self.iterator.get_next()
+        images = batch["image"]
+        one_hot = (one_hot_labels(batch["labels"], cfg.semantic_classes)
+                   if cfg.semantic_classes else None)
+        _, q = encode(images, cfg)
+        z = sample_noise(1, cfg.noise_dim, 0) if cfg.noise else None
+        recon, _ = synthesize(q.w_hat, cfg, False, z=z, labels_one_hot=one_hot)
+        pixels = tf.cast(tf.shape(images)[1] * tf.shape(images)[2], tf.float64)
+        self.fetches = {
+            "image": images[0], "reconstruction": recon[0],
+            "bpp_estimate": estimated_bits(q.symbols, counts) / pixels,
+        }
+
+    def run(self, sess):
+        sess.run(self.iterator.initializer)
+        psnrs, ssims, bpps = [], [], []
+        while True:
+            try:
+                out = sess.run(self.fetches)
+            except tf.errors.OutOfRangeError:
+                break
+            a = _to_uint8(out["image"])
+            b = _to_uint8(out["reconstruction"])
+            psnrs.append(metrics_lib.psnr(a, b))
+            ssims.append(metrics_lib.ms_ssim(a, b))
+            bpps.append(out["bpp_estimate"])
+        if not psnrs:
+            return {}
+        return {
+            "val_psnr": float(np.mean(psnrs)),
+            "val_ms_ssim": float(np.mean(ssims)),
+            "val_bpp_estimate": float(np.mean(bpps)),
+            "val_images": len(psnrs),
+        }
+
+
+def _to_uint8(x):
+    return np.clip(np.round((np.asarray(x) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def _scalar_summary(values):
+    return _v1.Summary(value=[_v1.Summary.Value(tag=k, simple_value=float(v))
+                              for k, v in values.items() if isinstance(v, (int, float))])
+
+
+def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0,
+          resize=None, checkpoint_every=500, keep=5, summary_every=50, val_every=500,
+          val_images=16, progress=True, log=print):
+    """Train ``config`` on the Cityscapes-style tree at ``data_dir`` until global step ``steps``.
+
+    ``resume=True`` continues the run in ``run_dir`` from its last checkpoint
+    with the same global step, optimiser state and data order.  SIGINT and
+    SIGTERM write a checkpoint and return (``stopped_early=True``).
+    Returns a :class:`TrainResult`.
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise CompressionError(f"--steps must be a positive integer, got {steps!r}")
+    run_info = {"data": os.path.abspath(os.fspath(data_dir)), "seed": int(seed),
+                "resize": list(resize) if resize else None}
+    config, info, ckpt = prepare_run_dir(run_dir, config, resume, force, run_info)
+    seed = int(info.get("seed", seed))
+    resize = tuple(info["resize"]) if info.get("resize") else resize
+    data_dir = info.get("data", data_dir) if resume and not os.path.isdir(data_dir) else data_dir
+    start_step = int(tf.train.load_variable(ckpt, "global_step")) if ckpt else 0
+    if resume and ckpt is None:
+        log(f"{run_dir}: no checkpoint yet, starting from step 0")
+    if start_step >= steps:
+        log(f"{run_dir} is already at step {start_step} >= --steps {steps}; nothing to do")
+
+    examples = data_lib.find_examples(data_dir, "train",
+                                      require_labels=bool(config.semantic_classes))
+    try:
+        val_examples = data_lib.find_examples(data_dir, "val",
+                                              require_labels=bool(config.semantic_classes))
+    except DataError:
+        val_examples = []
+    val_examples = val_examples[:val_images]
+    log(_device_message())
+    log(f"{len(examples)} training images, {len(val_examples)} validation images; "
+        f"bpp bound {config.bpp_bound():.4f} (C={config.channels}, L={config.num_centers})")
+
+    graph = tf.Graph()
+    with graph.as_default():
+        ds = data_lib.make_dataset(
+            examples, crop_size=config.crop_size, batch_size=config.batch_size,
+            training=True, num_classes=config.semantic_classes, seed=seed,
+            start_step=start_step, resize=resize,
+        )
+        ds = ds[0] if isinstance(ds, tuple) else ds
+        batch = _v1.data.make_one_shot_iterator(ds).get_next()
+        images = batch["image"]
+        images.set_shape([config.batch_size, config.crop_height, config.crop_width, 3])
+        labels = batch.get("labels") if config.semantic_classes else None
+        tg = build_training_graph(images, config, labels=labels)
+        validator = (_Validator(config, val_examples, resize, tg.symbol_counts)
+                     if val_examples else None)
+
+        scalars = dict(tg.losses)
+        scalars.update(tg.metrics)
+        summaries = [_v1.summary.scalar(f"train/{k}", v) for k, v in scalars.items()]
+        summaries.append(_v1.summary.image("images/real", (images + 1.0) / 2.0, max_outputs=2))
+        summaries.append(_v1.summary.image(
+            "images/reconstruction",
+            (tg.endpoints["reconstruction"] + 1.0) / 2.0, max_outputs=2))
+        summaries.append(_v1.summary.scalar("lr/generator", config.g_learning_rate))
+        summaries.append(_v1.summary.scalar("lr/discriminator", config.d_learning_rate))
+        summary_op = _v1.summary.merge(summaries)
+        saver = _v1.train.Saver(max_to_keep=keep)
+        writer = _v1.summary.FileWriter(run_dir, graph if ckpt is None else None)
+        init = _v1.global_variables_initializer()
+    graph.finalize()
+
+    # The loop runs inside the graph's context: Saver.save and friends need it.
+    with graph.as_default():
+        sess = _v1.Session(graph=graph, config=session_config(inference=False))
+        if ckpt:
+            saver.restore(sess, ckpt)
+            log(f"resumed from {os.path.basename(ckpt)} at step {start_step}")
+        else:
+            sess.run(init)
+        prefix = os.path.join(run_dir, "ckpt")
+        step, last_saved = start_step, start_step if ckpt else -1
+        losses, validation = {}, {}
+        stop = _StopFlag()
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=steps, initial=start_step, unit="step", dynamic_ncols=True)
+        t_start, images_seen = time.time(), 0
+
+        def save():
+            nonlocal last_saved
+            if step != last_saved:
+                saver.save(sess, prefix, global_step=step, write_meta_graph=False)
+                last_saved = step
+
+        try:
+            with stop.installed():
+                while step < steps and stop.signal is None:
+                    op = tg.train_op if step >= config.gan_start_step else tg.g_train_op
+                    # The step is counted here rather than fetched: a read of
+                    # global_step in the same run as its increment may see either value.
+                    fetches = {"op": op, "losses": tg.losses}
+                    want_summary = summary_every and (step % summary_every == 0)
+                    if want_summary:
+                        fetches["summary"] = summary_op
+                    try:
+                        out = sess.run(fetches)
+                    except tf.errors.InvalidArgumentError as e:
+                        clean = data_lib.data_error_from(e)
+                        if clean is None:
+                            raise
+                        save()
+                        raise clean from None
+                    step += 1
+                    images_seen += config.batch_size
+                    losses = {k: float(v) for k, v in out["losses"].items()}
+                    if not all(math.isfinite(v) for v in losses.values()):
+                        save()
+                        raise CompressionError(
+                            f"loss became non-finite at step {step} ({losses}); lower the learning "
+                            f"rates or resume from an earlier checkpoint in {run_dir}"
+                        )
+                    if want_summary:
+                        writer.add_summary(out["summary"], step)
+                    if bar is not None:
+                        rate = images_seen / max(time.time() - t_start, 1e-9)
+                        bar.set_postfix(img_s=f"{rate:.2f}", G=f"{losses['g_loss']:.3f}",
+                                        D=f"{losses['d_loss']:.3f}",
+                                        mse=f"{losses['distortion']:.4f}", refresh=False)
+                        bar.update(step - bar.n)
+                    if checkpoint_every and step % checkpoint_every == 0:
+                        save()
+                    if validator is not None and val_every and step % val_every == 0:
+                        validation = validator.run(sess)
+                        _record_validation(run_dir, writer, step, losses, validation, log)
+            save()
+            if validator is not None and validation.get("step") != step and step > start_step:
+                validation = validator.run(sess)
+                _record_validation(run_dir, writer, step, losses, validation, log)
+        finally:
+            if bar is not None:
+                bar.close()
+            writer.close()
+            sess.close()
+    seconds = time.time() - t_start
+    if stop.signal is not None:
+        log(f"stopped by signal {stop.signal} at step {step}; checkpoint saved in {run_dir}")
+    return TrainResult(
+        run_dir=os.fspath(run_dir), step=step, seconds=seconds,
+        images_per_second=images_seen / seconds if seconds > 0 else 0.0,
+        losses=losses, validation=validation, stopped_early=stop.signal is not None,
+    )
+
+
+def _record_validation(run_dir, writer, step, losses, validation, log):
+    validation["step"] = step
+    log(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in {**losses, **validation}.items()
+                                     if isinstance(v, float)))
+    writer.add_summary(_scalar_summary({f"val/{k[4:]}": v for k, v in validation.items()
+                                        if k.startswith("val_")}), step)
+    writer.flush()
+    line = {"step": step, "time": time.time(), **losses, **validation}
+    with open(os.path.join(run_dir, "metrics.jsonl"), "a") as f:
+        f.write(json.dumps(line) + "\n")
