@@ -10,7 +10,7 @@ import tensorflow as tf
 from compression.encoder import conv_norm_relu
 from noisegen.layers import conv2d, conv2d_transpose, instance_norm
 
-__all__ = ["decoder", "residual_block", "DECODER_SCOPE"]
+__all__ = ["decoder", "decoder_head", "decoder_tail", "residual_block", "DECODER_SCOPE"]
 
 DECODER_SCOPE = "decoder"
 
@@ -28,6 +28,38 @@ def residual_block(x, scope):
         return x + y
 
 
+def decoder_head(w_hat, config, noise=None, semantic=None):
+    """The latent-resolution part, ``c3s1`` and the residual blocks, in the current scope.
+
+    ``[B, h, w, C (+C +semantic)] -> [B, h, w, width*960]``.
+    """
+    parts = [w_hat] + [t for t in (noise, semantic) if t is not None]
+    x = tf.concat(parts, axis=-1) if len(parts) > 1 else w_hat
+    x = conv_norm_relu(x, config.filters[-1], 3, 1, "c3s1")
+    for i in range(config.residual_blocks):
+        x = residual_block(x, f"res{i + 1}")
+    return x
+
+
+def decoder_tail(x, config, statistics=None):
+    """The upsampling part, ``u480 .. u60, c7s1-3`` and tanh, in the current scope.
+
+    ``[B, h, w, width*960] -> ([B, 16h, 16w, 3], pre_norm)``, where
+    ``pre_norm`` lists each upsampling stage's activations before its instance
+    norm.  ``statistics``, a list of one ``(mean, variance)`` pair per stage,
+    replaces the per-image moments (see :func:`noisegen.layers.instance_norm`).
+    """
+    pre_norm = []
+    for i, k in enumerate(config.filters[::-1][1:], start=1):
+        with _v1.variable_scope(f"u{i}"):
+            x = conv2d_transpose(x, k, 3, 2)
+            pre_norm.append(x)
+            stats = statistics[i - 1] if statistics is not None else None
+            x = tf.nn.relu(instance_norm(x, statistics=stats))
+    x = conv2d(x, 3, 7, 1, scope="c7s1_out")
+    return tf.tanh(x), pre_norm
+
+
 def decoder(w_hat, config, noise=None, semantic=None, reuse=False, scope=DECODER_SCOPE):
     """Decode ``w_hat`` ``[B, h, w, C]`` to an image ``[B, 16h, 16w, 3]`` in [-1, 1].
 
@@ -35,16 +67,5 @@ def decoder(w_hat, config, noise=None, semantic=None, reuse=False, scope=DECODER
     (``[B, h, w, semantic_channels]``, from the semantic encoder) are
     concatenated to ``w_hat`` when given.
     """
-    parts = [w_hat] + [t for t in (noise, semantic) if t is not None]
-    x = tf.concat(parts, axis=-1) if len(parts) > 1 else w_hat
-    f = config.filters[::-1]
     with _v1.variable_scope(scope, reuse=reuse):
-        x = conv_norm_relu(x, f[0], 3, 1, "c3s1")
-        for i in range(config.residual_blocks):
-            x = residual_block(x, f"res{i + 1}")
-        for i, k in enumerate(f[1:], start=1):
-            with _v1.variable_scope(f"u{i}"):
-                x = conv2d_transpose(x, k, 3, 2)
-                x = tf.nn.relu(instance_norm(x))
-        x = conv2d(x, 3, 7, 1, scope="c7s1_out")
-        return tf.tanh(x)
+        return decoder_tail(decoder_head(w_hat, config, noise, semantic), config)[0]

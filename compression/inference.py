@@ -20,10 +20,12 @@ from compression.entropy_model import probabilities_from_counts
 from compression.errors import ConfigError, ModelLoadError
 from compression.model import (
     GENERATOR_SCOPE,
+    decode_tail,
+    decoder_features,
     encode,
-    reconstruct_from_symbols,
     symbol_counts_variable,
 )
+from compression.quantizer import dequantize
 from compression.semantic import one_hot_labels
 from noisegen import sample_noise
 
@@ -92,6 +94,13 @@ class CompressionModel:
       uses_ema: whether EMA weights were loaded.
     """
 
+    #: Decode in tiles above this many output pixels (1024x1024).
+    tile_threshold = 1024 * 1024
+    #: Tile side in bottleneck pixels (32 -> 512x512 output pixels).
+    tile_size = 32
+    #: Overlap in bottleneck pixels on each side of a tile (64 output pixels).
+    tile_halo = 4
+
     def __init__(self, run_dir, checkpoint):
         self.run_dir = run_dir
         self.checkpoint = checkpoint
@@ -112,9 +121,20 @@ class CompressionModel:
             _, q = encode(self._images, cfg)
             self._symbols_out = q.symbols
             z = sample_noise(1, cfg.noise_dim, self._seed) if cfg.noise else None
-            self._reconstruction = reconstruct_from_symbols(
-                self._symbols_in, cfg, z=z, labels_one_hot=one_hot
-            )
+            w_hat = dequantize(self._symbols_in, cfg.centers)
+            self._features, _ = decoder_features(w_hat, cfg, False, z=z, labels_one_hot=one_hot)
+            self._reconstruction, _ = decode_tail(self._features, cfg)
+            # The same upsampling tail on one tile of features, normalised with
+            # statistics of the whole image (see decode_tiled).
+            self._tile_in = _v1.placeholder(
+                tf.float32, [1, None, None, cfg.filters[-1]], name="tile_features")
+            self._tile_stats = [
+                (_v1.placeholder(tf.float32, [k], name=f"u{i}_mean"),
+                 _v1.placeholder(tf.float32, [k], name=f"u{i}_variance"))
+                for i, k in enumerate(cfg.filters[::-1][1:], start=1)
+            ]
+            self._tile_out, self._tile_pre_norm = decode_tail(
+                self._tile_in, cfg, statistics=self._tile_stats)
             self._counts = symbol_counts_variable(cfg)
             self.session = _v1.Session(graph=self.graph, config=session_config())
             self.uses_ema = self._restore()
@@ -192,16 +212,72 @@ class CompressionModel:
         feed = {self._images: image[None]}
         return self.session.run(self._symbols_out, feed)[0]
 
-    def decode(self, symbols, seed, labels=None):
-        """Symbols ``[h, w, C]`` and the noise seed -> float image ``[16h, 16w, 3]`` in [-1, 1]."""
+    def decode(self, symbols, seed, labels=None, tile=None):
+        """Symbols ``[h, w, C]`` and the noise seed -> float image ``[16h, 16w, 3]`` in [-1, 1].
+
+        Images above :attr:`tile_threshold` pixels are decoded in tiles of
+        ``tile`` x ``tile`` bottleneck pixels (default :attr:`tile_size`) so
+        memory stays bounded; ``tile=0`` forces one pass.  Tiling is
+        seam-free: see :meth:`decode_tiled`.
+        """
         symbols = np.asarray(symbols)
         if symbols.ndim != 3 or symbols.shape[2] != self.config.channels:
             raise ConfigError(
                 f"symbols must have shape [h, w, {self.config.channels}], got {symbols.shape}"
             )
+        h, w = symbols.shape[:2]
         feed = {self._symbols_in: symbols[None].astype(np.int32), self._seed: int(seed)}
-        feed.update(self._check_labels(labels, 16 * symbols.shape[0], 16 * symbols.shape[1]))
-        return self.session.run(self._reconstruction, feed)[0]
+        feed.update(self._check_labels(labels, 16 * h, 16 * w))
+        if tile is None:
+            tile = self.tile_size if 256 * h * w > self.tile_threshold else 0
+        if not tile or (h <= tile and w <= tile):
+            return self.session.run(self._reconstruction, feed)[0]
+        features = self.session.run(self._features, feed)[0]
+        return self.decode_tiled(features, tile)
+
+    def decode_tiled(self, features, tile):
+        """Run the decoder's upsampling tail over ``features`` ``[h, w, F]`` tile by tile.
+
+        Every tile is extended by a halo of :attr:`tile_halo` bottleneck
+        pixels (more than the tail's receptive field) and cropped back, so
+        tiles see the same neighbourhood as a whole-image pass.  Instance norm
+        needs moments over the whole image: one pass per upsampling stage
+        accumulates them over the tiles' valid regions (float64), and later
+        passes normalise every tile with them.  Only the latent-resolution
+        features and one tile's activations are ever in memory.
+        """
+        h, w = features.shape[:2]
+        halo = self.tile_halo
+        tiles = []
+        for r0 in range(0, h, tile):
+            for c0 in range(0, w, tile):
+                r1, c1 = min(r0 + tile, h), min(c0 + tile, w)
+                i0, j0 = max(r0 - halo, 0), max(c0 - halo, 0)
+                window = features[None, i0:min(r1 + halo, h), j0:min(c1 + halo, w)]
+                tiles.append(((r0, r1, c0, c1), (i0, j0), window))
+        feed = {}
+        for stage, (mean_in, var_in) in enumerate(self._tile_stats):
+            scale = 2 ** (stage + 1)
+            total = square = 0.0
+            count = 0
+            for (r0, r1, c0, c1), (i0, j0), window in tiles:
+                feed[self._tile_in] = window
+                pre = self.session.run(self._tile_pre_norm[stage], feed)[0]
+                valid = pre[(r0 - i0) * scale:(r1 - i0) * scale,
+                            (c0 - j0) * scale:(c1 - j0) * scale].astype(np.float64)
+                total = total + valid.sum(axis=(0, 1))
+                square = square + np.square(valid).sum(axis=(0, 1))
+                count += valid.shape[0] * valid.shape[1]
+            mean = total / count
+            feed[mean_in] = mean.astype(np.float32)
+            feed[var_in] = np.maximum(square / count - mean * mean, 0.0).astype(np.float32)
+        out = np.empty((16 * h, 16 * w, 3), np.float32)
+        for (r0, r1, c0, c1), (i0, j0), window in tiles:
+            feed[self._tile_in] = window
+            image = self.session.run(self._tile_out, feed)[0]
+            out[16 * r0:16 * r1, 16 * c0:16 * c1] = image[16 * (r0 - i0):16 * (r1 - i0),
+                                                          16 * (c0 - j0):16 * (c1 - j0)]
+        return out
 
     def close(self):
         self.session.close()

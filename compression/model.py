@@ -19,7 +19,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from compression.decoder import decoder
+from compression.decoder import DECODER_SCOPE, decoder_head, decoder_tail
 from compression.discriminator import multiscale_discriminator
 from compression.encoder import encoder
 from compression.entropy_model import UNIFORM_MIX
@@ -39,6 +39,8 @@ __all__ = [
     "TrainingGraph",
     "encode",
     "synthesize",
+    "decoder_features",
+    "decode_tail",
     "symbol_counts_variable",
     "estimated_bits",
     "build_training_graph",
@@ -69,12 +71,12 @@ def _spatial_size(t):
     return h, w
 
 
-def synthesize(w_hat, config, training, z=None, labels_one_hot=None, reuse=_v1.AUTO_REUSE):
-    """Decode ``w_hat`` ``[B, h, w, C]`` to ``(reconstruction [B, 16h, 16w, 3], noise)``.
+def decoder_features(w_hat, config, training, z=None, labels_one_hot=None,
+                     reuse=_v1.AUTO_REUSE):
+    """The latent-resolution half of :func:`synthesize`: ``(features [B, h, w, F], noise)``.
 
-    ``z`` ``[B, noise_dim]`` feeds the noise generator when ``config.noise``
-    (``noise`` is None otherwise); ``labels_one_hot`` ``[B, 16h, 16w, K]`` is
-    required exactly when ``config.semantic_classes > 0``.
+    Noise generator, semantic encoder and the decoder's ``c3s1`` and residual
+    blocks; :func:`decode_tail` turns the features into the image.
     """
     noise = semantic = None
     with _v1.variable_scope(GENERATOR_SCOPE, reuse=reuse):
@@ -91,7 +93,27 @@ def synthesize(w_hat, config, training, z=None, labels_one_hot=None, reuse=_v1.A
                     "classes); pass the label map"
                 )
             semantic = semantic_encoder(labels_one_hot, config)
-        reconstruction = decoder(w_hat, config, noise=noise, semantic=semantic)
+        with _v1.variable_scope(DECODER_SCOPE):
+            features = decoder_head(w_hat, config, noise, semantic)
+    return features, noise
+
+
+def decode_tail(features, config, statistics=None, reuse=_v1.AUTO_REUSE):
+    """Upsample decoder features ``[B, h, w, F]`` -> ``(image [B, 16h, 16w, 3], pre_norm)``."""
+    with _v1.variable_scope(GENERATOR_SCOPE, reuse=reuse):
+        with _v1.variable_scope(DECODER_SCOPE):
+            return decoder_tail(features, config, statistics)
+
+
+def synthesize(w_hat, config, training, z=None, labels_one_hot=None, reuse=_v1.AUTO_REUSE):
+    """Decode ``w_hat`` ``[B, h, w, C]`` to ``(reconstruction [B, 16h, 16w, 3], noise)``.
+
+    ``z`` ``[B, noise_dim]`` feeds the noise generator when ``config.noise``
+    (``noise`` is None otherwise); ``labels_one_hot`` ``[B, 16h, 16w, K]`` is
+    required exactly when ``config.semantic_classes > 0``.
+    """
+    features, noise = decoder_features(w_hat, config, training, z, labels_one_hot, reuse)
+    reconstruction, _ = decode_tail(features, config, reuse=reuse)
     return reconstruction, noise
 
 

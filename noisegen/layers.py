@@ -207,14 +207,20 @@ def batch_norm(x, training, scope="BatchNorm", decay=0.99, epsilon=1e-3):
         return y
 
 
-def instance_norm(x, scope="InstanceNorm", epsilon=1e-5):
+def instance_norm(x, scope="InstanceNorm", epsilon=1e-5, statistics=None):
     """Instance normalisation: per example and channel over H and W, with a learned affine.
 
-    ``[B,H,W,C] -> [B,H,W,C]``; variables ``beta`` and ``gamma``.
+    ``[B,H,W,C] -> [B,H,W,C]``; variables ``beta`` and ``gamma``.  With
+    ``statistics=(mean, variance)`` (each ``[C]``) those are used instead of
+    the moments of ``x``: a tiled decoder computes them over the whole image
+    and normalises each tile with them, so tiles join without seams.
     """
     with _v1.variable_scope(scope):
         depth = int(x.shape[-1])
         beta = _v1.get_variable("beta", [depth], initializer=_v1.zeros_initializer())
         gamma = _v1.get_variable("gamma", [depth], initializer=_v1.ones_initializer())
-        mean, var = tf.nn.moments(x, [1, 2], keepdims=True)
+        if statistics is None:
+            mean, var = tf.nn.moments(x, [1, 2], keepdims=True)
+        else:
+            mean, var = statistics
         return tf.nn.batch_normalization(x, mean, var, beta, gamma, epsilon)
