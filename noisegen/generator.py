@@ -26,6 +26,8 @@ three learned x2 upsamplings, and the result is cropped to ``(h, w)``.  For
 exactly.
 """
 
+import operator
+
 import tensorflow as tf
 
 from noisegen.layers import batch_norm, conv2d, conv2d_transpose, dense, reflect_pad
@@ -39,6 +41,16 @@ _DEFAULT_NOISE_DIM = 128
 _DEFAULT_UPSAMPLE_DIM = 256
 
 _v1 = tf.compat.v1
+
+
+def _as_int(value):
+    """``value`` as a Python int if it is an integer of any kind (numpy included), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
 
 
 def _field(config, name, default):
@@ -96,7 +108,9 @@ def dcgan_generator(
         ``config.upsample_dim`` when present, else 256.
       output_size: ``(h, w)`` of the bottleneck, ints or scalar int tensors;
         ``(32, 64)`` for a 512x1024 image.
-      scope: the generator's variable scope name.
+      scope: the generator's variable scope name.  Keep the default
+        ``noise_generator``: :mod:`noisegen.portability` finds generators in
+        graphs and checkpoints by that name.
 
     Returns:
       float32 tensor ``[B, h, w, C]``.
@@ -122,18 +136,27 @@ def dcgan_generator(
             f"z has noise_dim {noise_dim} but config.noise_dim is {expected_noise_dim}; "
             "draw z with the config's noise_dim"
         )
-    if isinstance(C, bool) or not isinstance(C, int) or C < 1:
+    if _as_int(C) is None or _as_int(C) < 1:
         raise ValueError(f"C (the bottleneck depth) must be a positive integer, got {C!r}")
+    C = _as_int(C)
     if upsample_dim is None:
         upsample_dim = _field(config, "upsample_dim", _DEFAULT_UPSAMPLE_DIM)
-    if isinstance(upsample_dim, bool) or not isinstance(upsample_dim, int) or (
-        upsample_dim < 8 or upsample_dim % 8
-    ):
+    if _as_int(upsample_dim) is None or upsample_dim < 8 or upsample_dim % 8:
         raise ValueError(
             f"upsample_dim must be a positive multiple of 8 (e.g. 256), got {upsample_dim!r}"
         )
-    if not isinstance(kernel_size, int) or kernel_size < 1:
+    upsample_dim = _as_int(upsample_dim)
+    if _as_int(kernel_size) is None or kernel_size < 1:
         raise ValueError(f"kernel_size must be a positive integer, got {kernel_size!r}")
+    kernel_size = _as_int(kernel_size)
+    if not isinstance(training, bool):
+        # Checked here, before any variable exists, rather than in the first batch norm.
+        training = tf.convert_to_tensor(training)
+        if training.dtype != tf.bool or training.shape.rank not in (None, 0):
+            raise ValueError(
+                "training must be a Python bool or a scalar bool tensor, got "
+                f"{training.dtype.name} tensor of shape {training.shape}"
+            )
     try:
         out_h, out_w = output_size
     except (TypeError, ValueError):
