@@ -6,6 +6,12 @@ the gradient of the soft assignment
 ``w_soft + stop_gradient(w_hard - w_soft)``.  Nothing is rounded on top (a
 round has no gradient in TensorFlow, and an earlier implementation lost every
 encoder gradient that way).
+
+Beyond the outer centres this soft assignment is flat (every logit moves by
+the same amount), so its gradient vanishes there and an encoder output that
+drifted past them could never be pulled back; for those entries the backward
+pass is the identity (straight-through) instead.  Inside the centres' range it
+is exactly the soft-assignment gradient.
 """
 
 import collections
@@ -31,7 +37,9 @@ def quantize(w, centers, sigma=1.0):
     w_soft = tf.reduce_sum(weights * c, axis=-1)
     symbols = tf.argmin(dist, axis=-1, output_type=tf.int32)
     w_hard = tf.gather(c, symbols)
-    w_hat = w_soft + tf.stop_gradient(w_hard - w_soft)
+    inside = tf.logical_and(w >= min(centers), w <= max(centers))
+    w_backward = tf.where(inside, w_soft, w)
+    w_hat = w_backward + tf.stop_gradient(w_hard - w_backward)
     return Quantized(w_hat=w_hat, symbols=symbols, w_soft=w_soft)
 
 
