@@ -29,7 +29,8 @@ from compression.quantizer import dequantize
 from compression.semantic import one_hot_labels
 from noisegen import sample_noise
 
-__all__ = ["CompressionModel", "load_model", "resolve_run", "CONFIG_NAME", "session_config"]
+__all__ = ["CompressionModel", "load_model", "resolve_run", "latest_checkpoint", "CONFIG_NAME",
+           "session_config", "initialize_run"]
 
 CONFIG_NAME = "config.json"
 _EMA_SUFFIX = "/ExponentialMovingAverage"
@@ -52,6 +53,22 @@ def session_config(inference=True):
     return cfg
 
 
+def latest_checkpoint(run_dir):
+    """The newest checkpoint prefix in ``run_dir``, or None.
+
+    Like ``tf.train.latest_checkpoint``, but the checkpoint is always looked
+    for inside ``run_dir``: runs written before the trainer saved relative
+    paths name their checkpoints by absolute paths in the ``checkpoint``
+    index, which point at the old place once the run is moved or copied
+    (``--force`` moves a run aside).
+    """
+    state = tf.train.get_checkpoint_state(run_dir)
+    if state is None or not state.model_checkpoint_path:
+        return None
+    prefix = os.path.join(run_dir, os.path.basename(state.model_checkpoint_path))
+    return prefix if tf.io.gfile.exists(prefix + ".index") else None
+
+
 def resolve_run(path):
     """``(run_dir, checkpoint_prefix)`` for a run directory or a checkpoint prefix.
 
@@ -60,7 +77,7 @@ def resolve_run(path):
     path = os.fspath(path)
     if os.path.isdir(path):
         run_dir = path
-        ckpt = tf.train.latest_checkpoint(path)
+        ckpt = latest_checkpoint(path)
         if ckpt is None:
             raise ModelLoadError(
                 f"{path!r} holds no checkpoint yet; train one with "
@@ -92,6 +109,10 @@ class CompressionModel:
       probabilities: float64 ``[C, L]``, the entropy model.
       fingerprint: 16 bytes identifying config and decoder weights.
       uses_ema: whether EMA weights were loaded.
+
+    ``tf_config`` is the ``tf.compat.v1.ConfigProto`` of the session
+    (default :func:`session_config`); benchmarks pass others to compare
+    thread settings.
     """
 
     #: Decode in tiles above this many output pixels (1024x1024).
@@ -101,7 +122,7 @@ class CompressionModel:
     #: Overlap in bottleneck pixels on each side of a tile (64 output pixels).
     tile_halo = 4
 
-    def __init__(self, run_dir, checkpoint):
+    def __init__(self, run_dir, checkpoint, tf_config=None):
         self.run_dir = run_dir
         self.checkpoint = checkpoint
         self.config = CompressionConfig.load(os.path.join(run_dir, CONFIG_NAME))
@@ -136,7 +157,7 @@ class CompressionModel:
             self._tile_out, self._tile_pre_norm = decode_tail(
                 self._tile_in, cfg, statistics=self._tile_stats)
             self._counts = symbol_counts_variable(cfg)
-            self.session = _v1.Session(graph=self.graph, config=session_config())
+            self.session = _v1.Session(graph=self.graph, config=tf_config or session_config())
             self.uses_ema = self._restore()
             counts = self.session.run(self._counts)
         self.has_learned_probabilities = bool(np.any(counts > 0))
@@ -167,7 +188,12 @@ class CompressionModel:
                     f"checkpoint {self.checkpoint!r} lacks variable {name!r} that its "
                     "config.json needs; was config.json replaced after training?"
                 )
-        _v1.train.Saver(var_list=var_list).restore(self.session, self.checkpoint)
+        try:
+            _v1.train.Saver(var_list=var_list).restore(self.session, self.checkpoint)
+        except tf.errors.OpError as e:  # truncated or damaged .data files
+            raise ModelLoadError(
+                f"cannot read checkpoint {self.checkpoint!r}: {e.message.splitlines()[0]}"
+            ) from None
         return uses_ema
 
     def _fingerprint(self):
@@ -289,7 +315,44 @@ class CompressionModel:
         self.close()
 
 
-def load_model(path):
+def load_model(path, tf_config=None):
     """Load a run directory (or checkpoint prefix) for inference; see :class:`CompressionModel`."""
     run_dir, ckpt = resolve_run(path)
-    return CompressionModel(run_dir, ckpt)
+    return CompressionModel(run_dir, ckpt, tf_config=tf_config)
+
+
+def initialize_run(config, run_dir, seed=0, tf_config=None):
+    """Write a loadable run directory with freshly initialised (untrained) weights.
+
+    ``run_dir`` gets ``config.json`` and ``ckpt-0`` holding every variable
+    the inference graph needs (initialised as for training, seeded by
+    ``seed``; the symbol histogram is zero, so the entropy model is
+    uniform).  The result codes real files at the model's true speed and
+    memory, which is what benchmarks and smoke tests need; the images are
+    of course meaningless.  ``tf_config`` is the session's ``ConfigProto``
+    (default: :func:`session_config` for training).  Returns the checkpoint
+    prefix.
+    """
+    run_dir = os.fspath(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    config.save(os.path.join(run_dir, CONFIG_NAME))
+    graph = tf.Graph()
+    with graph.as_default():
+        _v1.set_random_seed(int(seed))
+        images = _v1.placeholder(tf.float32, [1, None, None, 3])
+        _, q = encode(images, config)
+        z = sample_noise(1, config.noise_dim, 0) if config.noise else None
+        one_hot = None
+        if config.semantic_classes:
+            labels = _v1.placeholder(tf.int32, [1, None, None])
+            one_hot = one_hot_labels(labels, config.semantic_classes)
+        features, _ = decoder_features(dequantize(q.symbols, config.centers), config, False,
+                                       z=z, labels_one_hot=one_hot)
+        decode_tail(features, config)
+        symbol_counts_variable(config)
+        saver = _v1.train.Saver()
+        tf_config = tf_config or session_config(inference=False)
+        with _v1.Session(graph=graph, config=tf_config) as sess:
+            sess.run(_v1.global_variables_initializer())
+            return saver.save(sess, os.path.join(run_dir, "ckpt"), global_step=0,
+                              write_meta_graph=False)

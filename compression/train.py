@@ -29,7 +29,7 @@ from compression import data as data_lib
 from compression import metrics as metrics_lib
 from compression.config import CompressionConfig
 from compression.errors import CompressionError, DataError
-from compression.inference import CONFIG_NAME, session_config
+from compression.inference import CONFIG_NAME, latest_checkpoint, session_config
 from compression.model import build_training_graph, encode, estimated_bits, synthesize
 from compression.semantic import one_hot_labels
 from noisegen import sample_noise
@@ -95,12 +95,12 @@ def prepare_run_dir(run_dir, config, resume=False, force=False, run_info=None):
         if os.path.exists(run_path):
             with open(run_path) as f:
                 saved_info = json.load(f)
-        return saved, saved_info, tf.train.latest_checkpoint(run_dir)
+        return saved, saved_info, latest_checkpoint(run_dir)
     if exists and not force:
         if os.path.exists(config_path):
             saved = CompressionConfig.load(config_path)
             what = "the same config" if saved == config else "a different config"
-            ckpt = tf.train.latest_checkpoint(run_dir)
+            ckpt = latest_checkpoint(run_dir)
             progress = f", checkpoint {os.path.basename(ckpt)}" if ckpt else ""
             raise CompressionError(
                 f"{run_dir!r} already holds a run with {what}{progress}; pass --resume to "
@@ -233,6 +233,12 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
         raise CompressionError(f"--steps must be a positive integer, got {steps!r}")
     run_info = {"data": os.path.abspath(os.fspath(data_dir)), "seed": int(seed),
                 "resize": list(resize) if resize else None}
+    if not (resume and os.path.exists(os.path.join(os.fspath(run_dir), CONFIG_NAME))):
+        # A new run (or --force): check the data before the run directory is
+        # created or the old run moved aside, so a mistyped --data leaves
+        # nothing behind that the corrected command would then refuse.
+        data_lib.find_examples(data_dir, "train", require_labels=bool(
+            config is not None and config.semantic_classes))
     config, info, ckpt = prepare_run_dir(run_dir, config, resume, force, run_info)
     seed = int(info.get("seed", seed))
     resize = tuple(info["resize"]) if info.get("resize") else resize
@@ -281,7 +287,9 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
         summaries.append(_v1.summary.scalar("lr/generator", config.g_learning_rate))
         summaries.append(_v1.summary.scalar("lr/discriminator", config.d_learning_rate))
         summary_op = _v1.summary.merge(summaries)
-        saver = _v1.train.Saver(max_to_keep=keep)
+        # Relative paths in the ``checkpoint`` index: the run directory stays
+        # loadable when moved or copied (--force moves the old run aside).
+        saver = _v1.train.Saver(max_to_keep=keep, save_relative_paths=True)
         writer = _v1.summary.FileWriter(run_dir, graph if ckpt is None else None)
         init = _v1.global_variables_initializer()
     graph.finalize()

@@ -1,0 +1,128 @@
+"""Shared fixtures: one tiny trained run, built once per test session.
+
+Building and training graphs is the slow part of the end-to-end tests, so
+``tiny_run`` trains a very small compressor for 12 steps once and every test
+that needs a trained model reuses it (read-only: tests that train further
+copy it first).  ``other_model`` is the same run with one decoder weight
+changed, for the model-mismatch and fingerprint tests.
+"""
+
+import os
+import sys
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from compression.config import CompressionConfig  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: A compressor small enough to train a dozen steps in a few seconds on 2 cores.
+TINY = CompressionConfig(
+    channels=4, width=0.0625, residual_blocks=1, discriminator_width=0.125,
+    discriminator_scales=2, noise_dim=16, upsample_dim=32, crop_height=32, crop_width=64,
+    batch_size=2, gan_start_step=4,
+)
+
+#: The same architecture as command-line options of ``gcompress train`` (noise_dim
+#: and upsample_dim are not options, so CLI runs use the defaults for those).
+TINY_CLI = [
+    "--channels", "4", "--width", "0.0625", "--residual-blocks", "1", "--d-width", "0.125",
+    "--d-scales", "2", "--crop", "32x64", "--batch", "2", "--gan-start-step", "4",
+    "--no-progress",
+]
+
+TRAIN_STEPS = 12
+
+
+def _silent(*_args, **_kwargs):
+    pass
+
+
+def write_tiny_data(root, train=6, val=2, num_classes=4, seed=0):
+    from compression.data import write_synthetic_cityscapes
+
+    return write_synthetic_cityscapes(
+        root, splits={"train": train, "val": val}, size=(64, 128), num_classes=num_classes,
+        seed=seed,
+    )
+
+
+def subprocess_env():
+    """Environment for ``python -m compression.cli`` children: repo importable, TF quiet."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+PYTHON = sys.executable
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A synthetic Cityscapes tree: 6 train + 2 val images of 64x128, 4 classes."""
+    return write_tiny_data(tmp_path_factory.mktemp("tiny") / "data")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_data, tmp_path_factory):
+    """Run directory of TINY trained for 12 steps (checkpoints at 6 and 12).  Do not modify."""
+    from compression.train import train
+
+    run_dir = str(tmp_path_factory.mktemp("tiny_run") / "run")
+    result = train(TINY, tiny_data, run_dir, steps=TRAIN_STEPS, checkpoint_every=6,
+                   summary_every=3, val_every=6, val_images=2, progress=False, log=_silent)
+    assert result.step == TRAIN_STEPS
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_run):
+    """``load_model(tiny_run)``, shared by every test (the session is never closed)."""
+    from compression.inference import load_model
+
+    model = load_model(tiny_run)
+    yield model
+    model.close()
+
+
+def perturbed_copy(run_dir, dest, variable="generator/decoder/c3s1/biases", delta=0.01):
+    """Copy ``run_dir``'s last checkpoint to ``dest`` with one decoder weight changed.
+
+    A different model of the same config without training one: the checkpoint
+    is rewritten eagerly, every other variable as it was.
+    """
+    import shutil
+
+    import tensorflow as tf
+
+    os.makedirs(dest)
+    for name in ("config.json", "run.json"):
+        shutil.copy(os.path.join(run_dir, name), dest)
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(run_dir))
+    values = {}
+    for name in sorted(reader.get_variable_to_shape_map()):
+        value = reader.get_tensor(name)
+        values[name] = tf.Variable(value + delta if name == variable else value)
+    assert variable in values, sorted(values)
+    tf.compat.v1.train.Saver(var_list=values, save_relative_paths=True).save(
+        None, os.path.join(dest, "ckpt-1"), write_meta_graph=False)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def other_run(tiny_run, tmp_path_factory):
+    """The tiny run with one decoder bias shifted: same config, a different model."""
+    return perturbed_copy(tiny_run, str(tmp_path_factory.mktemp("other_run") / "run"))
+
+
+@pytest.fixture(scope="session")
+def other_model(other_run):
+    from compression.inference import load_model
+
+    model = load_model(other_run)
+    yield model
+    model.close()

@@ -1,0 +1,230 @@
+"""``gcompress train``: run directories, resume/force, signals, bad data, validation metrics."""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import PYTHON, REPO_ROOT, TINY, TINY_CLI, subprocess_env, write_tiny_data
+
+from compression.cli import main
+from compression.config import CompressionConfig
+from compression.data import SkippedFileWarning, find_examples, make_dataset
+from compression.inference import load_model
+
+
+def global_step(run_dir):
+    return int(tf.train.load_variable(tf.train.latest_checkpoint(run_dir), "global_step"))
+
+
+def checkpoint_steps(run_dir):
+    return sorted(int(os.path.basename(p)[len("ckpt-"):-len(".index")])
+                  for p in glob.glob(os.path.join(run_dir, "ckpt-*.index")))
+
+
+def train_cli(data, out, *extra, steps=3):
+    return main(["train", "--data", str(data), "--out", str(out), "--steps", str(steps),
+                 "--summary-every", "1", "--val-every", "0", "--val-images", "0",
+                 *TINY_CLI, *extra])
+
+
+def assert_clean_error(capsys, *fragments):
+    err = capsys.readouterr().err
+    assert err.startswith("gcompress: error: "), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err, err
+    return err
+
+
+# --- the run directory: new, resume, refuse, force ----------------------------------
+
+
+def test_train_resume_refuse_force(tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train_cli(tiny_data, run, steps=3) == 0
+    names = os.listdir(run)
+    assert {"config.json", "run.json", "checkpoint"} <= set(names)
+    assert any(n.startswith("events.out.tfevents.") for n in names)
+    assert checkpoint_steps(run) == [3]
+    assert global_step(run) == 3
+    saved = CompressionConfig.load(run / "config.json")
+    assert (saved.channels, saved.crop_size, saved.gan_start_step) == (4, (32, 64), 4)
+    info = json.loads((run / "run.json").read_text())
+    assert info["data"] == os.path.abspath(tiny_data) and info["seed"] == 0
+
+    # --resume alone continues with the saved config, from step 3.
+    capsys.readouterr()
+    assert main(["train", "--data", str(tiny_data), "--out", str(run), "--resume",
+                 "--steps", "5", "--val-images", "0", "--no-progress"]) == 0
+    assert "resumed from ckpt-3 at step 3" in capsys.readouterr().out
+    assert checkpoint_steps(run) == [3, 5]
+    assert global_step(run) == 5
+
+    # The same dir without --resume: refused, naming both ways out; nothing touched.
+    before = sorted(os.listdir(run))
+    assert train_cli(tiny_data, run, steps=7) == 2
+    assert_clean_error(capsys, "--resume", "--force", "ckpt-5")
+    assert sorted(os.listdir(run)) == before
+
+    # A different config with --resume: refused with the difference spelled out.
+    assert main(["train", "--data", str(tiny_data), "--out", str(run), "--resume",
+                 "--steps", "7", "--channels", "2", "--no-progress"]) == 2
+    assert_clean_error(capsys, "different config", "channels")
+    assert global_step(run) == 5
+
+    # --force moves the old run aside, whole, and starts over from step 0.
+    assert train_cli(tiny_data, run, "--force", steps=1) == 0
+    aside = glob.glob(str(run) + ".replaced-*")
+    assert len(aside) == 1
+    assert sorted(os.listdir(aside[0])) == before
+    assert global_step(aside[0]) == 5
+    assert checkpoint_steps(run) == [1]
+    assert global_step(run) == 1
+
+
+def test_resume_continues_the_same_batch_stream(tiny_data):
+    """Batch s of a stream started at step 0 equals the first batch of one started at s."""
+    examples = find_examples(tiny_data, "train")
+
+    def batches(start, count):
+        ds = make_dataset(examples, crop_size=(32, 64), batch_size=2, training=True, seed=3,
+                          start_step=start)
+        return [b["image"].numpy() for b in ds.take(count)]
+
+    whole = batches(0, 5)
+    resumed = batches(3, 2)
+    np.testing.assert_array_equal(resumed[0], whole[3])
+    np.testing.assert_array_equal(resumed[1], whole[4])
+    assert not np.array_equal(whole[0], whole[1])
+
+
+# --- signals ----------------------------------------------------------------------------
+
+
+def start_training(data, run, *extra):
+    cmd = [PYTHON, "-m", "compression.cli", "train", "--data", str(data), "--out", str(run),
+           "--steps", "1000", "--checkpoint-every", "2", "--summary-every", "0",
+           "--val-every", "0", "--val-images", "0", *TINY_CLI, *extra]
+    return subprocess.Popen(cmd, cwd=REPO_ROOT, env=subprocess_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_checkpoint(proc, run, at_least, timeout=120):
+    """Poll until ``run``'s checkpoint index names a checkpoint >= ``at_least``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"training exited early ({proc.returncode}):\n{out}\n{err}")
+        ckpt = tf.train.latest_checkpoint(str(run)) if os.path.isdir(run) else None
+        if ckpt and int(ckpt.rsplit("-", 1)[1]) >= at_least:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"no checkpoint >= {at_least} in {run} after {timeout} s")
+
+
+@pytest.fixture
+def processes():
+    """Started subprocesses, killed at the end of the test if still running."""
+    procs = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def test_sigkill_resume_then_sigterm(tiny_data, tmp_path, processes):
+    """A killed run resumes from its last checkpoint; SIGTERM saves one more and exits 130.
+
+    Both halves share one run (each subprocess costs a TensorFlow start-up).
+    """
+    run = tmp_path / "run"
+    processes.append(killed := start_training(tiny_data, run))
+    wait_for_checkpoint(killed, run, 2)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.communicate(timeout=30)
+    assert killed.returncode == -signal.SIGKILL
+
+    saved = global_step(run)
+    assert saved >= 2 and saved % 2 == 0
+    with load_model(run) as model:  # whatever moment the kill hit, the last checkpoint loads
+        assert os.path.basename(model.checkpoint) == f"ckpt-{saved}"
+
+    processes.append(resumed := start_training(tiny_data, run, "--resume"))
+    wait_for_checkpoint(resumed, run, saved + 2)
+    resumed.send_signal(signal.SIGTERM)
+    out, err = resumed.communicate(timeout=60)
+    assert resumed.returncode == 130, err
+    assert "Traceback" not in err
+    assert f"resumed from ckpt-{saved} at step {saved}" in out
+    stopped_at = global_step(run)
+    assert stopped_at >= saved + 2
+    assert f"stopped by signal {int(signal.SIGTERM)} at step {stopped_at}" in out
+    assert checkpoint_steps(run)[-1] == stopped_at
+
+
+# --- data problems ------------------------------------------------------------------
+
+
+def test_semantic_training_skips_a_corrupt_image(tmp_path):
+    """--semantic --classes 4 trains; a damaged image is skipped with a warning.
+
+    (One run for both: every training run costs a graph build.)
+    """
+    data = write_tiny_data(tmp_path / "data", train=3, val=0, num_classes=4)
+    bad = sorted(glob.glob(os.path.join(data, "leftImg8bit", "train", "*", "*.png")))[1]
+    with open(bad, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n this is not really a png" * 3)
+    run = tmp_path / "run"
+    # 2 steps x batch 2 = 4 examples out of 3 images: the bad one is met for sure.
+    with pytest.warns(SkippedFileWarning, match="skipping .*" + os.path.basename(bad)):
+        assert train_cli(data, run, "--semantic", "--classes", "4", steps=2) == 0
+    assert CompressionConfig.load(run / "config.json").semantic_classes == 4
+    assert global_step(run) == 2
+
+
+def test_missing_data_dir_is_a_clean_error(tmp_path, capsys):
+    missing = tmp_path / "no-such-data"
+    run = tmp_path / "run"
+    assert train_cli(missing, run, steps=2) == 2
+    assert_clean_error(capsys, "does not exist", str(missing))
+    # Nothing is created, so the corrected command then works as a new run.
+    assert not run.exists()
+
+
+def test_semantic_needs_classes(tiny_data, tmp_path, capsys):
+    assert train_cli(tiny_data, tmp_path / "run", "--semantic", steps=2) == 2
+    assert_clean_error(capsys, "--semantic needs --classes")
+    assert not (tmp_path / "run").exists()
+
+
+def test_steps_must_be_positive(tiny_data, tmp_path, capsys):
+    assert train_cli(tiny_data, tmp_path / "run", steps=0) == 2
+    assert_clean_error(capsys, "--steps")
+
+
+# --- what the shared run recorded ---------------------------------------------------
+
+
+def test_shared_run_metrics_and_summaries(tiny_run):
+    lines = [json.loads(line) for line in open(os.path.join(tiny_run, "metrics.jsonl"))]
+    assert [line["step"] for line in lines] == [6, 12]
+    for line in lines:
+        for key in ("val_psnr", "val_ms_ssim", "val_bpp_estimate"):
+            assert np.isfinite(line[key]), (key, line)
+        assert line["val_images"] == 2
+        assert 0 < line["val_bpp_estimate"] <= TINY.bpp_bound() * 1.01
+    assert checkpoint_steps(tiny_run) == [6, 12]
+    events = glob.glob(os.path.join(tiny_run, "events.out.tfevents.*"))
+    assert events
+    tags = set()
+    for event in tf.compat.v1.train.summary_iterator(events[0]):
+        tags.update(v.tag for v in event.summary.value)
+    assert {"train/distortion", "val/psnr", "val/ms_ssim", "val/bpp_estimate"} <= tags
