@@ -1,0 +1,235 @@
+"""compression.codec: real .gcz round trips with the tiny trained model, and every way to fail."""
+
+import random
+import struct
+import time
+import zlib
+
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+from compression import bitstream
+from compression.codec import decode, decode_image, encode, encode_image, file_stats
+from compression.entropy_model import decode_symbols
+from compression.errors import (
+    BitstreamError,
+    CorruptFileError,
+    ImageReadError,
+    ModelMismatchError,
+    NotAGczFileError,
+    TruncatedFileError,
+    UnsupportedVersionError,
+)
+from compression.image_io import pad_to_multiple, to_float
+
+
+def photo(name, step=4):
+    """A scikit-image sample photograph, downscaled by ``step`` for speed."""
+    return np.ascontiguousarray(getattr(skdata, name)()[::step, ::step, :3])
+
+
+def gradient(h, w):
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.stack([xx * 255 // max(w - 1, 1), yy * 255 // max(h - 1, 1),
+                     (xx + yy) % 256], -1).astype(np.uint8)
+
+
+def noise(h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+IMAGES = {
+    "astronaut": lambda: photo("astronaut"),
+    "chelsea": lambda: photo("chelsea"),
+    "coffee": lambda: photo("coffee"),
+    "16x16": lambda: noise(16, 16),
+    "17x33": lambda: noise(17, 33, 1),
+    "portrait 100x37": lambda: gradient(100, 37),
+    "513x1023 gradient": lambda: gradient(513, 1023),
+    "513x1023 zeros": lambda: np.zeros((513, 1023, 3), np.uint8),
+}
+
+
+def check_round_trip(model, image):
+    result = encode_image(model, image)
+    assert result.data[:4] == bitstream.MAGIC
+    decoded, header = decode_image(model, result.data)
+    assert decoded.dtype == np.uint8
+    assert decoded.shape[:2] == image.shape[:2]
+    assert (header.image_height, header.image_width) == image.shape[:2]
+    # Decoding is a pure function of the file.
+    np.testing.assert_array_equal(decode(model, result.data), decoded)
+    # The entropy coder is lossless: the payload holds exactly the encoder's symbols.
+    padded, _ = pad_to_multiple(image if image.ndim == 3 else
+                                np.repeat(image[..., None], 3, axis=2), 16)
+    _, payload = bitstream.unpack(result.data)
+    symbols = decode_symbols(payload, header.bottleneck_shape, model.probabilities)
+    np.testing.assert_array_equal(symbols, model.encode(to_float(padded)))
+    h, w = image.shape[:2]
+    assert header.bottleneck_shape == (-(-h // 16), -(-w // 16), model.config.channels)
+    return result, decoded
+
+
+@pytest.mark.parametrize("name", list(IMAGES))
+def test_round_trip(tiny_model, name):
+    image = IMAGES[name]()
+    _, decoded = check_round_trip(tiny_model, image)
+    assert decoded.shape == image.shape
+
+
+def test_grayscale_round_trip(tiny_model):
+    gray = gradient(40, 50)[..., 0]
+    result, decoded = check_round_trip(tiny_model, gray)
+    # Files carry no channel count: grayscale decodes to three channels of its size.
+    assert decoded.shape == gray.shape + (3,)
+    assert result.data == encode(tiny_model, np.repeat(gray[..., None], 3, axis=2))
+
+
+def test_coded_rate_below_the_bound(tiny_model):
+    """The learned per-channel probabilities code a real photo below C log2(L) / 256."""
+    image = np.ascontiguousarray(skdata.astronaut())  # 512x512: the header is ~0.2% of it
+    result = encode_image(tiny_model, image)
+    assert result.bound_bpp == pytest.approx(tiny_model.config.bpp_bound())
+    ratio = result.bpp / result.bound_bpp
+    print(f"astronaut 512x512: {len(result.data)} bytes, {result.bpp:.4f} bpp (payload "
+          f"{result.payload_bpp:.4f}), bound {result.bound_bpp:.4f}: ratio {ratio:.3f}")
+    assert result.payload_bpp < result.bpp < result.bound_bpp
+    stats = file_stats(result.data)
+    assert stats["bpp"] == pytest.approx(result.bpp)
+    assert stats["model"] == tiny_model.fingerprint.hex()
+
+
+def test_noise_seed_from_the_header_is_used(tiny_model):
+    image = photo("chelsea", 8)
+    a1, a2 = encode(tiny_model, image, seed=1), encode(tiny_model, image, seed=1)
+    b = encode(tiny_model, image, seed=2)
+    assert a1 == a2
+    assert bitstream.unpack(a1)[1] == bitstream.unpack(b)[1]  # same symbols
+    assert bitstream.unpack(b)[0].seed == 2
+    np.testing.assert_array_equal(decode(tiny_model, a1), decode(tiny_model, a2))
+    assert not np.array_equal(decode(tiny_model, a1), decode(tiny_model, b))
+    # Without a seed, equal images give equal files.
+    assert encode(tiny_model, image) == encode(tiny_model, image.copy())
+
+
+def test_bad_seed(tiny_model):
+    with pytest.raises(ValueError, match="seed"):
+        encode(tiny_model, noise(16, 16), seed=-1)
+
+
+# --- errors -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_file(tiny_model):
+    return encode(tiny_model, noise(32, 48, 3), seed=5)
+
+
+def repack(data, **changes):
+    """``data`` with header fields replaced and a valid CRC (a crafted file)."""
+    header, payload = bitstream.unpack(data)
+    fields = {f: getattr(header, f) for f in header.__dataclass_fields__}
+    fields.update(changes)
+    return bitstream.pack(bitstream.Header(**fields), payload)
+
+
+def test_not_a_gcz(tiny_model):
+    png = b"\x89PNG\r\n\x1a\n" + bytes(100)
+    for data in (png, b"hello world, this is text", b"GCZ!"):
+        with pytest.raises(NotAGczFileError):
+            decode(tiny_model, data)
+
+
+def test_truncated(tiny_model, small_file):
+    for n in (0, 3, 20, bitstream.HEADER_SIZE, len(small_file) - 1):
+        with pytest.raises(TruncatedFileError):
+            decode(tiny_model, small_file[:n])
+
+
+def test_crc_flip(tiny_model, small_file):
+    data = bytearray(small_file)
+    data[bitstream.HEADER_SIZE] ^= 0x01
+    with pytest.raises(CorruptFileError, match="CRC"):
+        decode(tiny_model, bytes(data))
+
+
+def test_unsupported_version(tiny_model, small_file):
+    data = bytearray(small_file)
+    data[4] = 2
+    with pytest.raises(UnsupportedVersionError, match="version 2"):
+        decode(tiny_model, bytes(data))
+
+
+def test_unknown_flags(tiny_model, small_file):
+    body = bytearray(small_file[:-4])
+    body[5:7] = struct.pack(">H", 0x8000)
+    with pytest.raises(UnsupportedVersionError, match="flags"):
+        decode(tiny_model, bytes(body) + struct.pack(">I", zlib.crc32(body)))
+    with pytest.raises(UnsupportedVersionError, match="extensions"):
+        decode(tiny_model, repack(small_file, flags=bitstream.FLAG_SEMANTIC_MAP))
+
+
+def test_model_mismatch(tiny_model, other_model, small_file):
+    theirs = encode(other_model, noise(32, 48, 3))
+    with pytest.raises(ModelMismatchError) as info:
+        decode(tiny_model, theirs)
+    message = str(info.value)
+    assert other_model.fingerprint.hex() in message
+    assert tiny_model.fingerprint.hex() in message
+    with pytest.raises(ModelMismatchError):
+        decode(tiny_model, repack(small_file, fingerprint=bytes(16)))
+
+
+def test_inconsistent_header(tiny_model, small_file):
+    with pytest.raises(CorruptFileError, match="inconsistent"):
+        decode(tiny_model, repack(small_file, image_height=200))
+    with pytest.raises(CorruptFileError, match="inconsistent"):
+        decode(tiny_model, repack(small_file, num_centers=4))
+
+
+def test_random_damage_only_raises_codec_errors(tiny_model, small_file):
+    """Byte flips, truncations and CRC-fixed payload damage: clean errors, no hang."""
+    rng = random.Random(1234)
+    header_size = bitstream.HEADER_SIZE
+    outcomes = {}
+    start = time.monotonic()
+    for trial in range(300):
+        data = bytearray(small_file)
+        kind = trial % 3
+        if kind == 0:  # raw flips: the CRC (or magic/version/length) catches them
+            for _ in range(rng.randint(1, 4)):
+                data[rng.randrange(len(data))] ^= rng.randint(1, 255)
+        elif kind == 1:  # truncations, possibly with a flip
+            data = data[:rng.randrange(len(data))]
+            if data and rng.random() < 0.5:
+                data[rng.randrange(len(data))] ^= rng.randint(1, 255)
+        else:  # flips past the magic/version with a fixed CRC: a crafted file
+            body = data[:-4]
+            for _ in range(rng.randint(1, 3)):
+                body[rng.randrange(5, len(body))] ^= rng.randint(1, 255)
+            data = body + struct.pack(">I", zlib.crc32(body))
+        try:
+            image = decode(tiny_model, bytes(data))
+        except (BitstreamError, ModelMismatchError) as e:
+            outcomes[type(e).__name__] = outcomes.get(type(e).__name__, 0) + 1
+        else:
+            assert image.dtype == np.uint8 and image.ndim == 3
+            outcomes["decoded"] = outcomes.get("decoded", 0) + 1
+    elapsed = time.monotonic() - start
+    print(f"300 damaged files in {elapsed:.1f} s: {outcomes}; header is {header_size} bytes")
+    assert elapsed < 60
+    assert {"CorruptFileError", "TruncatedFileError", "ModelMismatchError"} <= set(outcomes)
+
+
+@pytest.mark.parametrize("shape", [(15, 15, 3), (15, 40, 3), (40, 15), (16, 15, 3)])
+def test_image_too_small(tiny_model, shape):
+    with pytest.raises(ImageReadError, match="minimum is 16x16"):
+        encode(tiny_model, np.zeros(shape, np.uint8))
+
+
+@pytest.mark.parametrize("bad", [np.zeros((32, 32, 3), np.float32), np.zeros((32, 32, 4),
+                                 np.uint8), [[0] * 32] * 32])
+def test_bad_arrays(tiny_model, bad):
+    with pytest.raises(ImageReadError, match="expected a uint8 array"):
+        encode(tiny_model, bad)
