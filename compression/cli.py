@@ -114,6 +114,22 @@ def _add_evaluate(sub):
     p.add_argument("--force", action="store_true", help="overwrite --out")
 
 
+def _add_compare(sub):
+    p = sub.add_parser("compare", help="compare with JPEG/WebP/AVIF/... at the same rate",
+                       description="Code every image with the model, then give each classical "
+                       "codec the largest file not above our rate on that image; write a CSV, a "
+                       "summary, a rate-distortion plot and side-by-side grids to --out-dir.")
+    p.add_argument("--model", required=True)
+    p.add_argument("--images", required=True, help="directory (searched recursively) or glob")
+    p.add_argument("--out-dir", required=True, help="directory for the reports")
+    p.add_argument("--limit", type=int, default=None, help="at most this many images")
+    p.add_argument("--codecs", default=None,
+                   help="comma-separated subset of jpeg,webp,avif,heic,jxl (default: all)")
+    p.add_argument("--grids", type=int, default=3,
+                   help="side-by-side images for this many of the first images (default 3)")
+    p.add_argument("--force", action="store_true", help="replace an earlier comparison")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="gcompress",
@@ -126,6 +142,7 @@ def build_parser():
     _add_encode(sub)
     _add_decode(sub)
     _add_evaluate(sub)
+    _add_compare(sub)
     demo = sub.add_parser("demo", help="train a small model for a few minutes, then code a photo")
     demo.add_argument("--out", default="demo", help="demo directory (default: demo)")
     demo.add_argument("--data", default=None,
@@ -184,7 +201,11 @@ def _run_files(args, suffix, work):
     if args.output and len(files) > 1:
         raise _CliError(f"-o/--output takes one input, got {len(files)}; use --out-dir")
     if args.out_dir:
-        os.makedirs(args.out_dir, exist_ok=True)
+        try:
+            os.makedirs(args.out_dir, exist_ok=True)
+        except OSError as e:  # a path under a regular file, no permission, ...
+            raise _CliError(f"cannot create --out-dir {args.out_dir}: "
+                            f"{e.strerror or e}") from None
     failures = 0
     for src in _progress(files, sys.stderr.isatty()):
         dst = _output_path(src, args, suffix)
@@ -350,6 +371,13 @@ def _evaluate(args):
     return evaluate_command(args)
 
 
+def _compare(args):
+    _quiet_tensorflow(onednn=False)
+    from compression.compare import compare_command
+
+    return compare_command(args)
+
+
 def _demo(args):
     _quiet_tensorflow(onednn=True)
     from compression.demo import run_demo
@@ -365,7 +393,7 @@ def main(argv=None):
         parser.print_help()
         return 2
     handlers = {"train": _train, "encode": _encode, "decode": _decode,
-                "evaluate": _evaluate, "info": _info, "demo": _demo}
+                "evaluate": _evaluate, "compare": _compare, "info": _info, "demo": _demo}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -1,0 +1,246 @@
+"""``gcompress evaluate``: code a set of images and measure rate, quality and speed.
+
+Every image is encoded to a real ``.gcz`` file on disk, the file is read
+back and decoded, and the reconstruction is compared with the original.
+One row per image (see :data:`COLUMNS`):
+
+* ``image``, ``height``, ``width``: the path as found and the original size;
+* ``bytes``: the size of the file on disk, header and CRC included;
+* ``bpp``: ``8 * bytes / (height * width)``, the honest rate;
+* ``payload_bpp``: the entropy-coded symbols alone;
+* ``bound_bpp``: ``C log2(L)`` bits per bottleneck pixel (the rate without an
+  entropy model), scaled to the original size;
+* ``psnr``: dB on the 8-bit RGB scale (peak 255; ``inf`` for an exact match);
+* ``ms_ssim``: :func:`compression.metrics.ms_ssim`, TensorFlow's multi-scale
+  SSIM on the 8-bit scale, with fewer scales for images whose smaller side
+  is under 176 pixels (the rule is documented in :mod:`compression.metrics`);
+* ``encode_s``, ``decode_s``: wall-clock seconds of
+  :func:`~compression.codec.encode_image` (padding, encoder network, entropy
+  coding, container) and :func:`~compression.codec.decode_image` (container,
+  entropy decoding, decoder network, crop).  Reading and writing files is not
+  included.  The first image is coded twice and the second pass is kept,
+  so no row pays for TensorFlow's one-time set-up.
+"""
+
+import os
+import sys
+import tempfile
+import time
+
+from compression.errors import CompressionError
+
+__all__ = ["COLUMNS", "IMAGE_EXTENSIONS", "evaluate", "evaluate_command", "find_images",
+           "summarize", "check_output_path", "write_rows"]
+
+#: Columns of the results, in order.
+COLUMNS = ("image", "height", "width", "bytes", "bpp", "payload_bpp", "bound_bpp",
+           "psnr", "ms_ssim", "encode_s", "decode_s")
+
+#: File name endings searched for in directories.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm")
+
+_MEAN_COLUMNS = ("bytes", "bpp", "payload_bpp", "bound_bpp", "psnr", "ms_ssim",
+                 "encode_s", "decode_s")
+_FORMATS = {"bpp": ".4f", "payload_bpp": ".4f", "bound_bpp": ".4f", "psnr": ".2f",
+            "ms_ssim": ".4f", "encode_s": ".3f", "decode_s": ".3f", "bytes": ".0f"}
+
+
+def find_images(spec, limit=None):
+    """Image paths for ``spec``: a file, a directory (searched recursively) or a glob.
+
+    Paths come in a stable (sorted) order; ``limit`` keeps the first ones.
+    Raises :class:`CompressionError` when nothing matches.
+    """
+    from compression.cli import expand_inputs
+
+    if limit is not None and limit < 1:
+        raise CompressionError(f"--limit must be a positive integer, got {limit}")
+    spec = os.fspath(spec)
+    if not os.path.exists(spec) and not any(ch in spec for ch in "*?["):
+        raise CompressionError(f"--images {spec!r} does not exist")
+    paths = [p for p in expand_inputs([spec], IMAGE_EXTENSIONS) if not os.path.isdir(p)]
+    if not paths:
+        raise CompressionError(
+            f"no images found in {spec!r} (looked for {', '.join(IMAGE_EXTENSIONS)})"
+        )
+    return paths[:limit] if limit else paths
+
+
+def _code_one(model, path, work_dir):
+    """Encode ``path`` to a file in ``work_dir``, decode it, measure -> a row."""
+    from compression.codec import decode_image, encode_image
+    from compression.image_io import read_image
+    from compression.metrics import ms_ssim, psnr
+
+    image = read_image(path)
+    height, width = image.shape[:2]
+    start = time.perf_counter()
+    encoded = encode_image(model, image)
+    encode_s = time.perf_counter() - start
+    gcz = os.path.join(work_dir, "image.gcz")
+    with open(gcz, "wb") as f:
+        f.write(encoded.data)
+    size = os.path.getsize(gcz)
+    with open(gcz, "rb") as f:
+        data = f.read()
+    start = time.perf_counter()
+    decoded, _ = decode_image(model, data)
+    decode_s = time.perf_counter() - start
+    return {
+        "image": os.fspath(path),
+        "height": height,
+        "width": width,
+        "bytes": size,
+        "bpp": 8.0 * size / (height * width),
+        "payload_bpp": encoded.payload_bpp,
+        "bound_bpp": encoded.bound_bpp,
+        "psnr": psnr(image, decoded),
+        "ms_ssim": ms_ssim(image, decoded),
+        "encode_s": encode_s,
+        "decode_s": decode_s,
+    }
+
+
+def evaluate(model, image_paths, on_error=None, on_row=None, warm_up=True, work_dir=None):
+    """Code every image with ``model`` and measure it -> list of row dicts (:data:`COLUMNS`).
+
+    Args:
+      model: a :class:`~compression.inference.CompressionModel`.
+      image_paths: image files (any format :func:`~compression.image_io.read_image` reads).
+      on_error: ``on_error(path, exception)`` is called for an image that
+        cannot be coded (unreadable, too small, ...) and the image is
+        skipped; without it the first such error is raised.
+      on_row: ``on_row(index, row)`` is called after every coded image
+        (progress reporting).
+      warm_up: code the first image twice and keep the second measurement, so
+        no row pays for TensorFlow's one-time set-up.
+      work_dir: where the ``.gcz`` files are written (default: a temporary
+        directory, removed afterwards).
+
+    Returns:
+      One dict per image that was coded, in the order of ``image_paths``.
+    """
+    from compression.errors import UnsupportedVersionError
+
+    if model.config.semantic_classes:
+        raise UnsupportedVersionError(
+            "this model is conditioned on semantic label maps, which .gcz files do not "
+            "carry yet; it cannot be evaluated on files"
+        )
+    paths = [os.fspath(p) for p in image_paths]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="gcompress-eval-") as tmp:
+        folder = work_dir or tmp
+        for index, path in enumerate(paths):
+            try:
+                row = _code_one(model, path, folder)
+                if warm_up and not rows:
+                    # The first image coded paid for TF's set-up: measure it again.
+                    row = _code_one(model, path, folder)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as e:  # one bad image must not stop the evaluation
+                if on_error is None:
+                    raise
+                on_error(path, e)
+                continue
+            rows.append(row)
+            if on_row is not None:
+                on_row(index, row)
+    return rows
+
+
+def summarize(rows):
+    """The mean of every numeric column over ``rows`` as one row (``image`` = "mean of N").
+
+    Non-finite PSNR values (exact matches) make the mean PSNR ``inf``, as
+    they should; an empty ``rows`` gives an empty dict.
+    """
+    if not rows:
+        return {}
+    summary = {"image": f"mean of {len(rows)}"}
+    for column in _MEAN_COLUMNS:
+        summary[column] = sum(float(r[column]) for r in rows) / len(rows)
+    return summary
+
+
+def check_output_path(path, force):
+    """Validate ``--out`` before any work: a known extension and no unwanted overwrite."""
+    if path is None:
+        return None
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in (".csv", ".json"):
+        raise CompressionError(f"--out {path!r} must end in .csv or .json (the format follows "
+                               "the extension)")
+    if os.path.isdir(path):
+        raise CompressionError(f"--out {path!r} is a directory; give a file name")
+    if os.path.exists(path) and not force:
+        raise CompressionError(f"{path} exists; pass --force to overwrite it")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CompressionError(f"--out {path!r}: folder {folder!r} does not exist")
+    return ext
+
+
+def write_rows(rows, path):
+    """Write ``rows`` as CSV (columns :data:`COLUMNS`) or JSON, by the extension of ``path``."""
+    from compression.report import write_csv, write_json
+
+    try:
+        if path.lower().endswith(".json"):
+            write_json(rows, path)
+        else:
+            write_csv(rows, path, columns=COLUMNS)
+    except OSError as e:
+        raise CompressionError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _progress_line(index, total, row):
+    return (f"[{index + 1}/{total}] {row['image']}: {row['bytes']} bytes, {row['bpp']:.4f} bpp, "
+            f"PSNR {row['psnr']:.2f} dB, MS-SSIM {row['ms_ssim']:.4f}, "
+            f"encode {row['encode_s']:.2f} s, decode {row['decode_s']:.2f} s")
+
+
+def evaluate_command(args):
+    """``gcompress evaluate``: ``args`` has ``model``, ``images``, ``out``, ``limit``, ``force``.
+
+    Prints one line per image and a table of the means, writes ``--out``
+    (CSV or JSON by its extension).  Returns the exit status: 0, or 1 when
+    some images could not be coded (they are reported and skipped).
+    """
+    from compression.cli import _describe
+    from compression.inference import load_model
+    from compression.report import format_table
+
+    out = getattr(args, "out", None)
+    force = bool(getattr(args, "force", False))
+    check_output_path(out, force)
+    paths = find_images(args.images, getattr(args, "limit", None))
+    model = load_model(args.model)
+    failures = []
+
+    def on_error(path, error):
+        failures.append(path)
+        message = _describe(error)
+        if path not in message:
+            message = f"{path}: {message}"
+        print(f"gcompress: {message} (skipped)", file=sys.stderr)
+
+    try:
+        rows = evaluate(model, paths, on_error=on_error,
+                        on_row=lambda i, row: print(_progress_line(i, len(paths), row)))
+    finally:
+        model.close()
+    if rows:
+        print()
+        print(format_table([summarize(rows)], columns=("image",) + _MEAN_COLUMNS,
+                           formats=_FORMATS))
+    if out is not None and rows:
+        if os.path.exists(out) and not force:  # appeared while we were working
+            raise CompressionError(f"{out} exists; pass --force to overwrite it")
+        write_rows(rows, out)
+        print(f"wrote {len(rows)} rows to {out}")
+    if failures:
+        print(f"gcompress: {len(failures)} of {len(paths)} images failed", file=sys.stderr)
+        return 1
+    return 0

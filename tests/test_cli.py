@@ -1,0 +1,226 @@
+"""The ``gcompress`` command line: encode/decode/info end to end with the tiny run."""
+
+import os
+import re
+import subprocess
+
+import numpy as np
+import pytest
+from conftest import PYTHON, REPO_ROOT, subprocess_env
+from PIL import Image
+
+from compression import cli
+from compression.cli import main
+from compression.codec import decode
+from compression.image_io import read_image
+
+LINE = re.compile(r"(?P<src>\S+) -> (?P<dst>\S+): (?P<bytes>\d+) bytes, (?P<bpp>[\d.]+) bpp "
+                  r"\(bound (?P<bound>[\d.]+) bpp\)")
+
+
+def write_png(path, h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    image = np.stack([xx * 4 % 256, yy * 3 % 256, (xx + yy) % 256], -1)
+    image = np.clip(image + rng.integers(-10, 10, image.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(image).save(path)
+    return str(path)
+
+
+@pytest.fixture
+def images(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    return [write_png(folder / "a.png", 32, 48, 0), write_png(folder / "b.png", 40, 33, 1)]
+
+
+_MODELS = {}
+
+
+@pytest.fixture(autouse=True)
+def reuse_models(request, monkeypatch):
+    """Every command loads its --model; load each run once per module (graphs are slow)."""
+    if "tiny_run" not in request.fixturenames:
+        return
+    _MODELS.setdefault(request.getfixturevalue("tiny_run"),
+                       request.getfixturevalue("tiny_model"))
+
+    def load(path):
+        if path not in _MODELS:
+            _MODELS[path] = real_load(path)
+        return _MODELS[path]
+
+    real_load = cli._load
+    monkeypatch.setattr(cli, "_load", load)
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def test_version_and_help():
+    env = subprocess_env()
+    version = subprocess.run([PYTHON, "-m", "compression.cli", "--version"], cwd=REPO_ROOT,
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.startswith("gcompress ")
+    helped = subprocess.run(
+        [PYTHON, "-c", "import sys\nfrom compression.cli import main\ntry:\n    main(['--help'])\n"
+         "except SystemExit as e:\n    assert e.code == 0\n"
+         "print('tensorflow imported:', 'tensorflow' in sys.modules)"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0, helped.stderr
+    for command in ("train", "encode", "decode", "info", "demo"):
+        assert command in helped.stdout
+    assert "tensorflow imported: False" in helped.stdout  # --help stays instant
+
+
+def test_no_command(capsys):
+    code, out, _ = run_cli(capsys)
+    assert code == 2 and "COMMAND" in out
+
+
+def test_encode_decode_end_to_end(capsys, tiny_run, tiny_model, images, tmp_path):
+    code, out, err = run_cli(capsys, "encode", images[0], "--model", tiny_run)
+    assert code == 0, err
+    match = LINE.fullmatch(out.strip())
+    assert match, out
+    gcz = images[0][:-4] + ".gcz"
+    assert match["src"] == images[0] and match["dst"] == gcz
+    assert int(match["bytes"]) == os.path.getsize(gcz)
+    assert float(match["bpp"]) == pytest.approx(8 * os.path.getsize(gcz) / (32 * 48), abs=1e-4)
+    assert float(match["bound"]) > 0
+
+    decoded_dir = tmp_path / "decoded"
+    code, out, err = run_cli(capsys, "decode", gcz, "--model", tiny_run, "--out-dir", decoded_dir)
+    assert code == 0, err
+    assert out.strip() == f"{gcz} -> {decoded_dir / 'a.png'}: 48x32"
+    decoded = read_image(decoded_dir / "a.png")
+    with open(gcz, "rb") as f:
+        np.testing.assert_array_equal(decoded, decode(tiny_model, f.read()))
+
+
+def test_output_option(capsys, tiny_run, images, tmp_path):
+    target = tmp_path / "custom.gcz"
+    code, out, _ = run_cli(capsys, "encode", images[0], "--model", tiny_run, "-o", target)
+    assert code == 0 and target.exists() and str(target) in out
+    png = tmp_path / "custom.png"
+    code, _, _ = run_cli(capsys, "decode", target, "--model", tiny_run, "-o", png)
+    assert code == 0 and read_image(png).shape == (32, 48, 3)
+    code, _, err = run_cli(capsys, "encode", *images, "--model", tiny_run, "-o", target)
+    assert code == 2 and "-o/--output takes one input" in err
+
+
+def test_directory_input_and_out_dir(capsys, tiny_run, images, tmp_path):
+    folder = os.path.dirname(images[0])
+    with open(os.path.join(folder, "notes.txt"), "w") as f:
+        f.write("not an image; a directory input skips it")
+    encoded = tmp_path / "encoded"
+    code, out, err = run_cli(capsys, "encode", folder, "--model", tiny_run, "--out-dir", encoded)
+    assert code == 0, err
+    assert sorted(os.listdir(encoded)) == ["a.gcz", "b.gcz"]
+    assert len(out.strip().splitlines()) == 2
+    decoded = tmp_path / "decoded"
+    code, _, err = run_cli(capsys, "decode", encoded, "--model", tiny_run, "--out-dir", decoded)
+    assert code == 0, err
+    assert read_image(decoded / "a.png").shape == (32, 48, 3)
+    assert read_image(decoded / "b.png").shape == (40, 33, 3)
+
+
+def test_outputs_are_not_overwritten_without_force(capsys, tiny_run, images, tmp_path):
+    target = tmp_path / "out.gcz"
+    target.write_bytes(b"precious")
+    code, _, err = run_cli(capsys, "encode", images[0], "--model", tiny_run, "-o", target)
+    assert code == 1 and "--force" in err
+    assert target.read_bytes() == b"precious"
+    code, _, err = run_cli(capsys, "encode", images[0], "--model", tiny_run, "-o", target,
+                           "--force")
+    assert code == 0, err
+    assert target.read_bytes()[:4] == b"\x89GCZ"
+
+    png = tmp_path / "out.png"
+    png.write_bytes(b"precious")
+    code, _, err = run_cli(capsys, "decode", target, "--model", tiny_run, "-o", png)
+    assert code == 1 and "--force" in err
+    assert png.read_bytes() == b"precious"
+    code, _, _ = run_cli(capsys, "decode", target, "--model", tiny_run, "-o", png, "--force")
+    assert code == 0 and read_image(png).shape == (32, 48, 3)
+    assert not [n for n in os.listdir(tmp_path) if "partial" in n or n.endswith(".tmp")]
+
+
+def test_one_bad_file_does_not_stop_the_batch(capsys, tiny_run, images, tmp_path):
+    folder = os.path.dirname(images[0])
+    bad = os.path.join(folder, "aa-broken.png")
+    with open(bad, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n garbage")
+    out_dir = tmp_path / "out"
+    code, out, err = run_cli(capsys, "encode", folder, "--model", tiny_run, "--out-dir", out_dir)
+    assert code == 1
+    assert f"gcompress: {bad}: " in err and "1 of 3 files failed" in err
+    assert sorted(os.listdir(out_dir)) == ["a.gcz", "b.gcz"]
+    assert len(out.strip().splitlines()) == 2
+
+
+def test_decode_of_a_non_gcz_file(capsys, tiny_run, images, tmp_path):
+    fake = tmp_path / "fake.gcz"
+    fake.write_bytes(open(images[0], "rb").read())
+    code, _, err = run_cli(capsys, "decode", fake, "--model", tiny_run, "--out-dir", tmp_path)
+    assert code == 1 and "not a .gcz file" in err
+    assert not (tmp_path / "fake.png").exists()
+
+
+def test_decode_with_another_model(capsys, tiny_run, other_run, images, tmp_path):
+    gcz = tmp_path / "a.gcz"
+    assert run_cli(capsys, "encode", images[0], "--model", tiny_run, "-o", gcz)[0] == 0
+    code, _, err = run_cli(capsys, "decode", gcz, "--model", other_run, "--out-dir", tmp_path)
+    assert code == 1 and "decode it with the model that encoded it" in err
+
+
+def test_bpp_must_match_the_model(capsys, tiny_run, tiny_model, images):
+    code, _, err = run_cli(capsys, "encode", images[0], "--model", tiny_run, "--bpp", "0.1")
+    assert code == 2
+    assert f"this model codes at {tiny_model.config.bpp_bound():.3f} bpp" in err
+    assert not os.path.exists(images[0][:-4] + ".gcz")
+    bound = f"{tiny_model.config.bpp_bound():.4f}"
+    assert run_cli(capsys, "encode", images[0], "--model", tiny_run, "--bpp", bound)[0] == 0
+
+
+def test_info(capsys, tiny_run, tiny_model, images, tmp_path):
+    gcz = tmp_path / "a.gcz"
+    assert run_cli(capsys, "encode", images[0], "--model", tiny_run, "-o", gcz, "--seed",
+                   "42")[0] == 0
+    broken = tmp_path / "broken.gcz"
+    broken.write_bytes(gcz.read_bytes()[:-3])
+    code, out, err = run_cli(capsys, "info", gcz, broken)
+    assert code == 1
+    assert out.startswith(f"{gcz}: height 32, width 48, bytes {gcz.stat().st_size}, bpp ")
+    assert f"model {tiny_model.fingerprint.hex()}, seed 42" in out
+    assert f"gcompress: {broken}: truncated .gcz file" in err
+
+
+def test_unwritable_outputs(capsys, tiny_run, images, tmp_path):
+    regular = tmp_path / "a-file"
+    regular.write_text("")
+    code, _, err = run_cli(capsys, "encode", images[0], "--model", tiny_run, "--out-dir",
+                           regular / "sub")
+    assert code == 2 and err.startswith("gcompress: error: ") and "a-file" in err
+    code, _, err = run_cli(capsys, "encode", images[0], "--model", tiny_run, "-o",
+                           regular / "x.gcz")
+    assert code == 1 and "cannot write" in err
+    gcz = tmp_path / "a.gcz"
+    assert run_cli(capsys, "encode", images[0], "--model", tiny_run, "-o", gcz)[0] == 0
+    code, _, err = run_cli(capsys, "decode", gcz, "--model", tiny_run, "-o", regular / "x.png")
+    assert code == 1 and "cannot write" in err
+
+
+def test_missing_model_and_inputs(capsys, tiny_run, images, tmp_path):
+    code, _, err = run_cli(capsys, "encode", images[0], "--model", tmp_path / "nope")
+    assert code == 2 and "does not exist" in err
+    code, _, err = run_cli(capsys, "encode", tmp_path / "missing.png", "--model", tiny_run)
+    assert code == 1 and "no such file" in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(capsys, "encode", tmp_path / "empty", "--model", tiny_run)
+    assert code == 2 and "no input files" in err

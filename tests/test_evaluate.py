@@ -1,0 +1,125 @@
+"""``gcompress evaluate``: real files, rate/quality/time columns, CSV/JSON, bad images."""
+
+import csv
+import json
+import math
+import os
+import shutil
+
+import pytest
+
+from compression.cli import main
+from compression.errors import ImageReadError
+from compression.evaluate import COLUMNS, evaluate, find_images, summarize
+
+
+@pytest.fixture(scope="module")
+def val_dir(tiny_data):
+    """The two 64x128 validation images of the synthetic tree (in a city subfolder)."""
+    return os.path.join(str(tiny_data), "leftImg8bit", "val")
+
+
+def assert_clean_error(err, *fragments):
+    assert err.startswith("gcompress: error: "), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def check_row(row):
+    h, w = int(row["height"]), int(row["width"])
+    size, bpp = int(row["bytes"]), float(row["bpp"])
+    payload, bound = float(row["payload_bpp"]), float(row["bound_bpp"])
+    assert (h, w) == (64, 128)
+    assert size > 0 and bpp == pytest.approx(8 * size / (h * w))
+    # The entropy-coded payload stays under the fixed-length bound (up to the
+    # range coder's final 32-bit word); the whole file adds the 54-byte header
+    # and CRC, which on a 64x128 image alone is 0.053 bpp.
+    assert 0 < payload <= bound + 32 / (h * w)
+    assert bpp == pytest.approx(payload + 8 * 54 / (h * w))
+    assert math.isfinite(float(row["psnr"])) and float(row["psnr"]) > 0
+    assert 0 < float(row["ms_ssim"]) <= 1
+    assert float(row["encode_s"]) > 0 and float(row["decode_s"]) > 0
+
+
+def test_evaluate_command_writes_csv_with_documented_columns(tiny_run, val_dir, tmp_path,
+                                                             capsys):
+    out = tmp_path / "results.csv"
+    assert main(["evaluate", "--model", tiny_run, "--images", val_dir, "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert "mean of 2" in stdout and f"wrote 2 rows to {out}" in stdout
+    with open(out, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert tuple(reader.fieldnames) == COLUMNS
+    assert len(rows) == 2
+    assert all(row["image"].startswith(val_dir) for row in rows)
+    for row in rows:
+        check_row(row)
+
+    # An existing --out is refused before any work, and replaced with --force.
+    assert main(["evaluate", "--model", tiny_run, "--images", val_dir, "--out", str(out)]) == 2
+    assert_clean_error(capsys.readouterr().err, "exists; pass --force")
+    assert main(["evaluate", "--model", tiny_run, "--images", val_dir, "--out", str(out),
+                 "--force", "--limit", "1"]) == 0
+    with open(out, newline="") as f:
+        assert len(list(csv.DictReader(f))) == 1
+
+
+def test_json_output_glob_and_bad_image_skipped(tiny_run, val_dir, tmp_path, capsys):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    good = sorted(find_images(val_dir))[0]
+    shutil.copy(good, folder / "a_good.png")
+    (folder / "b_broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    out = tmp_path / "results.json"
+    status = main(["evaluate", "--model", tiny_run, "--images", str(folder / "*.png"),
+                   "--out", str(out)])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "b_broken.png" in captured.err and "(skipped)" in captured.err
+    assert "1 of 2 images failed" in captured.err and "Traceback" not in captured.err
+    with open(out) as f:
+        rows = json.load(f)
+    assert [os.path.basename(r["image"]) for r in rows] == ["a_good.png"]
+    assert set(rows[0]) == set(COLUMNS)
+    check_row(rows[0])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--out", "results.txt"], "must end in .csv or .json"),
+    (["--limit", "0"], "--limit must be a positive integer"),
+])
+def test_bad_arguments_are_clean_errors(tiny_run, val_dir, tmp_path, capsys, argv, message):
+    argv = [str(tmp_path / a) if a.startswith("results") else a for a in argv]
+    assert main(["evaluate", "--model", tiny_run, "--images", val_dir, *argv]) == 2
+    assert_clean_error(capsys.readouterr().err, message)
+
+
+def test_no_images_is_a_clean_error(tiny_run, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["evaluate", "--model", tiny_run, "--images", str(empty)]) == 2
+    assert_clean_error(capsys.readouterr().err, "no images found")
+    assert main(["evaluate", "--model", tiny_run, "--images", str(tmp_path / "nope")]) == 2
+    assert_clean_error(capsys.readouterr().err, "does not exist")
+
+
+def test_evaluate_api(tiny_model, val_dir, tmp_path):
+    paths = find_images(val_dir)
+    bad = tmp_path / "tiny.png"
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(bad)  # below the 16x16 minimum
+    with pytest.raises(ImageReadError):
+        evaluate(tiny_model, [bad], warm_up=False)
+    errors, seen = [], []
+    rows = evaluate(tiny_model, [paths[0], bad], on_error=lambda p, e: errors.append((p, e)),
+                    on_row=lambda i, row: seen.append(i), warm_up=False,
+                    work_dir=str(tmp_path))
+    assert len(rows) == 1 and seen == [0]
+    assert errors[0][0] == str(bad) and isinstance(errors[0][1], ImageReadError)
+    assert os.path.exists(tmp_path / "image.gcz")  # the real file that was decoded
+    mean = summarize(rows + rows)
+    assert mean["image"] == "mean of 2" and mean["bpp"] == pytest.approx(rows[0]["bpp"])
+    assert summarize([]) == {}
