@@ -233,7 +233,11 @@ def build_training_graph(images, config, labels=None, z=None):
 
     counts = symbol_counts_variable(config)
     batch_counts = symbol_counts(q.symbols, config.num_centers)
-    ema = _v1.train.ExponentialMovingAverage(config.ema_decay) if config.ema_decay > 0 else None
+    # num_updates makes the effective decay min(decay, (1 + step) / (10 + step)):
+    # without it the average of a short run (or the first thousands of steps
+    # at decay 0.999) still holds a large share of the random initial weights.
+    ema = (_v1.train.ExponentialMovingAverage(config.ema_decay, num_updates=global_step)
+           if config.ema_decay > 0 else None)
 
     def generator_update(dependencies):
         with tf.control_dependencies(dependencies):

@@ -163,12 +163,16 @@ def test_ema_shadows_exist_and_track_the_weights(run):
     s0, s1, s2 = run.states[0], run.states[1], run.states[2]
     generator = [v.op.name for v in run.g.generator_variables]
     assert generator
+    step = int(s1["global_step"])
+    assert step == 1
+    decay = min(0.9, (1 + step) / (10 + step))
     for name in generator:
         shadow = name + EMA_SUFFIX
         assert shadow in s0, shadow
         np.testing.assert_array_equal(s0[shadow], s0[name])  # starts at the initial value
-        # decay 0.9: shadow <- 0.9 shadow + 0.1 new weight
-        np.testing.assert_allclose(s1[shadow], 0.9 * s0[name] + 0.1 * s1[name],
+        # shadow <- d shadow + (1 - d) new weight, with the warm-up decay
+        # d = min(0.9, (1 + step) / (10 + step)) at the step just taken.
+        np.testing.assert_allclose(s1[shadow], decay * s0[name] + (1 - decay) * s1[name],
                                    rtol=1e-5, atol=1e-7)
         np.testing.assert_array_equal(s2[shadow], s1[shadow])  # a D step leaves them
     moved = [n for n in generator if n.endswith("/weights")]
