@@ -161,10 +161,12 @@ class _Validator:
 
     Reports PSNR, MS-SSIM (with fewer scales for small images, see
     :func:`compression.metrics.ms_ssim`) and the entropy-model estimate of the
-    bits per pixel, averaged over the images.
+    bits per pixel, averaged over the images.  With an EMA of the generator
+    (``config.ema_decay > 0``) the shadow weights are scored, because they
+    are what :func:`compression.inference.load_model` loads.
     """
 
-    def __init__(self, config, examples, resize, counts):
+    def __init__(self, config, examples, resize, counts, ema=None):
         self.config = config
         self.examples = examples
         cfg = config
@@ -178,9 +180,11 @@ class _Validator:
         images = batch["image"]
         one_hot = (one_hot_labels(batch["labels"], cfg.semantic_classes)
                    if cfg.semantic_classes else None)
-        _, q = encode(images, cfg)
-        z = sample_noise(1, cfg.noise_dim, 0) if cfg.noise else None
-        recon, _ = synthesize(q.w_hat, cfg, False, z=z, labels_one_hot=one_hot)
+        with _v1.variable_scope(_v1.get_variable_scope(), custom_getter=_averaged_by(ema),
+                                auxiliary_name_scope=False):
+            _, q = encode(images, cfg)
+            z = sample_noise(1, cfg.noise_dim, 0) if cfg.noise else None
+            recon, _ = synthesize(q.w_hat, cfg, False, z=z, labels_one_hot=one_hot)
         pixels = tf.cast(tf.shape(images)[1] * tf.shape(images)[2], tf.float64)
         self.fetches = {
             "image": images[0], "reconstruction": recon[0],
@@ -208,6 +212,19 @@ class _Validator:
             "val_bpp_estimate": float(np.mean(bpps)),
             "val_images": len(psnrs),
         }
+
+
+def _averaged_by(ema):
+    """A variable-scope custom getter returning ``ema``'s shadow of each variable it has."""
+    if ema is None:
+        return None
+
+    def averaged(getter, *args, **kwargs):  # TF passes ``getter`` by keyword
+        var = getter(*args, **kwargs)
+        shadow = ema.average(var)
+        return var if shadow is None else shadow
+
+    return averaged
 
 
 def _to_uint8(x):
@@ -274,7 +291,7 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
         images.set_shape([config.batch_size, config.crop_height, config.crop_width, 3])
         labels = batch.get("labels") if config.semantic_classes else None
         tg = build_training_graph(images, config, labels=labels)
-        validator = (_Validator(config, val_examples, resize, tg.symbol_counts)
+        validator = (_Validator(config, val_examples, resize, tg.symbol_counts, tg.ema)
                      if val_examples else None)
 
         scalars = dict(tg.losses)

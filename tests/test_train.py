@@ -228,3 +228,38 @@ def test_shared_run_metrics_and_summaries(tiny_run):
     for event in tf.compat.v1.train.summary_iterator(events[0]):
         tags.update(v.tag for v in event.summary.value)
     assert {"train/distortion", "val/psnr", "val/ms_ssim", "val/bpp_estimate"} <= tags
+
+
+def _generator_inputs(tensor):
+    """Names of the generator variables (raw or EMA shadow) that ``tensor`` reads."""
+    seen, stack, found = set(), [tensor.op], set()
+    while stack:
+        op = stack.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        if op.type in ("VariableV2", "VarHandleOp") and op.name.startswith("generator/"):
+            found.add(op.name)
+        stack.extend(t.op for t in op.inputs)
+        stack.extend(op.control_inputs)
+    return found
+
+
+@pytest.mark.parametrize("ema_decay", [0.0, 0.99])
+def test_validation_scores_the_weights_inference_loads(tiny_data, ema_decay):
+    from compression.model import build_training_graph
+    from compression.train import _Validator
+
+    config = CompressionConfig(**{**TINY.to_dict(), "ema_decay": ema_decay})
+    with tf.Graph().as_default():
+        images = tf.zeros([2, config.crop_height, config.crop_width, 3])
+        tg = build_training_graph(images, config)
+        examples = find_examples(tiny_data, "val")
+        validator = _Validator(config, examples, None, tg.symbol_counts, tg.ema)
+        used = _generator_inputs(validator.fetches["reconstruction"])
+    weights = {n for n in used if n.endswith("/weights") or
+               n.endswith("/weights/ExponentialMovingAverage")}
+    assert weights
+    shadows = {n for n in weights if n.endswith("/ExponentialMovingAverage")}
+    # With an EMA every weight read is a shadow (what load_model restores); without, none.
+    assert shadows == (weights if ema_decay else set())
