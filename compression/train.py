@@ -316,6 +316,13 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
         sess = _v1.Session(graph=graph, config=session_config(inference=False))
         if ckpt:
             saver.restore(sess, ckpt)
+            # A new Saver knows no earlier checkpoints: hand it those of the
+            # run, or --keep would never delete them and every resume would
+            # leave its predecessors on disk.
+            state = tf.train.get_checkpoint_state(run_dir)
+            saver.recover_last_checkpoints(
+                [os.path.join(run_dir, os.path.basename(p))
+                 for p in state.all_model_checkpoint_paths])
             log(f"resumed from {os.path.basename(ckpt)} at step {start_step}")
         else:
             sess.run(init)

@@ -263,3 +263,16 @@ def test_validation_scores_the_weights_inference_loads(tiny_data, ema_decay):
     shadows = {n for n in weights if n.endswith("/ExponentialMovingAverage")}
     # With an EMA every weight read is a shadow (what load_model restores); without, none.
     assert shadows == (weights if ema_decay else set())
+
+
+def test_keep_applies_across_resumes(tiny_data, tmp_path):
+    from compression.train import train
+
+    run = tmp_path / "run"
+    kwargs = dict(checkpoint_every=1, keep=2, summary_every=0, val_every=0, val_images=0,
+                  progress=False, log=lambda *_: None)
+    train(TINY, tiny_data, run, steps=3, **kwargs)
+    assert checkpoint_steps(run) == [2, 3]
+    train(None, tiny_data, run, steps=5, resume=True, **kwargs)
+    assert checkpoint_steps(run) == [4, 5]
+    assert load_model(run).checkpoint.endswith("ckpt-5")
