@@ -241,8 +241,7 @@ def compare_command(args):
     (comma-separated names or None), ``grids`` and ``force``.
     """
     from compression.classical import CODEC_NAMES
-    from compression.cli import _describe
-    from compression.evaluate import find_images
+    from compression.evaluate import find_images, skip_reporter
     from compression.inference import load_model
 
     codecs = None
@@ -264,14 +263,7 @@ def compare_command(args):
     model = load_model(args.model)
     os.makedirs(out_dir, exist_ok=True)
     failures = []
-
-    def on_error(path, error):
-        failures.append(path)
-        message = _describe(error)
-        if path not in message:
-            message = f"{path}: {message}"
-        print(f"gcompress: {message} (skipped)", file=sys.stderr)
-
+    on_error = skip_reporter(failures)
     try:
         rows, _, _ = compare(model, paths, out_dir, codecs=codecs,
                              grids=3 if args.grids is None else args.grids, on_error=on_error)

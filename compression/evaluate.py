@@ -30,7 +30,7 @@ import time
 from compression.errors import CompressionError
 
 __all__ = ["COLUMNS", "IMAGE_EXTENSIONS", "evaluate", "evaluate_command", "find_images",
-           "summarize", "check_output_path", "write_rows"]
+           "summarize", "check_output_path", "write_rows", "skip_reporter"]
 
 #: Columns of the results, in order.
 COLUMNS = ("image", "height", "width", "bytes", "bpp", "payload_bpp", "bound_bpp",
@@ -195,6 +195,24 @@ def write_rows(rows, path):
         raise CompressionError(f"cannot write {path}: {e.strerror or e}") from None
 
 
+def skip_reporter(failures):
+    """An ``on_error(path, error)`` callback for commands that go on past a bad image.
+
+    It prints the error (with the path) to stderr and appends the path to
+    ``failures``, so the command can exit non-zero at the end.
+    """
+    from compression.cli import _describe
+
+    def on_error(path, error):
+        failures.append(path)
+        message = _describe(error)
+        if path not in message:
+            message = f"{path}: {message}"
+        print(f"gcompress: {message} (skipped)", file=sys.stderr)
+
+    return on_error
+
+
 def _progress_line(index, total, row):
     return (f"[{index + 1}/{total}] {row['image']}: {row['bytes']} bytes, {row['bpp']:.4f} bpp, "
             f"PSNR {row['psnr']:.2f} dB, MS-SSIM {row['ms_ssim']:.4f}, "
@@ -208,7 +226,6 @@ def evaluate_command(args):
     (CSV or JSON by its extension).  Returns the exit status: 0, or 1 when
     some images could not be coded (they are reported and skipped).
     """
-    from compression.cli import _describe
     from compression.inference import load_model
     from compression.report import format_table
 
@@ -218,14 +235,7 @@ def evaluate_command(args):
     paths = find_images(args.images, getattr(args, "limit", None))
     model = load_model(args.model)
     failures = []
-
-    def on_error(path, error):
-        failures.append(path)
-        message = _describe(error)
-        if path not in message:
-            message = f"{path}: {message}"
-        print(f"gcompress: {message} (skipped)", file=sys.stderr)
-
+    on_error = skip_reporter(failures)
     try:
         rows = evaluate(model, paths, on_error=on_error,
                         on_row=lambda i, row: print(_progress_line(i, len(paths), row)))

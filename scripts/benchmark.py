@@ -129,14 +129,7 @@ def _peak_rss_mb():
 
 
 def _current_rss_mb():
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
+    return _rss_of("self")
 
 
 def _test_image(height, width, seed=0):
