@@ -238,6 +238,35 @@ def _probe(codec):
     decoded = codec.decode(codec.encode(probe, (codec.min_quality + codec.max_quality) // 2))
     if decoded.shape != probe.shape:
         raise RuntimeError(f"round trip gave shape {decoded.shape}, expected {probe.shape}")
+    _raise_min_quality(codec, probe)
+
+
+def _raise_min_quality(codec, probe):
+    """Lift ``codec.min_quality`` to the lowest setting that encodes ``probe``.
+
+    Tool versions differ in what they accept at the small end (Debian's
+    cjxl 0.7 rejects qualities 0 and 1, whose Butteraugli distances exceed
+    its cap), and the rate search starts there.  Assumes that the settings
+    that work form one upper range, as they do for every codec here.
+    """
+
+    def works(quality):
+        try:
+            codec.encode(probe, quality)
+        except Exception:  # the tool refuses this setting
+            return False
+        return True
+
+    if works(codec.min_quality):
+        return
+    lo, hi = codec.min_quality, (codec.min_quality + codec.max_quality) // 2  # hi works
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if works(mid):
+            hi = mid
+        else:
+            lo = mid
+    codec.min_quality = hi
 
 
 @functools.lru_cache(maxsize=1)

@@ -161,3 +161,37 @@ def test_tables_csv_json(tmp_path):
     write_json(rows, tmp_path / "r.json")
     loaded = json.loads((tmp_path / "r.json").read_text())
     assert loaded[1]["psnr"] is None and loaded[1]["bpp"] == pytest.approx(0.1)
+
+
+class _FloorCodec(classical.Codec):
+    """Refuses qualities below ``floor``, as Debian's cjxl 0.7 refuses 0 and 1."""
+
+    name = "floor"
+
+    def __init__(self, floor):
+        self.floor = floor
+
+    def encode(self, image, quality):
+        if quality < self.floor:
+            raise CompressionError(f"quality {quality} refused")
+        return bytes(100 + quality)
+
+    def decode(self, data):
+        raise AssertionError("not needed")
+
+
+@pytest.mark.parametrize("floor", [0, 2, 7, 50])
+def test_min_quality_is_raised_to_the_lowest_that_works(floor):
+    codec = _FloorCodec(floor)
+    classical._raise_min_quality(codec, np.zeros((16, 16, 3), np.uint8))
+    assert codec.min_quality == floor
+
+
+def test_real_jxl_tool_searches_from_a_working_quality():
+    codec = available_codecs().get("jxl")
+    if codec is None:
+        pytest.skip(f"jxl unavailable: {missing_codecs().get('jxl')}")
+    image = np.asarray(Image.fromarray(samples.coffee()).reduce(4))
+    codec.encode(image, codec.min_quality)  # raises if the tool refuses it
+    result = encode_at_bpp(image, codec, 0.02)
+    assert result.quality == codec.min_quality and not result.reached

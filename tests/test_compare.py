@@ -65,6 +65,9 @@ def test_summary_means_over_reached_images_only():
     assert (jpeg["images"], jpeg["reached"]) == (2, 1)
     assert jpeg["bpp"] == pytest.approx(0.04) and jpeg["psnr"] == pytest.approx(22.0)
     assert jpeg["ours_psnr"] == pytest.approx(20.0)  # ours on the same image "a"
+    # Image "b": JPEG's smallest file overshot our rate; it is reported apart.
+    assert jpeg["over_bpp"] == pytest.approx(0.3) and jpeg["over_psnr"] == pytest.approx(30.0)
+    assert ours["over_bpp"] is None
     assert set(ours) == set(SUMMARY_COLUMNS)
 
 
@@ -105,3 +108,19 @@ def test_compare_command_writes_reports(tiny_run, tiny_data, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "pass --force" in err and "Traceback" not in err
     assert main(argv + ["--force", "--limit", "1"]) == 0
+
+
+def test_a_codec_failing_on_an_image_costs_only_its_row(photo):
+    from compression.classical import Codec
+    from compression.errors import CompressionError
+
+    class Broken(Codec):
+        name = "broken"
+
+        def encode(self, image, quality):
+            raise CompressionError("tool crashed")
+
+    jpeg, = codecs("jpeg")
+    rows, results, notes = codec_rows(photo, 0.5, [Broken(), jpeg], name="coffee")
+    assert [r["method"] for r in rows] == ["jpeg"] and len(results) == 1
+    assert any("broken failed on coffee: tool crashed" in n for n in notes)
