@@ -26,6 +26,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "scikit-image>=0.24", "ruff>=0.6"],
+        # HEIC in `gcompress compare`; JPEG XL needs the cjxl/djxl tools on PATH.
+        "codecs": ["pillow-heif>=1.0"],
     },
     entry_points={"console_scripts": ["gcompress=compression.cli:main"]},
     classifiers=[
