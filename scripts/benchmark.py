@@ -53,6 +53,7 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
+from compression.cli import ONEDNN as CLI_ONEDNN  # noqa: E402  (no TensorFlow import)
 from compression.config import CompressionConfig  # noqa: E402  (no TensorFlow import)
 
 CORES = os.cpu_count() or 1
@@ -748,7 +749,7 @@ def run_benchmark(quick=False, model_dir=None, log=None):
             raise RuntimeError(f"could not create the benchmark models: {init['error']}")
         memory_children = [
             _Child([{"kind": "memory", "model": model, "size": list(size),
-                     "run_dir": os.path.join(runs_dir, model)}], False, INFERENCE_THREADS,
+                     "run_dir": os.path.join(runs_dir, model)}], CLI_ONEDNN, INFERENCE_THREADS,
                    what=f"decode {model} {_size_label(size)}")
             for model in ("small", "paper") for size in plan["memory_sizes"]]
         train_cfg = plan["train"]["paper"]
