@@ -259,14 +259,21 @@ def _raise_min_quality(codec, probe):
 
     if works(codec.min_quality):
         return
-    lo, hi = codec.min_quality, (codec.min_quality + codec.max_quality) // 2  # hi works
+    # min_quality fails and the probe's middle quality works.
+    _, codec.min_quality = _boundary(codec.min_quality,
+                                     (codec.min_quality + codec.max_quality) // 2,
+                                     lambda quality: not works(quality))
+
+
+def _boundary(lo, hi, below):
+    """Bisect to adjacent ``(lo, hi)``, given ``below(lo)`` and not ``below(hi)``."""
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if works(mid):
-            hi = mid
-        else:
+        if below(mid):
             lo = mid
-    codec.min_quality = hi
+        else:
+            hi = mid
+    return lo, hi
 
 
 @functools.lru_cache(maxsize=1)
@@ -343,17 +350,12 @@ def encode_at_bpp(image, codec, target_bpp):
             files[quality] = codec.encode(image, quality)
         return bits_per_pixel(len(files[quality]), h, w) <= target_bpp
 
-    lo, hi = codec.min_quality, codec.max_quality + 1
+    lo = codec.min_quality
     reached = size_ok(lo)
     if reached:
-        # Invariant: lo fits, hi does not (max_quality + 1 stands for "too big"
-        # so the largest, slowest setting is only tried when all others fit).
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if size_ok(mid):
-                lo = mid
-            else:
-                hi = mid
+        # max_quality + 1 stands for "too big", so the largest, slowest
+        # setting is only tried when all others fit.
+        lo, _ = _boundary(lo, codec.max_quality + 1, size_ok)
     data = files[lo]
     return MatchResult(
         codec=codec.name, quality=lo, data=data, bpp=bits_per_pixel(len(data), h, w),
