@@ -204,8 +204,6 @@ def compare(model, image_paths, out_dir, codecs=None, grids=3, on_error=None, lo
             ours, data, decoded = _ours(model, image, path)
             _write_file(os.path.join(files, stem + ".gcz"), data)
             classical_rows, results, unreachable = codec_rows(image, ours["bpp"], codecs, path)
-        except (KeyboardInterrupt, SystemExit):
-            raise
         except Exception as e:  # one bad image must not stop the comparison
             if on_error is None:
                 raise

@@ -137,8 +137,6 @@ def evaluate(model, image_paths, on_error=None, on_row=None, warm_up=True, work_
                 if warm_up and not rows:
                     # The first image coded paid for TF's set-up: measure it again.
                     row = _code_one(model, path, folder)
-            except (KeyboardInterrupt, SystemExit):
-                raise
             except Exception as e:  # one bad image must not stop the evaluation
                 if on_error is None:
                     raise
