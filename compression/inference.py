@@ -29,8 +29,8 @@ from compression.quantizer import dequantize
 from compression.semantic import one_hot_labels
 from noisegen import sample_noise
 
-__all__ = ["CompressionModel", "load_model", "resolve_run", "latest_checkpoint", "CONFIG_NAME",
-           "session_config", "initialize_run"]
+__all__ = ["CompressionModel", "load_model", "resolve_run", "latest_checkpoint",
+           "run_checkpoints", "CONFIG_NAME", "session_config", "initialize_run"]
 
 CONFIG_NAME = "config.json"
 _EMA_SUFFIX = "/ExponentialMovingAverage"
@@ -53,20 +53,29 @@ def session_config(inference=True):
     return cfg
 
 
-def latest_checkpoint(run_dir):
-    """The newest checkpoint prefix in ``run_dir``, or None.
+def run_checkpoints(run_dir):
+    """The checkpoint prefixes that ``run_dir``'s ``checkpoint`` index lists, oldest first.
 
-    Like ``tf.train.latest_checkpoint``, but the checkpoint is always looked
-    for inside ``run_dir``: runs written before the trainer saved relative
-    paths name their checkpoints by absolute paths in the ``checkpoint``
-    index, which point at the old place once the run is moved or copied
-    (``--force`` moves a run aside).
+    Every prefix is looked for inside ``run_dir``: runs written before the
+    trainer saved relative paths name their checkpoints by absolute paths,
+    which point at the old place once the run is moved or copied (``--force``
+    moves a run aside).  The newest is last; an empty list if there is no index.
     """
     state = tf.train.get_checkpoint_state(run_dir)
     if state is None or not state.model_checkpoint_path:
+        return []
+    names = [os.path.basename(p) for p in state.all_model_checkpoint_paths]
+    newest = os.path.basename(state.model_checkpoint_path)
+    return [os.path.join(run_dir, n) for n in names if n != newest] + [
+        os.path.join(run_dir, newest)]
+
+
+def latest_checkpoint(run_dir):
+    """The newest checkpoint prefix in ``run_dir`` (see :func:`run_checkpoints`), or None."""
+    prefixes = run_checkpoints(run_dir)
+    if not prefixes or not tf.io.gfile.exists(prefixes[-1] + ".index"):
         return None
-    prefix = os.path.join(run_dir, os.path.basename(state.model_checkpoint_path))
-    return prefix if tf.io.gfile.exists(prefix + ".index") else None
+    return prefixes[-1]
 
 
 def resolve_run(path):
@@ -255,11 +264,16 @@ class CompressionModel:
         feed = {self._symbols_in: symbols[None].astype(np.int32), self._seed: int(seed)}
         feed.update(self._check_labels(labels, 16 * h, 16 * w))
         if tile is None:
-            tile = self.tile_size if 256 * h * w > self.tile_threshold else 0
+            tile = self.tile_for(h, w)
         if not tile or (h <= tile and w <= tile):
             return self.session.run(self._reconstruction, feed)[0]
         features = self.session.run(self._features, feed)[0]
         return self.decode_tiled(features, tile)
+
+    def tile_for(self, h, w):
+        """The tile size :meth:`decode` uses for an ``[h, w]`` bottleneck; 0 for one pass."""
+        tile = self.tile_size if 256 * h * w > self.tile_threshold else 0
+        return tile if tile and (h > tile or w > tile) else 0
 
     def decode_tiled(self, features, tile):
         """Run the decoder's upsampling tail over ``features`` ``[h, w, F]`` tile by tile.

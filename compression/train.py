@@ -29,7 +29,12 @@ from compression import data as data_lib
 from compression import metrics as metrics_lib
 from compression.config import CompressionConfig
 from compression.errors import CompressionError, DataError
-from compression.inference import CONFIG_NAME, latest_checkpoint, session_config
+from compression.inference import (
+    CONFIG_NAME,
+    latest_checkpoint,
+    run_checkpoints,
+    session_config,
+)
 from compression.model import build_training_graph, encode, estimated_bits, synthesize
 from compression.semantic import one_hot_labels
 from noisegen import sample_noise
@@ -319,10 +324,7 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
             # A new Saver knows no earlier checkpoints: hand it those of the
             # run, or --keep would never delete them and every resume would
             # leave its predecessors on disk.
-            state = tf.train.get_checkpoint_state(run_dir)
-            saver.recover_last_checkpoints(
-                [os.path.join(run_dir, os.path.basename(p))
-                 for p in state.all_model_checkpoint_paths])
+            saver.recover_last_checkpoints(run_checkpoints(run_dir))
             log(f"resumed from {os.path.basename(ckpt)} at step {start_step}")
         else:
             sess.run(init)

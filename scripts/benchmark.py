@@ -266,7 +266,7 @@ def _child_memory(task, tf_config):
     start = time.perf_counter()
     image, _ = decode_image(model, data)
     seconds = time.perf_counter() - start
-    tiled = 256 * (-(-height // 16)) * (-(-width // 16)) > model.tile_threshold
+    tiled = model.tile_for(-(-height // 16), -(-width // 16)) > 0
     model.close()
     return {"rss_after_load_mb": after_load, "peak_before_decode_mb": peak_before,
             "decode_s": seconds, "tiled": bool(tiled), "shape": list(image.shape)}
@@ -344,9 +344,10 @@ def child_main(spec_path):
 # ---------------------------------------------------------------------------
 
 
-def _meminfo_mb(field):
+def _proc_mb(path, field):
+    """A ``field:  N kB`` line of a /proc file in MiB, or None."""
     try:
-        with open("/proc/meminfo") as f:
+        with open(path) as f:
             for line in f:
                 if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024.0
@@ -355,15 +356,12 @@ def _meminfo_mb(field):
     return None
 
 
+def _meminfo_mb(field):
+    return _proc_mb("/proc/meminfo", field)
+
+
 def _rss_of(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
+    return _proc_mb(f"/proc/{pid}/status", "VmRSS")
 
 
 class _Child:

@@ -53,3 +53,13 @@ def test_large_images_are_tiled_automatically(tiny_model, symbols, monkeypatch):
     assert calls == [4, 4]
     assert first.shape == image.shape
     np.testing.assert_array_equal(first, second)
+
+
+def test_tile_for_says_what_decode_does(tiny_model, monkeypatch):
+    monkeypatch.setattr(tiny_model, "tile_threshold", 64 * 64)
+    monkeypatch.setattr(tiny_model, "tile_size", 4)
+    assert tiny_model.tile_for(4, 4) == 0          # 4096 pixels: at the threshold, one pass
+    assert tiny_model.tile_for(5, 4) == 4          # above it and larger than one tile
+    assert tiny_model.tile_for(2, 40) == 4         # wide strips are tiled too
+    monkeypatch.setattr(tiny_model, "tile_size", 64)
+    assert tiny_model.tile_for(5, 4) == 0          # above the threshold but fits one tile
