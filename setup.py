@@ -18,6 +18,8 @@ setup(
     packages=find_packages(include=["noisegen", "noisegen.*", "compression", "compression.*"]),
     install_requires=[
         "tensorflow>=2.21,<2.22",
+        # The layers (noisegen/slim_compat.py makes 1.1.0 import on TF 2.21).
+        "tf-slim>=1.1,<1.2",
         "numpy>=2.0",
         "pillow>=11.3",
         "constriction>=0.4,<0.6",

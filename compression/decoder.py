@@ -7,8 +7,9 @@ appendix A); every filter count scaled by ``config.width``.
 
 import tensorflow as tf
 
-from compression.encoder import conv_norm_relu
-from noisegen.layers import conv2d, conv2d_transpose, instance_norm
+from compression.encoder import conv_norm_relu, layer_scope
+from noisegen.layers import instance_norm, reflect_conv2d
+from noisegen.slim_compat import slim
 
 __all__ = ["decoder", "decoder_head", "decoder_tail", "residual_block", "DECODER_SCOPE"]
 
@@ -21,9 +22,9 @@ def residual_block(x, scope):
     """``R k``: two reflect-padded 3x3 convs (norm, ReLU between; norm after) plus identity."""
     k = int(x.shape[-1])
     with _v1.variable_scope(scope):
-        y = conv2d(x, k, 3, 1, scope="conv1")
+        y = reflect_conv2d(x, k, 3, 1, scope="conv1")
         y = tf.nn.relu(instance_norm(y, scope="norm1"))
-        y = conv2d(y, k, 3, 1, scope="conv2")
+        y = reflect_conv2d(y, k, 3, 1, scope="conv2")
         y = instance_norm(y, scope="norm2")
         return x + y
 
@@ -35,9 +36,10 @@ def decoder_head(w_hat, config, noise=None, semantic=None):
     """
     parts = [w_hat] + [t for t in (noise, semantic) if t is not None]
     x = tf.concat(parts, axis=-1) if len(parts) > 1 else w_hat
-    x = conv_norm_relu(x, config.filters[-1], 3, 1, "c3s1")
-    for i in range(config.residual_blocks):
-        x = residual_block(x, f"res{i + 1}")
+    with layer_scope():
+        x = conv_norm_relu(x, config.filters[-1], 3, 1, "c3s1")
+        for i in range(config.residual_blocks):
+            x = residual_block(x, f"res{i + 1}")
     return x
 
 
@@ -50,13 +52,14 @@ def decoder_tail(x, config, statistics=None):
     replaces the per-image moments (see :func:`noisegen.layers.instance_norm`).
     """
     pre_norm = []
-    for i, k in enumerate(config.filters[::-1][1:], start=1):
-        with _v1.variable_scope(f"u{i}"):
-            x = conv2d_transpose(x, k, 3, 2)
-            pre_norm.append(x)
-            stats = statistics[i - 1] if statistics is not None else None
-            x = tf.nn.relu(instance_norm(x, statistics=stats))
-    x = conv2d(x, 3, 7, 1, scope="c7s1_out")
+    with layer_scope():
+        for i, k in enumerate(config.filters[::-1][1:], start=1):
+            with _v1.variable_scope(f"u{i}") as sc:
+                x = slim.conv2d_transpose(x, k, 3, 2, padding="SAME", scope=sc)
+                pre_norm.append(x)
+                stats = statistics[i - 1] if statistics is not None else None
+                x = tf.nn.relu(instance_norm(x, statistics=stats))
+        x = reflect_conv2d(x, 3, 7, 1, scope="c7s1_out")
     return tf.tanh(x), pre_norm
 
 

@@ -11,7 +11,9 @@ import collections
 
 import tensorflow as tf
 
-from noisegen.layers import conv2d, instance_norm
+from compression.encoder import layer_scope
+from noisegen.layers import instance_norm
+from noisegen.slim_compat import slim
 
 __all__ = ["ScaleOutput", "multiscale_discriminator", "DISCRIMINATOR_SCOPE"]
 
@@ -27,14 +29,14 @@ _v1 = tf.compat.v1
 def _patch_discriminator(x, filters):
     features = []
     for i, k in enumerate(filters):
-        x = conv2d(x, k, 4, 2, scope=f"conv{i + 1}", padding="SAME")
+        x = slim.conv2d(x, k, 4, 2, padding="SAME", scope=f"conv{i + 1}")
         if i > 0:
             x = instance_norm(x, scope=f"norm{i + 1}")
         # max(x, 0.2x) rather than tf.nn.leaky_relu: Grappler's remapper fails
         # (and logs an error) fusing LeakyRelu in graphs with its gradient.
         x = tf.maximum(x, 0.2 * x)
         features.append(x)
-    logits = conv2d(x, 1, 4, 1, scope="logits", padding="SAME")
+    logits = slim.conv2d(x, 1, 4, 1, padding="SAME", scope="logits")
     return ScaleOutput(logits=logits, features=features)
 
 
@@ -45,10 +47,10 @@ def multiscale_discriminator(images, config, labels_one_hot=None, reuse=False,
     if labels_one_hot is not None:
         x = tf.concat([x, labels_one_hot], axis=-1)
     outputs = []
-    with _v1.variable_scope(scope, reuse=reuse):
+    with _v1.variable_scope(scope, reuse=reuse), layer_scope():
         for s in range(config.discriminator_scales):
             if s > 0:
-                x = tf.nn.avg_pool2d(x, 3, 2, "SAME")
+                x = slim.avg_pool2d(x, 3, 2, padding="SAME")
             with _v1.variable_scope(f"scale{s + 1}"):
                 outputs.append(_patch_discriminator(x, config.discriminator_filters))
     return outputs

@@ -9,9 +9,11 @@ values, which a ReLU there would leave unused.
 import tensorflow as tf
 
 from compression.errors import ConfigError
-from noisegen.layers import conv2d, instance_norm
+from noisegen.layers import instance_norm, reflect_conv2d
+from noisegen.slim_compat import slim
 
-__all__ = ["encoder", "check_image_size", "ENCODER_SCOPE", "DOWNSAMPLING"]
+__all__ = ["encoder", "check_image_size", "conv_norm_relu", "layer_scope", "ENCODER_SCOPE",
+           "DOWNSAMPLING"]
 
 ENCODER_SCOPE = "encoder"
 DOWNSAMPLING = 16
@@ -32,10 +34,26 @@ def check_image_size(height, width):
             )
 
 
+def layer_scope():
+    """The ``slim.arg_scope`` of the encoder, decoder, discriminator and semantic branch.
+
+    Convolutions are linear with biases and no normaliser (norm and
+    activation follow as separate ops, so checkpoints keep ``biases`` before
+    every instance norm) and NHWC; slim's Xavier initialiser is its default.
+    """
+    return slim.arg_scope(
+        [slim.conv2d, slim.conv2d_transpose],
+        activation_fn=None, normalizer_fn=None, data_format="NHWC",
+    )
+
+
 def conv_norm_relu(x, filters, kernel_size, stride, scope):
-    """Reflect-padded conv, instance norm, ReLU: ``c{k}s{stride}-filters``."""
-    with _v1.variable_scope(scope):
-        x = conv2d(x, filters, kernel_size, stride)
+    """Reflect-padded conv, instance norm, ReLU: ``c{k}s{stride}-filters``.
+
+    Variables ``scope/{weights,biases}`` and ``scope/InstanceNorm/{beta,gamma}``.
+    """
+    with _v1.variable_scope(scope) as sc:
+        x = reflect_conv2d(x, filters, kernel_size, stride, scope=sc)
         return tf.nn.relu(instance_norm(x))
 
 
@@ -49,8 +67,8 @@ def encoder(images, config, reuse=False, scope=ENCODER_SCOPE):
         raise ConfigError(f"images must have shape [batch, H, W, 3], got {images.shape}")
     check_image_size(images.shape[1], images.shape[2])
     f = config.filters
-    with _v1.variable_scope(scope, reuse=reuse):
+    with _v1.variable_scope(scope, reuse=reuse), layer_scope():
         x = conv_norm_relu(images, f[0], 7, 1, "c7s1")
         for i, k in enumerate(f[1:], start=1):
             x = conv_norm_relu(x, k, 3, 2, f"d{i}")
-        return conv2d(x, config.channels, 3, 1, scope="c3s1_out")
+        return reflect_conv2d(x, config.channels, 3, 1, scope="c3s1_out")

@@ -9,8 +9,8 @@ the one-hot map concatenated to its input image at every scale.
 
 import tensorflow as tf
 
-from compression.encoder import conv_norm_relu
-from noisegen.layers import conv2d
+from compression.encoder import conv_norm_relu, layer_scope
+from noisegen.layers import reflect_conv2d
 
 __all__ = ["one_hot_labels", "semantic_encoder", "SEMANTIC_SCOPE"]
 
@@ -44,8 +44,8 @@ def semantic_encoder(one_hot, config, reuse=False, scope=SEMANTIC_SCOPE):
     stride-2 stages, ``c3s1``), enough to carry region layout to the decoder.
     """
     f = [max(1, k // 4) for k in config.filters]
-    with _v1.variable_scope(scope, reuse=reuse):
+    with _v1.variable_scope(scope, reuse=reuse), layer_scope():
         x = conv_norm_relu(one_hot, f[0], 7, 1, "c7s1")
         for i, k in enumerate(f[1:], start=1):
             x = conv_norm_relu(x, k, 3, 2, f"d{i}")
-        return conv2d(x, config.semantic_channels, 3, 1, scope="c3s1_out")
+        return reflect_conv2d(x, config.semantic_channels, 3, 1, scope="c3s1_out")

@@ -24,23 +24,46 @@ from ``fc1`` is resampled (bilinear) to ``(ceil(h/8), ceil(w/8))`` before the
 three learned x2 upsamplings, and the result is cropped to ``(h, w)``.  For
 ``(32, 64)`` the resampling and crop are the identity, so the table holds
 exactly.
+
+The layers are tf-slim's (``slim.fully_connected``, ``slim.conv2d_transpose``,
+``slim.batch_norm``, ``slim.conv2d``), so an enclosing ``slim.arg_scope``
+reaches the generator.  It takes from an arg_scope what does not change the
+architecture: ``weights_initializer`` (default: slim's Xavier),
+``weights_regularizer``, ``biases_initializer``, ``biases_regularizer``,
+``trainable`` and ``outputs_collections`` of the dense and convolution layers,
+and ``param_initializers``, ``param_regularizers`` and ``trainable`` of batch
+norm.  It fixes what the layer table and trained checkpoints depend on: layer
+sizes, kernel sizes, strides, padding, ``activation_fn`` (the ``actv``
+argument), no ``normalizer_fn`` inside the layers, NHWC, and batch norm's
+``decay`` (0.99), ``epsilon`` (1e-3), ``center``/``scale``, the fused kernel
+and ``updates_collections=None`` (moving statistics update whenever the
+output is computed in training mode; no ``UPDATE_OPS`` to run).
 """
 
 import operator
 
 import tensorflow as tf
 
-from noisegen.layers import batch_norm, conv2d, conv2d_transpose, dense, reflect_pad
+from noisegen.layers import reflect_pad
+from noisegen.slim_compat import batch_norm, slim
 
 __all__ = ["dcgan_generator", "sample_noise", "DEFAULT_OUTPUT_SIZE", "SCOPE"]
 
 SCOPE = "noise_generator"
+#: Batch-norm settings of the generator (fixed; an enclosing arg_scope cannot change them).
+BATCH_NORM_DECAY = 0.99
+BATCH_NORM_EPSILON = 1e-3
 DEFAULT_OUTPUT_SIZE = (32, 64)
 _BASE_GRID = (4, 8)
 _DEFAULT_NOISE_DIM = 128
 _DEFAULT_UPSAMPLE_DIM = 256
 
 _v1 = tf.compat.v1
+# The moving statistics stay in MOVING_AVERAGE_VARIABLES, as before tf-slim.
+_BATCH_NORM_COLLECTIONS = {
+    "moving_mean": [_v1.GraphKeys.MOVING_AVERAGE_VARIABLES],
+    "moving_variance": [_v1.GraphKeys.MOVING_AVERAGE_VARIABLES],
+}
 
 
 def _as_int(value):
@@ -167,10 +190,18 @@ def dcgan_generator(
     out_w = _check_size_component(out_w, "width")
     z = tf.cast(z, tf.float32)
 
+    def norm(x):
+        return batch_norm(
+            x, is_training=training, decay=BATCH_NORM_DECAY, epsilon=BATCH_NORM_EPSILON,
+            center=True, scale=True, fused=True, data_format="NHWC", scope="BatchNorm",
+            variables_collections=_BATCH_NORM_COLLECTIONS)
+
+    fixed = dict(activation_fn=actv, normalizer_fn=None)
     with _v1.variable_scope(scope, reuse=reuse):
-        with _v1.variable_scope("fc1"):
-            x = actv(dense(z, _BASE_GRID[0] * _BASE_GRID[1] * upsample_dim))
-            x = batch_norm(x, training)
+        with _v1.variable_scope("fc1") as sc:
+            x = slim.fully_connected(z, _BASE_GRID[0] * _BASE_GRID[1] * upsample_dim,
+                                     scope=sc, **fixed)
+            x = norm(x)
         x = tf.reshape(x, [-1, _BASE_GRID[0], _BASE_GRID[1], upsample_dim])
 
         grid_h = (out_h + 7) // 8
@@ -184,13 +215,14 @@ def dcgan_generator(
         depth = upsample_dim
         for i in (1, 2, 3):
             depth //= 2
-            with _v1.variable_scope(f"upsample{i}"):
-                x = actv(conv2d_transpose(x, depth, kernel_size, 2))
-                x = batch_norm(x, training)
+            with _v1.variable_scope(f"upsample{i}") as sc:
+                x = slim.conv2d_transpose(x, depth, kernel_size, 2, padding="SAME",
+                                          data_format="NHWC", scope=sc, **fixed)
+                x = norm(x)
 
-        with _v1.variable_scope("conv_out"):
-            x = reflect_pad(x, 3)
-            x = conv2d(x, C, 7, 1, padding="VALID")
+        with _v1.variable_scope("conv_out") as sc:
+            x = slim.conv2d(reflect_pad(x, 3), C, 7, 1, padding="VALID", data_format="NHWC",
+                            activation_fn=None, normalizer_fn=None, scope=sc)
         if not (isinstance(out_h, int) and isinstance(out_w, int) and
                 (out_h, out_w) == (8 * grid_h, 8 * grid_w)):
             x = x[:, :out_h, :out_w, :]

@@ -16,6 +16,8 @@ the enclosing scopes are called.
 """
 
 import os
+import shutil
+import tempfile
 
 import tensorflow as tf
 
@@ -148,7 +150,9 @@ def load_generator_weights(sess, checkpoint, scope=None, checkpoint_scope=None, 
         where = f" under scope {checkpoint_scope!r}" if checkpoint_scope else ""
         raise ValueError(f"checkpoint {path!r} holds no noise generator variables{where}")
     all_names = {name: shape for name, shape in tf.train.list_variables(path)}
-    var_list = {}
+    # One Saver maps each checkpoint name to one variable, and every generator
+    # in the graph reads the same names: one var_list per generator.
+    var_lists = {}
     for v in targets:
         _, suffix = _split(_var_name(v))
         candidates = available.get(suffix, [])
@@ -171,9 +175,12 @@ def load_generator_weights(sess, checkpoint, scope=None, checkpoint_scope=None, 
                 f"generator has {v.shape.as_list()}; build it with the same C, noise_dim, "
                 "upsample_dim and kernel_size as the trained one"
             )
-        var_list[name] = v
-    _v1.train.Saver(var_list=var_list).restore(sess, path)
-    return {_var_name(v): name for name, v in var_list.items()}
+        var_lists.setdefault(_split(_var_name(v))[0], {})[name] = v
+    restored = {}
+    for var_list in var_lists.values():
+        _v1.train.Saver(var_list=var_list).restore(sess, path)
+        restored.update({_var_name(v): name for name, v in var_list.items()})
+    return restored
 
 
 def _generator_hyperparameters(path, checkpoint_scope):
@@ -223,14 +230,28 @@ def _build_for_export(checkpoint, checkpoint_scope, actv, default_size):
     return graph, sess, {"z": z, "height": height, "width": width, "noise": noise}, hp
 
 
-def _refuse_existing(path, what):
-    if os.path.exists(path):
+def _refuse_existing(path, what, overwrite, is_ours):
+    """Stop unless ``path`` is free, or ``overwrite`` and it is an earlier export (``is_ours``)."""
+    if not os.path.lexists(path):
+        return
+    if not overwrite:
         raise FileExistsError(
-            f"{what} {path!r} already exists; choose another path or remove it first"
+            f"{what} {path!r} already exists; pass overwrite=True to replace it, "
+            "or choose another path"
+        )
+    if os.path.islink(path) or not is_ours(path):
+        raise FileExistsError(
+            f"{what} {path!r} exists and is not an earlier export of this kind; "
+            "overwrite=True replaces only those, so remove it yourself or choose another path"
         )
 
 
-def export_saved_model(checkpoint, export_dir, checkpoint_scope=None, actv=tf.nn.relu):
+def _is_saved_model(path):
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb"))
+
+
+def export_saved_model(checkpoint, export_dir, checkpoint_scope=None, actv=tf.nn.relu,
+                       overwrite=False):
     """Export a trained generator as a SavedModel (inference mode).
 
     The ``serving_default`` signature takes ``z`` ``[B, noise_dim]`` float32,
@@ -241,10 +262,33 @@ def export_saved_model(checkpoint, export_dir, checkpoint_scope=None, actv=tf.nn
 
         fn = tf.saved_model.load(export_dir).signatures["serving_default"]
         noise = fn(z=z, height=tf.constant(32), width=tf.constant(64))["noise"]
+
+    ``overwrite=True`` replaces an earlier SavedModel at ``export_dir`` (any
+    other existing path is refused).  The new export is written next to it
+    first, so a failure leaves the old one as it was.
     """
-    export_dir = os.fspath(export_dir)
-    _refuse_existing(export_dir, "export directory")
+    export_dir = os.path.abspath(os.fspath(export_dir))
+    _refuse_existing(export_dir, "export directory", overwrite, _is_saved_model)
     graph, sess, t, hp = _build_for_export(checkpoint, checkpoint_scope, actv, (32, 64))
+    parent = os.path.dirname(export_dir)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    try:
+        _write_saved_model(graph, sess, t, staging)
+        if os.path.lexists(export_dir):
+            old = tempfile.mkdtemp(prefix=".replaced-", dir=parent)
+            os.replace(export_dir, os.path.join(old, "model"))
+            os.replace(staging, export_dir)
+            shutil.rmtree(old)
+        else:
+            os.replace(staging, export_dir)
+    finally:
+        if os.path.exists(staging):
+            shutil.rmtree(staging)
+    return hp
+
+
+def _write_saved_model(graph, sess, t, export_dir):
     with graph.as_default(), sess:
         signature = _v1.saved_model.signature_def_utils.predict_signature_def(
             inputs={"z": t["z"], "height": t["height"], "width": t["width"]},
@@ -258,10 +302,10 @@ def export_saved_model(checkpoint, export_dir, checkpoint_scope=None, actv=tf.nn
             strip_default_attrs=True,
         )
         builder.save()
-    return hp
 
 
-def export_graph_def(checkpoint, path, checkpoint_scope=None, actv=tf.nn.relu):
+def export_graph_def(checkpoint, path, checkpoint_scope=None, actv=tf.nn.relu,
+                     overwrite=False):
     """Export a trained generator as a frozen GraphDef file (weights as constants).
 
     The graph has inputs ``z:0`` (``[None, noise_dim]`` float32), ``height:0``
@@ -272,17 +316,26 @@ def export_graph_def(checkpoint, path, checkpoint_scope=None, actv=tf.nn.relu):
         noise, = tf.compat.v1.import_graph_def(
             graph_def, input_map={"z:0": my_z}, return_elements=["noise:0"])
 
-    Returns the generator's hyperparameters as a dict.
+    Returns the generator's hyperparameters as a dict.  ``overwrite=True``
+    replaces an existing regular file at ``path``; the new file is written
+    beside it and renamed into place, so a failure leaves the old one intact.
     """
-    path = os.fspath(path)
-    _refuse_existing(path, "output file")
+    path = os.path.abspath(os.fspath(path))
+    _refuse_existing(path, "output file", overwrite, os.path.isfile)
     graph, sess, t, hp = _build_for_export(checkpoint, checkpoint_scope, actv, (32, 64))
     with graph.as_default(), sess:
         frozen = _v1.graph_util.convert_variables_to_constants(
             sess, graph.as_graph_def(), ["noise"]
         )
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(frozen.SerializeToString())
-    os.replace(tmp, path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".export-", suffix=".pb", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(frozen.SerializeToString())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return hp

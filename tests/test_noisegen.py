@@ -585,3 +585,38 @@ def test_sample_noise_seeds_differ_and_look_normal():
 def test_sample_noise_bad_args_raise(args, match):
     with pytest.raises(ValueError, match=match):
         sample_noise(*args)
+
+
+# --- tf-slim arg_scope -----------------------------------------------------------
+
+
+def test_enclosing_arg_scope_reaches_the_generator():
+    """Initialisers and regularisers come from a user's slim.arg_scope; the architecture not."""
+    from noisegen.slim_compat import slim
+
+    layers = [slim.fully_connected, slim.conv2d, slim.conv2d_transpose]
+    with tf.Graph().as_default() as graph:
+        with slim.arg_scope(layers, weights_initializer=v1.constant_initializer(0.01),
+                            weights_regularizer=slim.l2_regularizer(1.0),
+                            activation_fn=tf.nn.tanh), \
+                slim.arg_scope([slim.conv2d, slim.conv2d_transpose], padding="VALID"), \
+                slim.arg_scope([slim.batch_norm], decay=0.5, param_regularizers={
+                    "gamma": slim.l2_regularizer(1.0)}):
+            out = dcgan_generator(tf.ones([2, 16]), None, True, 4, upsample_dim=32)
+        weights = [v for v in v1.global_variables() if v.name.endswith("/weights:0")]
+        losses = v1.get_collection(v1.GraphKeys.REGULARIZATION_LOSSES)
+        op_types = {op.type for op in graph.get_operations()}
+        fc1 = graph.get_tensor_by_name(f"{SCOPE}/fc1/fc1/Relu:0")
+        moving = next(v for v in v1.global_variables()
+                      if v.name.endswith("fc1/BatchNorm/moving_mean:0"))
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            values = sess.run(weights)
+            _, activation = sess.run([out, fc1])
+            moving = sess.run(moving)
+    assert len(weights) == 5 and all(np.all(w == 0.01) for w in values)
+    assert len(losses) == 5 + 4  # weights of 5 layers, gamma of 4 batch norms
+    # Fixed: the activation (actv), the padding (the layer table's shapes), the BN decay.
+    assert "Tanh" not in op_types
+    assert out.shape.as_list() == [2, 32, 64, 4]
+    np.testing.assert_allclose(moving, 0.01 * activation.mean(axis=0), rtol=1e-4, atol=1e-7)

@@ -197,6 +197,24 @@ def test_two_generators_need_checkpoint_scope(trained):
         load_outputs(trained, trained.paths["two"], checkpoint_scope="nowhere")
 
 
+@pytest.mark.parametrize("count", [2, 3])
+def test_load_fills_every_generator_in_the_graph(trained, count):
+    """scope=None loads all generators (before, only the last one got the weights)."""
+    with tf.Graph().as_default():
+        z_ph = v1.placeholder(tf.float32, [None, NOISE_DIM])
+        outs = []
+        for i in range(count):
+            with v1.variable_scope(f"copy{i}"):
+                outs.append(dcgan_generator(z_ph, None, False, C, upsample_dim=UP))
+        with v1.Session() as sess:
+            restored = load_generator_weights(sess, trained.paths["ema"])
+            assert sess.run(v1.report_uninitialized_variables()).size == 0
+            values = sess.run(outs, {z_ph: trained.z})
+    assert len(restored) == 26 * count
+    for value in values:
+        np.testing.assert_allclose(value, trained.refs["ema"][(32, 64)], atol=1e-5)
+
+
 def test_load_into_one_of_several_generators(trained):
     with tf.Graph().as_default():
         z_ph = v1.placeholder(tf.float32, [None, NOISE_DIM])
@@ -379,3 +397,35 @@ def test_exports_missing_checkpoint_raise(tmp_path):
     with pytest.raises(FileNotFoundError):
         export_graph_def(tmp_path / "none" / "model.ckpt", tmp_path / "g.pb")
     assert not (tmp_path / "sm").exists() and not (tmp_path / "g.pb").exists()
+
+
+def test_exports_overwrite_replaces_an_earlier_export(trained, tmp_path):
+    export_dir, path = str(tmp_path / "sm"), str(tmp_path / "g.pb")
+    export_saved_model(trained.paths["plain"], export_dir)
+    export_graph_def(trained.paths["plain"], path)
+    export_saved_model(trained.paths["ema"], export_dir, overwrite=True)
+    fn = tf.saved_model.load(export_dir).signatures["serving_default"]
+    value = fn(z=tf.constant(trained.z), height=tf.constant(32), width=tf.constant(64))["noise"]
+    np.testing.assert_allclose(value.numpy(), trained.refs["ema"][(32, 64)], atol=1e-5)
+    export_graph_def(trained.paths["ema"], path, overwrite=True)
+    export_graph_def(trained.paths["ema"], path, overwrite=True)  # twice in a row
+    graph_def = v1.GraphDef.FromString(open(path, "rb").read())
+    with tf.Graph().as_default():
+        (noise,) = v1.import_graph_def(
+            graph_def, input_map={"z:0": tf.constant(trained.z)}, return_elements=["noise:0"])
+        with v1.Session() as sess:
+            np.testing.assert_allclose(sess.run(noise), trained.refs["ema"][(32, 64)],
+                                       atol=1e-5)
+    assert sorted(os.listdir(tmp_path)) == ["g.pb", "sm"]  # no staging debris
+
+
+def test_exports_overwrite_never_replaces_other_data(trained, tmp_path):
+    mine = tmp_path / "photos"
+    mine.mkdir()
+    (mine / "holiday.jpg").write_bytes(b"precious")
+    with pytest.raises(FileExistsError, match="not an earlier export"):
+        export_saved_model(trained.paths["plain"], mine, overwrite=True)
+    with pytest.raises(FileExistsError, match="not an earlier export"):
+        export_graph_def(trained.paths["plain"], mine, overwrite=True)
+    assert (mine / "holiday.jpg").read_bytes() == b"precious"
+    assert sorted(os.listdir(tmp_path)) == ["photos"]
