@@ -42,7 +42,8 @@ def _add_train(sub):
         description="Train on ROOT/leftImg8bit/{train,val}/<city>/*_leftImg8bit.png "
         "(with gtFine label maps for --semantic) or on a plain folder of images.",
     )
-    p.add_argument("--data", required=True, help="dataset root directory")
+    p.add_argument("--data", required=True, action="append",
+                   help="dataset root directory; repeat it to train on several datasets")
     p.add_argument("--out", required=True, help="run directory (config, checkpoints, logs)")
     rate = p.add_mutually_exclusive_group()
     rate.add_argument("--bpp", type=float, help="target rate; picks the largest C whose "
@@ -63,7 +64,21 @@ def _add_train(sub):
                    help="number of label ids with --semantic (CamVid: 12, Cityscapes: 34)")
     p.add_argument("--no-noise", action="store_true", help="no noise generator")
     p.add_argument("--gan-start-step", type=int, default=None,
-                   help="train on distortion only before this step (a common stabiliser)")
+                   help="train on distortion only, with no discriminator, before this step")
+    p.add_argument("--gan-ramp-steps", type=int, default=None,
+                   help="ramp the adversarial weights in over this many steps")
+    p.add_argument("--d-warmup-steps", type=int, default=None,
+                   help="train D alone this many steps before --gan-start-step")
+    p.add_argument("--freeze-encoder", action="store_true",
+                   help="keep the encoder (and so the rate) fixed in the GAN phase")
+    p.add_argument("--no-gan", action="store_true",
+                   help="distortion only, no discriminator: the paper's MSE baseline")
+    p.add_argument("--lambda-gan", type=float, default=None)
+    p.add_argument("--lambda-ms-ssim", type=float, default=None,
+                   help="weight of a 1 - MS-SSIM distortion term (default 0)")
+    p.add_argument("--lr-decay-step", type=int, default=None,
+                   help="multiply the learning rates by --lr-decay-factor from this step")
+    p.add_argument("--lr-decay-factor", type=float, default=None)
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate for G and D")
     p.add_argument("--ema", type=float, default=None,
                    help="EMA decay of generator weights used at inference (e.g. 0.999)")
@@ -71,7 +86,9 @@ def _add_train(sub):
     p.add_argument("--lambda-fm", type=float, default=None)
     p.add_argument("--seed", type=int, default=0, help="data order seed")
     p.add_argument("--checkpoint-every", type=int, default=500)
-    p.add_argument("--keep", type=int, default=5, help="checkpoints to keep")
+    p.add_argument("--keep", type=int, default=2,
+                   help="checkpoints to keep (default 2: the newest and one to fall back "
+                        "on; about 200 MB each at width 0.25)")
     p.add_argument("--summary-every", type=int, default=50)
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--val-images", type=int, default=16)
@@ -250,7 +267,11 @@ def _train(args):
                        ("d_width", "discriminator_width"), ("d_scales", "discriminator_scales"),
                        ("batch", "batch_size"), ("gan_start_step", "gan_start_step"),
                        ("ema", "ema_decay"), ("lambda_mse", "lambda_mse"),
-                       ("lambda_fm", "lambda_fm"), ("channels", "channels")):
+                       ("lambda_fm", "lambda_fm"), ("channels", "channels"),
+                       ("gan_ramp_steps", "gan_ramp_steps"), ("d_warmup_steps", "d_warmup_steps"),
+                       ("lambda_gan", "lambda_gan"), ("lambda_ms_ssim", "lambda_ms_ssim"),
+                       ("lr_decay_step", "lr_decay_step"),
+                       ("lr_decay_factor", "lr_decay_factor")):
         if getattr(args, arg) is not None:
             fields[field] = getattr(args, arg)
     if args.crop:
@@ -259,6 +280,12 @@ def _train(args):
         fields["g_learning_rate"] = fields["d_learning_rate"] = args.lr
     if args.no_noise:
         fields["noise"] = False
+    if args.freeze_encoder:
+        fields["freeze_encoder"] = True
+    if args.no_gan:
+        if args.lambda_gan or args.lambda_fm:
+            raise _CliError("--no-gan contradicts --lambda-gan/--lambda-fm above 0; drop one")
+        fields["lambda_gan"] = fields["lambda_fm"] = 0.0
     if args.semantic:
         if not args.classes:
             raise _CliError("--semantic needs --classes (the number of label ids in the data)")

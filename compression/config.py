@@ -20,6 +20,14 @@ __all__ = ["CompressionConfig", "PAPER_WIDTHS"]
 PAPER_WIDTHS = (60, 120, 240, 480, 960)
 _FORMAT = "gcompress-config"
 _FORMAT_VERSION = 1
+# The fields of format version 1 as first released; see CompressionConfig.fingerprint_json.
+_FINGERPRINT_FIELDS = frozenset((
+    "channels", "centers", "sigma", "noise", "noise_dim", "upsample_dim", "width",
+    "residual_blocks", "discriminator_scales", "discriminator_width", "semantic_classes",
+    "semantic_channels", "crop_height", "crop_width", "batch_size", "lambda_mse", "lambda_fm",
+    "lambda_gan", "g_learning_rate", "d_learning_rate", "beta1", "gan_start_step", "ema_decay",
+    "histogram_decay",
+))
 
 
 def _is_int(value):
@@ -48,6 +56,8 @@ class CompressionConfig:
       residual_blocks: residual blocks in the decoder (paper: 9).
       discriminator_scales: scales of the multiscale discriminator (paper: 3).
       discriminator_width: multiplier on the discriminator's 64..512 filters.
+        Default (None): ``min(1, width)``, so a small generator does not carry
+        a full-width D (at width 0.25 that D was 64% of a GAN step's FLOPs).
       semantic_classes: number of label ids of semantic maps; 0 = none.
       semantic_channels: depth of the encoded semantic map fed to the decoder.
       crop_height, crop_width: training crop (multiples of 16).
@@ -59,7 +69,24 @@ class CompressionConfig:
       lambda_fm: weight of the feature-matching term (0 disables it).
       lambda_gan: weight of the generator's adversarial term.
       g_learning_rate, d_learning_rate, beta1: Adam settings (paper: beta1 0.5).
-      gan_start_step: train without the adversarial terms before this step.
+      gan_start_step: before this step the generator trains on distortion
+        alone, with a graph that has no discriminator in it (no D FLOPs).
+      gan_ramp_steps: after ``gan_start_step`` the adversarial and
+        feature-matching weights ramp linearly from 0 over this many steps.
+      d_warmup_steps: the discriminator alone trains (on the warm-up
+        generator's reconstructions) for this many steps before
+        ``gan_start_step`` (at most ``gan_start_step`` of them), so G does not
+        meet an untrained D.
+      freeze_encoder: in the GAN phase, leave the encoder fixed (MS-ILLM):
+        ``w_hat``, and so the rate, stays what the distortion phase learnt
+        while the decoder learns texture.
+      lambda_ms_ssim: weight of a ``1 - MS-SSIM`` distortion term (0: none).
+      lr_decay_step, lr_decay_factor: both learning rates are multiplied by
+        ``lr_decay_factor`` from global step ``lr_decay_step`` on (0: never).
+      noise_batch: the noise generator's batch norm normalises over at least
+        this many ``z`` in training (extra draws, discarded after the norm):
+        a batch of 2 makes every ``fc1`` feature +-1 and the noise map 1.4x
+        louder at inference than in training; 16 brings that within 3%.
       ema_decay: decay of an exponential moving average of the generator's
         weights used at inference; 0 disables it.
       histogram_decay: decay of the running per-channel symbol histogram that
@@ -75,7 +102,7 @@ class CompressionConfig:
     width: float = 1.0
     residual_blocks: int = 9
     discriminator_scales: int = 3
-    discriminator_width: float = 1.0
+    discriminator_width: float = None
     semantic_classes: int = 0
     semantic_channels: int = 8
     crop_height: int = 512
@@ -88,6 +115,13 @@ class CompressionConfig:
     d_learning_rate: float = 2e-4
     beta1: float = 0.5
     gan_start_step: int = 0
+    gan_ramp_steps: int = 0
+    d_warmup_steps: int = 0
+    freeze_encoder: bool = False
+    lambda_ms_ssim: float = 0.0
+    lr_decay_step: int = 0
+    lr_decay_factor: float = 0.1
+    noise_batch: int = 16
     ema_decay: float = 0.0
     histogram_decay: float = 0.999
     _notes: tuple = field(default=(), repr=False, compare=False)
@@ -100,9 +134,11 @@ class CompressionConfig:
                 f"centers must be a sequence of numbers, got {self.centers!r}"
             ) from None
         object.__setattr__(self, "centers", centers)
+        if self.discriminator_width is None and _is_number(self.width):
+            object.__setattr__(self, "discriminator_width", min(1.0, float(self.width)))
         for name in ("sigma", "width", "discriminator_width", "lambda_mse", "lambda_fm",
                      "lambda_gan", "g_learning_rate", "d_learning_rate", "beta1",
-                     "ema_decay", "histogram_decay"):
+                     "ema_decay", "histogram_decay", "lambda_ms_ssim", "lr_decay_factor"):
             value = getattr(self, name)
             if not _is_number(value):
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
@@ -115,6 +151,7 @@ class CompressionConfig:
             "channels": 1, "noise_dim": 1, "upsample_dim": 8, "residual_blocks": 0,
             "discriminator_scales": 1, "semantic_classes": 0, "semantic_channels": 1,
             "crop_height": 16, "crop_width": 16, "batch_size": 1, "gan_start_step": 0,
+            "gan_ramp_steps": 0, "d_warmup_steps": 0, "lr_decay_step": 0, "noise_batch": 1,
         }
         for name, minimum in minimums.items():
             value = getattr(self, name)
@@ -124,8 +161,10 @@ class CompressionConfig:
                 raise ConfigError(f"{name} must be at least {minimum}, got {value}")
         if self.channels > 1024:
             raise ConfigError(f"channels must be at most 1024, got {self.channels}")
-        if not isinstance(self.noise, bool):
-            raise ConfigError(f"noise must be true or false, got {self.noise!r}")
+        for name in ("noise", "freeze_encoder"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+
         if self.noise and self.batch_size < 2:
             raise ConfigError(
                 "batch_size must be at least 2 when noise is on: the noise generator's "
@@ -163,9 +202,17 @@ class CompressionConfig:
                     f"{name} must be a multiple of 16 (the encoder downsamples by 16), "
                     f"got {getattr(self, name)}"
                 )
-        for name in ("lambda_mse", "lambda_fm", "lambda_gan", "g_learning_rate", "d_learning_rate"):
+        for name in ("lambda_mse", "lambda_fm", "lambda_gan", "g_learning_rate", "d_learning_rate",
+                     "lambda_ms_ssim"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.lambda_mse == 0 and self.lambda_ms_ssim == 0:
+            raise ConfigError(
+                "lambda_mse and lambda_ms_ssim are both 0: the encoder would get no gradient "
+                "from any distortion term; set one of them above 0"
+            )
+        if not 0 < self.lr_decay_factor <= 1:
+            raise ConfigError(f"lr_decay_factor must be in (0, 1], got {self.lr_decay_factor}")
         if not 0 <= self.beta1 < 1:
             raise ConfigError(f"beta1 must be in [0, 1), got {self.beta1}")
         for name in ("ema_decay", "histogram_decay"):
@@ -173,6 +220,11 @@ class CompressionConfig:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
     # -- derived quantities ------------------------------------------------
+
+    @property
+    def gan(self):
+        """True when the adversarial or feature-matching term is on (else an MSE-only model)."""
+        return self.lambda_gan > 0 or self.lambda_fm > 0
 
     @property
     def num_centers(self):
@@ -241,6 +293,17 @@ class CompressionConfig:
     def to_json(self):
         """Canonical JSON (sorted keys), with a format tag and version."""
         payload = {"format": _FORMAT, "version": _FORMAT_VERSION, "config": self.to_dict()}
+        return json.dumps(payload, sort_keys=True, indent=2) + "\n"
+
+    def fingerprint_json(self):
+        """:meth:`to_json` restricted to the fields of the first release.
+
+        The model fingerprint in every ``.gcz`` header hashes this, so fields
+        added later for training only (they do not change what a model
+        decodes) leave the fingerprints of existing models and files as they were.
+        """
+        fields = {k: v for k, v in self.to_dict().items() if k in _FINGERPRINT_FIELDS}
+        payload = {"format": _FORMAT, "version": _FORMAT_VERSION, "config": fields}
         return json.dumps(payload, sort_keys=True, indent=2) + "\n"
 
     @classmethod

@@ -214,7 +214,7 @@ class CompressionModel:
                 key=lambda v: v.name,
             )
             values = self.session.run(variables)
-        return fingerprint(self.config.to_json(), list(values) + [self.probabilities])
+        return fingerprint(self.config.fingerprint_json(), list(values) + [self.probabilities])
 
     # -- the two halves -----------------------------------------------------
 

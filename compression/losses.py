@@ -9,12 +9,15 @@
   ``x_hat``, averaged over layers and scales; real activations are constants.
 """
 
+import math
+
 import tensorflow as tf
 
 __all__ = [
     "discriminator_loss",
     "generator_adversarial_loss",
     "distortion_loss",
+    "ms_ssim_loss",
     "feature_matching_loss",
 ]
 
@@ -36,6 +39,58 @@ def generator_adversarial_loss(fake):
 def distortion_loss(images, reconstruction):
     """MSE on images in [-1, 1], a scalar."""
     return tf.reduce_mean(tf.square(images - reconstruction))
+
+
+# Wang et al. (2003) weights of the five MS-SSIM scales, finest first.
+_MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+def _gaussian_window(size=11, sigma=1.5):
+    x = tf.range(size, dtype=tf.float32) - (size - 1) / 2.0
+    g = tf.exp(-tf.square(x) / (2.0 * sigma**2))
+    g = g / tf.reduce_sum(g)
+    return tf.reshape(tf.tensordot(g, g, axes=0), [size, size, 1, 1])
+
+
+def ms_ssim_loss(images, reconstruction):
+    """``1 - MS-SSIM`` (Wang et al. 2003) on images ``[B, H, W, 3]`` in [-1, 1], batch mean.
+
+    Written out here rather than ``tf.image.ssim_multiscale``, whose
+    ``relu(cs) ** weight`` has an infinite gradient at 0 and turns a training
+    step into NaN; each scale's term is clipped to ``[1e-6, 1]`` instead.
+    Five scales need sides of at least 176 pixels (an 11x11 window at 1/16);
+    smaller crops use as many scales as fit, with the weights renormalised.
+    """
+    side = min(int(images.shape[1]), int(images.shape[2]))
+    scales = max(1, min(5, 1 + int(math.floor(math.log2(side / 11.0)))))
+    weights = _MS_SSIM_WEIGHTS[:scales]
+    weights = [w / sum(weights) for w in weights]
+    c1, c2 = (0.01 * 2.0) ** 2, (0.03 * 2.0) ** 2  # dynamic range 2 ([-1, 1])
+    x = images
+    y = tf.clip_by_value(reconstruction, -1.0, 1.0)
+    channels = int(images.shape[-1])
+    window = tf.tile(_gaussian_window(), [1, 1, channels, 1])
+
+    def blur(t):
+        return tf.nn.depthwise_conv2d(t, window, [1, 1, 1, 1], "VALID")
+
+    score = 1.0
+    for i, weight in enumerate(weights):
+        mx, my = blur(x), blur(y)
+        sxx = blur(x * x) - mx * mx
+        syy = blur(y * y) - my * my
+        sxy = blur(x * y) - mx * my
+        cs = tf.reduce_mean((2.0 * sxy + c2) / (sxx + syy + c2), axis=[1, 2, 3])
+        term = cs
+        if i == len(weights) - 1:
+            luminance = (2.0 * mx * my + c1) / (mx * mx + my * my + c1)
+            term = tf.reduce_mean(luminance * (2.0 * sxy + c2) / (sxx + syy + c2),
+                                  axis=[1, 2, 3])
+        score = score * tf.pow(tf.clip_by_value(term, 1e-6, 1.0), weight)
+        if i < len(weights) - 1:
+            x = tf.nn.avg_pool2d(x, 2, 2, "VALID")
+            y = tf.nn.avg_pool2d(y, 2, 2, "VALID")
+    return 1.0 - tf.reduce_mean(score)
 
 
 def feature_matching_loss(real, fake):

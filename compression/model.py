@@ -28,6 +28,7 @@ from compression.losses import (
     distortion_loss,
     feature_matching_loss,
     generator_adversarial_loss,
+    ms_ssim_loss,
 )
 from compression.quantizer import dequantize, quantize, symbol_counts
 from compression.semantic import one_hot_labels, semantic_encoder
@@ -86,6 +87,8 @@ def decoder_features(w_hat, config, training, z=None, labels_one_hot=None,
             noise = dcgan_generator(
                 z, config, training, config.channels, output_size=_spatial_size(w_hat)
             )
+            # z may hold extra rows for the batch norm's statistics (config.noise_batch).
+            noise = noise[:tf.shape(w_hat)[0]]
         if config.semantic_classes:
             if labels_one_hot is None:
                 raise ValueError(
@@ -153,14 +156,28 @@ def estimated_bits(symbols, counts):
 class TrainingGraph:
     """Everything :func:`build_training_graph` made.
 
+    Training runs in phases (Agustsson et al. 2018 train with distortion
+    first; MS-ILLM and HiFiC warm up likewise):
+
+    * ``warmup_train_op``: G on the distortion terms alone.  Nothing it
+      needs touches the discriminator, so a session running it computes no
+      D at all.  ``phase_losses["warmup"]`` are its losses.
+    * ``d_warmup_op``: the same G step plus a D step on this step's
+      reconstructions (``config.d_warmup_steps`` before the GAN starts).
+    * ``train_op``: the GAN step, G and D from one forward pass (pix2pixHD:
+      G's loss sees D before this step's D update), the adversarial weights
+      ramped in over ``config.gan_ramp_steps``.
+
+    ``phase_ops`` and ``phase_losses`` map ``"warmup"``, ``"d_warmup"`` and
+    ``"gan"`` to those; :meth:`phase` says which one a global step is in.
+    An MSE-only model (``not config.gan``) has no discriminator: its three
+    phases are all ``warmup_train_op``.  ``g_train_op`` (G's GAN-phase
+    update alone) and ``d_train_op`` (D's alone) are None then.
     ``endpoints`` has ``w``, ``w_hat``, ``symbols``, ``noise`` (or None),
-    ``reconstruction`` and ``images``; ``losses`` has ``g_loss``, ``d_loss``,
-    ``distortion``, ``g_gan``, ``feature_matching``; ``metrics`` has
-    ``psnr``, ``bpp_bound`` and ``bpp_estimate``.  ``g_train_op`` updates only
-    generator-side variables (plus the histogram, EMA and global step),
-    ``d_train_op`` only the discriminator; ``train_op`` does both from one
-    forward pass, the way pix2pixHD does (G's loss sees D before this step's
-    D update).
+    ``reconstruction`` and ``images``; ``losses`` are the GAN phase's
+    (``g_loss``, ``d_loss``, ``distortion``, ``g_gan``, ``feature_matching``;
+    ``ms_ssim`` when that term is on); ``metrics`` has ``psnr``,
+    ``bpp_bound`` and ``bpp_estimate``.
     """
 
     config: object
@@ -175,10 +192,28 @@ class TrainingGraph:
     generator_variables: list
     discriminator_variables: list
     ema: object = None
+    warmup_train_op: tf.Operation = None
+    d_warmup_op: tf.Operation = None
+    phase_ops: dict = None
+    phase_losses: dict = None
+
+    def phase(self, step):
+        """``"warmup"``, ``"d_warmup"`` or ``"gan"``: the phase of global step ``step``."""
+        cfg = self.config
+        if not cfg.gan or step < cfg.gan_start_step - cfg.d_warmup_steps:
+            return "warmup"
+        return "d_warmup" if step < cfg.gan_start_step else "gan"
 
 
 def _variables_under(scope):
     return _v1.get_collection(_v1.GraphKeys.TRAINABLE_VARIABLES, scope=scope + "/")
+
+
+def _learning_rate(base, config, global_step):
+    if not config.lr_decay_step:
+        return base
+    return tf.where(global_step >= config.lr_decay_step,
+                    base * config.lr_decay_factor, base)
 
 
 def build_training_graph(images, config, labels=None, z=None):
@@ -188,7 +223,9 @@ def build_training_graph(images, config, labels=None, z=None):
       images: float32 ``[B, H, W, 3]`` in [-1, 1]; ``H``, ``W`` multiples of 16.
       config: a :class:`~compression.config.CompressionConfig`.
       labels: int ``[B, H, W]`` class ids, required iff ``config.semantic_classes``.
-      z: optional ``[B, noise_dim]``; default a fresh normal draw every step.
+      z: optional ``[B', noise_dim]``, ``B' >= B``; default a fresh normal draw
+        of ``max(B, config.noise_batch)`` rows every step (the noise generator's
+        batch norm normalises over all of them; the map keeps the first ``B``).
 
     Returns:
       a :class:`TrainingGraph`.
@@ -203,34 +240,23 @@ def build_training_graph(images, config, labels=None, z=None):
         raise ValueError("labels given but config.semantic_classes is 0; set semantic_classes")
     one_hot = one_hot_labels(labels, config.semantic_classes) if labels is not None else None
     if config.noise and z is None:
-        z = tf.random.normal(tf.stack([batch, config.noise_dim]))
+        z = tf.random.normal(tf.stack([tf.maximum(batch, config.noise_batch), config.noise_dim]))
 
     w, q = encode(images, config)
     reconstruction, noise = synthesize(q.w_hat, config, True, z=z, labels_one_hot=one_hot)
 
-    d_real = multiscale_discriminator(images, config, one_hot, reuse=_v1.AUTO_REUSE)
-    d_fake_for_d = multiscale_discriminator(
-        tf.stop_gradient(reconstruction), config, one_hot, reuse=_v1.AUTO_REUSE
-    )
-    d_fake_for_g = multiscale_discriminator(reconstruction, config, one_hot, reuse=_v1.AUTO_REUSE)
-
     global_step = _v1.train.get_or_create_global_step()
-    gan_on = tf.cast(global_step >= config.gan_start_step, tf.float32)
     distortion = distortion_loss(images, reconstruction)
-    g_gan = generator_adversarial_loss(d_fake_for_g)
-    fm = feature_matching_loss(d_real, d_fake_for_g)
-    g_loss = config.lambda_mse * distortion + gan_on * (
-        config.lambda_gan * g_gan + config.lambda_fm * fm
-    )
-    d_loss = discriminator_loss(d_real, d_fake_for_d)
+    distortion_term = config.lambda_mse * distortion
+    warmup_losses = {"distortion": distortion}
+    if config.lambda_ms_ssim > 0:
+        warmup_losses["ms_ssim"] = ms_ssim_loss(images, reconstruction)
+        distortion_term += config.lambda_ms_ssim * warmup_losses["ms_ssim"]
+    warmup_losses["g_loss"] = distortion_term
 
     g_vars = _variables_under(GENERATOR_SCOPE)
-    d_vars = _variables_under("discriminator")
-    g_opt = _v1.train.AdamOptimizer(config.g_learning_rate, beta1=config.beta1, name="g_adam")
-    d_opt = _v1.train.AdamOptimizer(config.d_learning_rate, beta1=config.beta1, name="d_adam")
-    g_grads = g_opt.compute_gradients(g_loss, g_vars)
-    d_grads = d_opt.compute_gradients(d_loss, d_vars)
-
+    g_opt = _v1.train.AdamOptimizer(_learning_rate(config.g_learning_rate, config, global_step),
+                                    beta1=config.beta1, name="g_adam")
     counts = symbol_counts_variable(config)
     batch_counts = symbol_counts(q.symbols, config.num_centers)
     # num_updates makes the effective decay min(decay, (1 + step) / (10 + step)):
@@ -239,9 +265,9 @@ def build_training_graph(images, config, labels=None, z=None):
     ema = (_v1.train.ExponentialMovingAverage(config.ema_decay, num_updates=global_step)
            if config.ema_decay > 0 else None)
 
-    def generator_update(dependencies):
+    def generator_update(grads, dependencies):
         with tf.control_dependencies(dependencies):
-            apply = g_opt.apply_gradients(g_grads, global_step=global_step)
+            apply = g_opt.apply_gradients(grads, global_step=global_step)
             hist = counts.assign(counts * config.histogram_decay + batch_counts)
         updates = [apply, hist]
         if ema is not None:
@@ -249,14 +275,53 @@ def build_training_graph(images, config, labels=None, z=None):
                 updates.append(ema.apply(g_vars))
         return tf.group(*updates)
 
-    g_train_op = generator_update([])
-    d_train_op = d_opt.apply_gradients(d_grads)
-    # Both gradient sets are computed before either update is applied, so
-    # the combined op is deterministic (no read/write race on variables).
-    all_grads = [g for g, _ in g_grads + d_grads if g is not None]
-    with tf.control_dependencies(all_grads):
-        d_apply = d_opt.apply_gradients(d_grads)
-    train_op = tf.group(generator_update(all_grads), d_apply)
+    warmup_grads = g_opt.compute_gradients(distortion_term, g_vars)
+    warmup_train_op = generator_update(warmup_grads, [])
+    losses, d_vars = dict(warmup_losses), []
+    g_train_op = d_train_op = None
+    train_op = d_warmup_op = warmup_train_op
+    phase_losses = {"warmup": warmup_losses, "d_warmup": warmup_losses, "gan": warmup_losses}
+    if config.gan:
+        d_real = multiscale_discriminator(images, config, one_hot, reuse=_v1.AUTO_REUSE)
+        d_fake_for_d = multiscale_discriminator(
+            tf.stop_gradient(reconstruction), config, one_hot, reuse=_v1.AUTO_REUSE)
+        d_fake_for_g = multiscale_discriminator(
+            reconstruction, config, one_hot, reuse=_v1.AUTO_REUSE)
+        g_gan = generator_adversarial_loss(d_fake_for_g)
+        fm = feature_matching_loss(d_real, d_fake_for_g)
+        d_loss = discriminator_loss(d_real, d_fake_for_d)
+        if config.gan_ramp_steps:
+            ramp = tf.clip_by_value(
+                tf.cast(global_step - config.gan_start_step + 1, tf.float32)
+                / float(config.gan_ramp_steps), 0.0, 1.0)
+        else:
+            ramp = 1.0
+        g_loss = distortion_term + ramp * (config.lambda_gan * g_gan + config.lambda_fm * fm)
+        losses.update(g_loss=g_loss, d_loss=d_loss, g_gan=g_gan, feature_matching=fm)
+
+        d_vars = _variables_under("discriminator")
+        d_opt = _v1.train.AdamOptimizer(
+            _learning_rate(config.d_learning_rate, config, global_step),
+            beta1=config.beta1, name="d_adam")
+        gan_g_vars = ([v for v in g_vars if not v.name.startswith(f"{GENERATOR_SCOPE}/encoder/")]
+                      if config.freeze_encoder else g_vars)
+        g_grads = g_opt.compute_gradients(g_loss, gan_g_vars)
+        d_grads = d_opt.compute_gradients(d_loss, d_vars)
+
+        g_train_op = generator_update(g_grads, [])
+        d_train_op = d_opt.apply_gradients(d_grads)
+        # Both gradient sets are computed before either update is applied, so
+        # a combined op is deterministic (no read/write race on variables).
+        all_grads = [g for g, _ in g_grads + d_grads if g is not None]
+        with tf.control_dependencies(all_grads):
+            d_apply = d_opt.apply_gradients(d_grads)
+        train_op = tf.group(generator_update(g_grads, all_grads), d_apply)
+        warm_grads = [g for g, _ in warmup_grads + d_grads if g is not None]
+        with tf.control_dependencies(warm_grads):
+            d_apply_warm = d_opt.apply_gradients(d_grads)
+        d_warmup_op = tf.group(generator_update(warmup_grads, warm_grads), d_apply_warm)
+        phase_losses = {"warmup": warmup_losses,
+                        "d_warmup": dict(warmup_losses, d_loss=d_loss), "gan": losses}
 
     pixels = tf.cast(batch * tf.shape(images)[1] * tf.shape(images)[2], tf.float64)
     mse_8bit = tf.reduce_mean(tf.square((images - reconstruction) * 127.5))
@@ -271,10 +336,7 @@ def build_training_graph(images, config, labels=None, z=None):
             "images": images, "w": w, "w_hat": q.w_hat, "symbols": q.symbols,
             "noise": noise, "reconstruction": reconstruction,
         },
-        losses={
-            "g_loss": g_loss, "d_loss": d_loss, "distortion": distortion,
-            "g_gan": g_gan, "feature_matching": fm,
-        },
+        losses=losses,
         metrics=metrics,
         g_train_op=g_train_op,
         d_train_op=d_train_op,
@@ -284,6 +346,10 @@ def build_training_graph(images, config, labels=None, z=None):
         generator_variables=g_vars,
         discriminator_variables=d_vars,
         ema=ema,
+        warmup_train_op=warmup_train_op,
+        d_warmup_op=d_warmup_op,
+        phase_ops={"warmup": warmup_train_op, "d_warmup": d_warmup_op, "gan": train_op},
+        phase_losses=phase_losses,
     )
 
 

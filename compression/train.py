@@ -15,6 +15,7 @@ coded with:
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -241,10 +242,28 @@ def _scalar_summary(values):
                               for k, v in values.items() if isinstance(v, (int, float))])
 
 
+#: Image summaries are written with every this-many-th scalar summary.
+IMAGE_SUMMARY_FACTOR = 10
+
+
+def _data_dirs(data_dir):
+    """One dataset root or a list of them -> a non-empty list of paths."""
+    if isinstance(data_dir, (str, bytes, os.PathLike)):
+        return [os.fspath(data_dir)]
+    dirs = [os.fspath(d) for d in data_dir]
+    if not dirs:
+        raise DataError("no training data given; pass at least one --data directory")
+    return dirs
+
+
 def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0,
-          resize=None, checkpoint_every=500, keep=5, summary_every=50, val_every=500,
+          resize=None, checkpoint_every=500, keep=2, summary_every=50, val_every=500,
           val_images=16, progress=True, log=print):
-    """Train ``config`` on the Cityscapes-style tree at ``data_dir`` until global step ``steps``.
+    """Train ``config`` on the data at ``data_dir`` until global step ``steps``.
+
+    ``data_dir`` is a Cityscapes-style tree or a plain folder of images, or a
+    list of them: training then draws from the union of their ``train``
+    splits, and validation from their ``val`` splits in turn.
 
     ``resume=True`` continues the run in ``run_dir`` from its last checkpoint
     with the same global step, optimiser state and data order.  SIGINT and
@@ -253,32 +272,40 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
     """
     if not isinstance(steps, int) or steps < 1:
         raise CompressionError(f"--steps must be a positive integer, got {steps!r}")
-    run_info = {"data": os.path.abspath(os.fspath(data_dir)), "seed": int(seed),
+    data_dirs = _data_dirs(data_dir)
+    stored = [os.path.abspath(d) for d in data_dirs]
+    run_info = {"data": stored[0] if len(stored) == 1 else stored, "seed": int(seed),
                 "resize": list(resize) if resize else None}
     if not (resume and os.path.exists(os.path.join(os.fspath(run_dir), CONFIG_NAME))):
         # A new run (or --force): check the data before the run directory is
         # created or the old run moved aside, so a mistyped --data leaves
         # nothing behind that the corrected command would then refuse.
-        data_lib.find_examples(data_dir, "train", require_labels=bool(
-            config is not None and config.semantic_classes))
+        for d in data_dirs:
+            data_lib.find_examples(d, "train", require_labels=bool(
+                config is not None and config.semantic_classes))
     config, info, ckpt = prepare_run_dir(run_dir, config, resume, force, run_info)
     seed = int(info.get("seed", seed))
     resize = tuple(info["resize"]) if info.get("resize") else resize
-    data_dir = info.get("data", data_dir) if resume and not os.path.isdir(data_dir) else data_dir
+    if resume and not all(os.path.isdir(d) for d in data_dirs) and info.get("data"):
+        data_dirs = _data_dirs(info["data"])  # the run's own data, when --data moved on
     start_step = int(tf.train.load_variable(ckpt, "global_step")) if ckpt else 0
     if resume and ckpt is None:
         log(f"{run_dir}: no checkpoint yet, starting from step 0")
     if start_step >= steps:
         log(f"{run_dir} is already at step {start_step} >= --steps {steps}; nothing to do")
 
-    examples = data_lib.find_examples(data_dir, "train",
-                                      require_labels=bool(config.semantic_classes))
-    try:
-        val_examples = data_lib.find_examples(data_dir, "val",
-                                              require_labels=bool(config.semantic_classes))
-    except DataError:
-        val_examples = []
-    val_examples = val_examples[:val_images]
+    examples, val_sets = [], []
+    for d in data_dirs:
+        examples += data_lib.find_examples(d, "train",
+                                           require_labels=bool(config.semantic_classes))
+        try:
+            val_sets.append(data_lib.find_examples(
+                d, "val", require_labels=bool(config.semantic_classes)))
+        except DataError:
+            pass
+    # Validation draws from every dataset in turn, so the curve covers all of them.
+    val_examples = [e for group in itertools.zip_longest(*val_sets) for e in group
+                    if e is not None][:val_images]
     log(_device_message())
     log(f"{len(examples)} training images, {len(val_examples)} validation images; "
         f"bpp bound {config.bpp_bound():.4f} (C={config.channels}, L={config.num_centers})")
@@ -299,16 +326,20 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
         validator = (_Validator(config, val_examples, resize, tg.symbol_counts, tg.ema)
                      if val_examples else None)
 
-        scalars = dict(tg.losses)
-        scalars.update(tg.metrics)
-        summaries = [_v1.summary.scalar(f"train/{k}", v) for k, v in scalars.items()]
-        summaries.append(_v1.summary.image("images/real", (images + 1.0) / 2.0, max_outputs=2))
-        summaries.append(_v1.summary.image(
-            "images/reconstruction",
-            (tg.endpoints["reconstruction"] + 1.0) / 2.0, max_outputs=2))
-        summaries.append(_v1.summary.scalar("lr/generator", config.g_learning_rate))
-        summaries.append(_v1.summary.scalar("lr/discriminator", config.d_learning_rate))
-        summary_op = _v1.summary.merge(summaries)
+        # One summary op per phase: a warm-up summary must not pull D into the step.
+        common = [_v1.summary.scalar(f"train/{k}", v) for k, v in tg.metrics.items()]
+        summary_ops = {
+            phase: _v1.summary.merge(common + [
+                _v1.summary.scalar(f"train/{k}", v)
+                for k, v in phase_losses.items()])
+            for phase, phase_losses in tg.phase_losses.items()
+        }
+        # Images are ~100 kB a summary: every IMAGE_SUMMARY_FACTOR-th summary only,
+        # or the event file outgrows the checkpoints (40 MB per 1000 steps at 256x256).
+        image_summary_op = _v1.summary.merge([
+            _v1.summary.image("images/real", (images + 1.0) / 2.0, max_outputs=2),
+            _v1.summary.image("images/reconstruction",
+                              (tg.endpoints["reconstruction"] + 1.0) / 2.0, max_outputs=2)])
         # Relative paths in the ``checkpoint`` index: the run directory stays
         # loadable when moved or copied (--force moves the old run aside).
         saver = _v1.train.Saver(max_to_keep=keep, save_relative_paths=True)
@@ -348,13 +379,15 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
         try:
             with stop.installed():
                 while step < steps and stop.signal is None:
-                    op = tg.train_op if step >= config.gan_start_step else tg.g_train_op
+                    phase = tg.phase(step)
                     # The step is counted here rather than fetched: a read of
                     # global_step in the same run as its increment may see either value.
-                    fetches = {"op": op, "losses": tg.losses}
+                    fetches = {"op": tg.phase_ops[phase], "losses": tg.phase_losses[phase]}
                     want_summary = summary_every and (step % summary_every == 0)
                     if want_summary:
-                        fetches["summary"] = summary_op
+                        fetches["summary"] = summary_ops[phase]
+                        if step % (summary_every * IMAGE_SUMMARY_FACTOR) == 0:
+                            fetches["images"] = image_summary_op
                     try:
                         out = sess.run(fetches)
                     except tf.errors.InvalidArgumentError as e:
@@ -374,11 +407,13 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
                         )
                     if want_summary:
                         writer.add_summary(out["summary"], step)
+                        if "images" in out:
+                            writer.add_summary(out["images"], step)
                     if bar is not None:
                         rate = images_seen / max(time.time() - t_start, 1e-9)
-                        bar.set_postfix(img_s=f"{rate:.2f}", G=f"{losses['g_loss']:.3f}",
-                                        D=f"{losses['d_loss']:.3f}",
-                                        mse=f"{losses['distortion']:.4f}", refresh=False)
+                        shown = {"G": "g_loss", "D": "d_loss", "mse": "distortion"}
+                        bar.set_postfix(img_s=f"{rate:.2f}", phase=phase, refresh=False, **{
+                            k: f"{losses[n]:.4f}" for k, n in shown.items() if n in losses})
                         bar.update(step - bar.n)
                     if checkpoint_every and step % checkpoint_every == 0:
                         save()

@@ -33,6 +33,32 @@ def test_width_scales_filters():
     assert CompressionConfig(discriminator_width=0.125).discriminator_filters == (8, 16, 32, 64)
 
 
+def test_discriminator_width_follows_the_generator_by_default():
+    assert CompressionConfig(width=0.25).discriminator_width == 0.25
+    assert CompressionConfig(width=2.0).discriminator_width == 1.0
+    assert CompressionConfig().discriminator_width == 1.0
+    assert CompressionConfig(width=0.25, discriminator_width=0.5).discriminator_width == 0.5
+    # Saved configs carry the resolved value, so a later default never changes a model.
+    assert CompressionConfig(width=0.25).to_dict()["discriminator_width"] == 0.25
+
+
+def test_mse_only_model():
+    assert CompressionConfig().gan
+    assert not CompressionConfig(lambda_gan=0, lambda_fm=0).gan
+    assert CompressionConfig(lambda_gan=0).gan  # feature matching alone is still a GAN term
+    assert CompressionConfig(lambda_mse=0, lambda_ms_ssim=1.0).lambda_mse == 0.0
+
+
+def test_fingerprint_json_ignores_training_only_fields_added_later():
+    base = CompressionConfig(**TINY)
+    tuned = dataclasses.replace(base, gan_ramp_steps=500, d_warmup_steps=100,
+                                freeze_encoder=True, lambda_ms_ssim=1.0, lr_decay_step=9,
+                                noise_batch=4)
+    assert tuned.fingerprint_json() == base.fingerprint_json()
+    assert tuned.to_json() != base.to_json()
+    assert dataclasses.replace(base, channels=5).fingerprint_json() != base.fingerprint_json()
+
+
 @pytest.mark.parametrize("cfg", [
     CompressionConfig(),
     CompressionConfig(**TINY),
@@ -105,6 +131,15 @@ def test_ints_and_centres_are_normalised():
     (dict(upsample_dim=12), "upsample_dim"),
     (dict(noise="yes"), "noise"),
     (dict(noise_dim=0), "noise_dim"),
+    (dict(gan_ramp_steps=-1), "gan_ramp_steps"),
+    (dict(d_warmup_steps=1.5), "d_warmup_steps"),
+    (dict(lr_decay_step=-5), "lr_decay_step"),
+    (dict(lr_decay_factor=0.0), "lr_decay_factor"),
+    (dict(lr_decay_factor=2.0), "lr_decay_factor"),
+    (dict(noise_batch=0), "noise_batch"),
+    (dict(freeze_encoder="no"), "freeze_encoder"),
+    (dict(lambda_ms_ssim=-1.0), "lambda_ms_ssim"),
+    (dict(lambda_mse=0.0), "lambda_mse"),               # no distortion term at all
 ])
 def test_invalid_values_raise_config_error_naming_the_field(fields, field_name):
     with pytest.raises(ConfigError, match=field_name) as info:

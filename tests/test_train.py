@@ -276,3 +276,67 @@ def test_keep_applies_across_resumes(tiny_data, tmp_path):
     train(None, tiny_data, run, steps=5, resume=True, **kwargs)
     assert checkpoint_steps(run) == [4, 5]
     assert load_model(run).checkpoint.endswith("ckpt-5")
+
+
+# --- the training recipe's options ---------------------------------------------------
+
+
+def test_no_gan_trains_an_mse_model_without_discriminator(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    assert train_cli(tiny_data, run, "--no-gan", "--lambda-ms-ssim", "0.5", steps=3) == 0
+    saved = CompressionConfig.load(run / "config.json")
+    assert (saved.lambda_gan, saved.lambda_fm, saved.lambda_ms_ssim) == (0.0, 0.0, 0.5)
+    names = [n for n, _ in tf.train.list_variables(tf.train.latest_checkpoint(str(run)))]
+    assert not [n for n in names if n.startswith(("discriminator", "d_adam"))]
+    with load_model(str(run)) as model:  # an MSE model codes files like any other
+        assert model.config == saved
+
+
+def test_recipe_options_reach_the_config(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    assert train_cli(tiny_data, run, "--gan-ramp-steps", "7", "--d-warmup-steps", "2",
+                     "--freeze-encoder", "--lambda-gan", "0.5", "--lr-decay-step", "2",
+                     "--lr-decay-factor", "0.5", steps=5) == 0
+    saved = CompressionConfig.load(run / "config.json")
+    assert (saved.gan_ramp_steps, saved.d_warmup_steps, saved.freeze_encoder,
+            saved.lambda_gan, saved.lr_decay_step, saved.lr_decay_factor) == (
+        7, 2, True, 0.5, 2, 0.5)
+    # gan_start_step 4 (TINY_CLI), D warm-up from step 2: D was trained.
+    names = [n for n, _ in tf.train.list_variables(tf.train.latest_checkpoint(str(run)))]
+    assert [n for n in names if n.startswith("discriminator/") and n.endswith("/d_adam")]
+
+
+def test_no_gan_contradicting_weights_is_a_clean_error(tiny_data, tmp_path, capsys):
+    assert train_cli(tiny_data, tmp_path / "run", "--no-gan", "--lambda-gan", "1",
+                     steps=2) == 2
+    assert_clean_error(capsys, "--no-gan")
+    assert not (tmp_path / "run").exists()
+
+
+def test_training_on_several_datasets(tiny_data, tmp_path):
+    from compression.data import write_synthetic_cityscapes
+
+    plain = tmp_path / "photos"  # a plain folder with train/ and val/, like BSDS500
+    write_synthetic_cityscapes(tmp_path / "tree", splits={"train": 3, "val": 2}, num_classes=0,
+                               seed=5)
+    for split in ("train", "val"):
+        os.makedirs(plain / split)
+        for i, path in enumerate(sorted(glob.glob(str(tmp_path / "tree" / "leftImg8bit" / split
+                                                      / "*" / "*.png")))):
+            os.replace(path, plain / split / f"p{i}.png")
+    lines = []
+    run = tmp_path / "run"
+    from compression.train import train
+
+    result = train(TINY, [tiny_data, plain], str(run), steps=2, val_every=2, val_images=3,
+                   checkpoint_every=0, summary_every=0, progress=False, log=lines.append)
+    assert result.step == 2
+    assert any(line.startswith("9 training images, 3 validation images") for line in lines), lines
+    info = json.loads((run / "run.json").read_text())
+    assert info["data"] == [os.path.abspath(tiny_data), os.path.abspath(plain)]
+    # --resume reads both back from run.json when the paths given are gone.
+    resumed = train(None, [tmp_path / "moved"], str(run), steps=3, resume=True,
+                    checkpoint_every=0, summary_every=0, val_every=0, progress=False,
+                    log=lines.append)
+    assert resumed.step == 3
+    assert "9 training images" in " ".join(lines[-3:])
