@@ -20,6 +20,7 @@ import shutil
 import tempfile
 
 import tensorflow as tf
+from tensorflow.python.util import deprecation
 
 from noisegen.generator import SCOPE, dcgan_generator
 
@@ -289,7 +290,8 @@ def export_saved_model(checkpoint, export_dir, checkpoint_scope=None, actv=tf.nn
 
 
 def _write_saved_model(graph, sess, t, export_dir):
-    with graph.as_default(), sess:
+    # The TF1 SavedModel builder is the point here; its deprecation notices are not news.
+    with graph.as_default(), sess, deprecation.silence():
         signature = _v1.saved_model.signature_def_utils.predict_signature_def(
             inputs={"z": t["z"], "height": t["height"], "width": t["width"]},
             outputs={"noise": t["noise"]},
@@ -323,7 +325,7 @@ def export_graph_def(checkpoint, path, checkpoint_scope=None, actv=tf.nn.relu,
     path = os.path.abspath(os.fspath(path))
     _refuse_existing(path, "output file", overwrite, os.path.isfile)
     graph, sess, t, hp = _build_for_export(checkpoint, checkpoint_scope, actv, (32, 64))
-    with graph.as_default(), sess:
+    with graph.as_default(), sess, deprecation.silence():
         frozen = _v1.graph_util.convert_variables_to_constants(
             sess, graph.as_graph_def(), ["noise"]
         )
