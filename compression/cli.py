@@ -80,6 +80,9 @@ def _add_train(sub):
                    help="multiply the learning rates by --lr-decay-factor from this step")
     p.add_argument("--lr-decay-factor", type=float, default=None)
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate for G and D")
+    p.add_argument("--beta1", type=float, default=None, help="Adam beta1 (default 0.5)")
+    p.add_argument("--quantizer", choices=("soft", "bounded_ste"), default=None,
+                   help="quantiser gradient (default soft, the paper's)")
     p.add_argument("--ema", type=float, default=None,
                    help="EMA decay of generator weights used at inference (e.g. 0.999)")
     p.add_argument("--lambda-mse", type=float, default=None)
@@ -271,7 +274,8 @@ def _train(args):
                        ("gan_ramp_steps", "gan_ramp_steps"), ("d_warmup_steps", "d_warmup_steps"),
                        ("lambda_gan", "lambda_gan"), ("lambda_ms_ssim", "lambda_ms_ssim"),
                        ("lr_decay_step", "lr_decay_step"),
-                       ("lr_decay_factor", "lr_decay_factor")):
+                       ("lr_decay_factor", "lr_decay_factor"), ("beta1", "beta1"),
+                       ("quantizer", "quantizer")):
         if getattr(args, arg) is not None:
             fields[field] = getattr(args, arg)
     if args.crop:

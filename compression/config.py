@@ -83,6 +83,11 @@ class CompressionConfig:
       lambda_ms_ssim: weight of a ``1 - MS-SSIM`` distortion term (0: none).
       lr_decay_step, lr_decay_factor: both learning rates are multiplied by
         ``lr_decay_factor`` from global step ``lr_decay_step`` on (0: never).
+      quantizer: ``"soft"`` (the paper's soft-assignment gradient; sigma
+        applies) or ``"bounded_ste"`` (encoder output squashed into the
+        centres' range, straight-through gradient); see
+        :func:`compression.quantizer.quantize`.  Encoder side only: files and
+        decoders do not depend on it.
       noise_batch: the noise generator's batch norm normalises over at least
         this many ``z`` in training (extra draws, discarded after the norm):
         a batch of 2 makes every ``fc1`` feature +-1 and the noise map 1.4x
@@ -122,6 +127,7 @@ class CompressionConfig:
     lr_decay_step: int = 0
     lr_decay_factor: float = 0.1
     noise_batch: int = 16
+    quantizer: str = "soft"
     ema_decay: float = 0.0
     histogram_decay: float = 0.999
     _notes: tuple = field(default=(), repr=False, compare=False)
@@ -161,6 +167,9 @@ class CompressionConfig:
                 raise ConfigError(f"{name} must be at least {minimum}, got {value}")
         if self.channels > 1024:
             raise ConfigError(f"channels must be at most 1024, got {self.channels}")
+        if self.quantizer not in ("soft", "bounded_ste"):
+            raise ConfigError(
+                f"quantizer must be 'soft' or 'bounded_ste', got {self.quantizer!r}")
         for name in ("noise", "freeze_encoder"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")

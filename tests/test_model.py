@@ -161,7 +161,12 @@ def test_train_op_updates_both_and_counts_one_step(run):
 
 def test_ema_shadows_exist_and_track_the_weights(run):
     s0, s1, s2 = run.states[0], run.states[1], run.states[2]
-    generator = [v.op.name for v in run.g.generator_variables]
+    everything = [v.op.name for v in run.g.generator_variables]
+    # The encoder has no shadow: inference encodes with the weights whose
+    # symbols the entropy model's histogram counted.
+    encoder = [n for n in everything if n.startswith("generator/encoder/")]
+    assert encoder and not [n for n in encoder if n + EMA_SUFFIX in s0]
+    generator = [n for n in everything if n not in encoder]
     assert generator
     step = int(s1["global_step"])
     assert step == 1
@@ -528,3 +533,23 @@ def test_noise_map_has_the_same_statistics_in_training_and_inference():
     ratio = inferred.std() / trained.std()
     assert 0.9 < ratio < 1.1, ratio
     assert abs(inferred.mean() - trained.mean()) < 0.1 * trained.std()
+
+
+def test_bounded_ste_quantizer_trains_the_encoder_within_range():
+    cfg = CompressionConfig(**TINY, quantizer="bounded_ste", noise=False)
+    with tf.Graph().as_default():
+        g = build_training_graph(tf.constant(smooth_batch(2, 64, 64)), cfg)
+        grads = tf.gradients(g.phase_losses["warmup"]["g_loss"], g.generator_variables)
+        with _v1.Session() as sess:
+            sess.run(_v1.global_variables_initializer())
+            before = snapshot(sess)
+            w, w_hat, values = sess.run([g.endpoints["w"], g.endpoints["w_hat"], grads])
+            sess.run(g.warmup_train_op)
+            after = snapshot(sess)
+    encoder_grads = [v for var, v in zip(g.generator_variables, values, strict=True)
+                     if var.op.name.startswith("generator/encoder/")]
+    assert all(np.all(np.isfinite(v)) for v in encoder_grads)
+    assert any(np.any(v != 0) for v in encoder_grads)
+    assert set(np.unique(w_hat)) <= set(cfg.centers)
+    assert under(changed(before, after), "generator/encoder/")
+    assert np.abs(w).max() > 0

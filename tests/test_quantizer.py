@@ -136,3 +136,27 @@ def test_symbol_counts_matches_numpy_histogram():
     assert counts.shape == (channels, num_centers)
     np.testing.assert_array_equal(counts, expected)
     np.testing.assert_array_equal(counts.sum(axis=1), [2 * 4 * 6] * channels)
+
+
+def test_bounded_ste_keeps_codes_in_range_and_passes_gradients():
+    from compression.quantizer import bound
+
+    centers = (-2.0, -1.0, 0.0, 1.0, 2.0)
+    w = tf.constant([[-50.0, -2.2, -0.4, 0.0, 0.6, 1.6, 50.0]])
+    with tf.GradientTape() as tape:
+        tape.watch(w)
+        q = quantize(w, centers, method="bounded_ste")
+        y = tf.reduce_sum(q.w_hat)
+    grad = tape.gradient(y, w).numpy()
+    b = bound(w, centers).numpy()
+    assert np.all(np.abs(b) <= 2.5) and np.all(np.diff(b) >= 0)  # monotone, within +-2.5
+    np.testing.assert_array_equal(q.w_hat.numpy(), np.array(centers)[q.symbols.numpy()])
+    assert q.symbols.numpy()[0, 0] == 0 and q.symbols.numpy()[0, -1] == 4  # ends reachable
+    # Straight through the squashing: d tanh, largest at 0, vanishing far out; never NaN.
+    assert np.all(np.isfinite(grad)) and grad[0, 3] == pytest.approx(1.0)
+    assert grad[0, 0] < 1e-6 and grad[0, -1] < 1e-6
+
+
+def test_unknown_quantizer_method_is_an_error():
+    with pytest.raises(ValueError, match="bounded_ste"):
+        quantize(tf.zeros([1, 2]), (-1.0, 0.0, 1.0), method="round")
