@@ -313,18 +313,18 @@ def build_training_graph(images, config, labels=None, z=None):
         g_grads = g_opt.compute_gradients(g_loss, gan_g_vars)
         d_grads = d_opt.compute_gradients(d_loss, d_vars)
 
+        def g_and_d_step(grads):
+            # Both gradient sets are computed before either update is applied,
+            # so the combined op is deterministic (no read/write race on variables).
+            computed = [g for g, _ in grads + d_grads if g is not None]
+            with tf.control_dependencies(computed):
+                d_apply = d_opt.apply_gradients(d_grads)
+            return tf.group(generator_update(grads, computed), d_apply)
+
         g_train_op = generator_update(g_grads, [])
         d_train_op = d_opt.apply_gradients(d_grads)
-        # Both gradient sets are computed before either update is applied, so
-        # a combined op is deterministic (no read/write race on variables).
-        all_grads = [g for g, _ in g_grads + d_grads if g is not None]
-        with tf.control_dependencies(all_grads):
-            d_apply = d_opt.apply_gradients(d_grads)
-        train_op = tf.group(generator_update(g_grads, all_grads), d_apply)
-        warm_grads = [g for g, _ in warmup_grads + d_grads if g is not None]
-        with tf.control_dependencies(warm_grads):
-            d_apply_warm = d_opt.apply_gradients(d_grads)
-        d_warmup_op = tf.group(generator_update(warmup_grads, warm_grads), d_apply_warm)
+        train_op = g_and_d_step(g_grads)
+        d_warmup_op = g_and_d_step(warmup_grads)
         phase_losses = {"warmup": warmup_losses,
                         "d_warmup": dict(warmup_losses, d_loss=d_loss), "gan": losses}
 
