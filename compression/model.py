@@ -268,7 +268,7 @@ def build_training_graph(images, config, labels=None, z=None):
     # encoder's symbols, so inference must encode with the raw encoder.  An
     # averaged encoder codes other symbols than the histogram describes (seen:
     # files at 0.02 bpp and 16 dB from the average, 0.08 bpp and 18 dB raw).
-    ema_vars = [v for v in g_vars if not v.name.startswith(f"{GENERATOR_SCOPE}/encoder/")]
+    decoder_side = [v for v in g_vars if not v.name.startswith(f"{GENERATOR_SCOPE}/encoder/")]
 
     def generator_update(grads, dependencies):
         with tf.control_dependencies(dependencies):
@@ -277,7 +277,7 @@ def build_training_graph(images, config, labels=None, z=None):
         updates = [apply, hist]
         if ema is not None:
             with tf.control_dependencies([apply]):
-                updates.append(ema.apply(ema_vars))
+                updates.append(ema.apply(decoder_side))
         return tf.group(*updates)
 
     warmup_grads = g_opt.compute_gradients(distortion_term, g_vars)
@@ -308,8 +308,7 @@ def build_training_graph(images, config, labels=None, z=None):
         d_opt = _v1.train.AdamOptimizer(
             _learning_rate(config.d_learning_rate, config, global_step),
             beta1=config.beta1, name="d_adam")
-        gan_g_vars = ([v for v in g_vars if not v.name.startswith(f"{GENERATOR_SCOPE}/encoder/")]
-                      if config.freeze_encoder else g_vars)
+        gan_g_vars = decoder_side if config.freeze_encoder else g_vars
         g_grads = g_opt.compute_gradients(g_loss, gan_g_vars)
         d_grads = d_opt.compute_gradients(d_loss, d_vars)
 
