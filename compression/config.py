@@ -91,7 +91,7 @@ class CompressionConfig:
       noise_batch: the noise generator's batch norm normalises over at least
         this many ``z`` in training (extra draws, discarded after the norm):
         a batch of 2 makes every ``fc1`` feature +-1 and the noise map 1.4x
-        louder at inference than in training; 16 brings that within 3%.
+        louder at inference than in training; 16 brings that within 5%.
       ema_decay: decay of an exponential moving average of the generator's
         weights used at inference; 0 disables it.
       histogram_decay: decay of the running per-channel symbol histogram that
