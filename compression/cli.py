@@ -87,6 +87,9 @@ def _add_train(sub):
                    help="EMA decay of generator weights used at inference (e.g. 0.999)")
     p.add_argument("--lambda-mse", type=float, default=None)
     p.add_argument("--lambda-fm", type=float, default=None)
+    p.add_argument("--init-from", default=None, metavar="RUN",
+                   help="start from another run's weights (e.g. a GAN fine-tune of a "
+                        "--no-gan run); its config is the base, the options given override it")
     p.add_argument("--seed", type=int, default=0, help="data order seed")
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--keep", type=int, default=2,
@@ -296,7 +299,21 @@ def _train(args):
         fields["semantic_classes"] = args.classes
     elif args.classes:
         raise _CliError("--classes only applies with --semantic")
-    if args.resume and not fields and args.bpp is None:
+    if args.init_from is not None and not args.resume:
+        # A fine-tune keeps the source run's architecture and settings; the
+        # options given on this command line override them.
+        import dataclasses
+
+        from compression.inference import CONFIG_NAME, resolve_run
+
+        if args.bpp is not None:
+            raise _CliError("--init-from keeps the source run's channels; drop --bpp")
+        source_dir, _ = resolve_run(args.init_from)
+        base = CompressionConfig.load(os.path.join(source_dir, CONFIG_NAME))
+        config = dataclasses.replace(base, **fields)
+        changed = {k: v for k, v in config.to_dict().items() if base.to_dict()[k] != v}
+        print(f"config of {source_dir}" + (f", changed: {changed}" if changed else ""))
+    elif args.resume and not fields and args.bpp is None:
         config = None  # the run's own config.json
     elif args.bpp is not None:
         config = CompressionConfig.for_bpp(args.bpp, **fields)
@@ -308,7 +325,7 @@ def _train(args):
         config, args.data, args.out, args.steps, resume=args.resume, force=args.force,
         seed=args.seed, resize=args.resize, checkpoint_every=args.checkpoint_every,
         keep=args.keep, summary_every=args.summary_every, val_every=args.val_every,
-        val_images=args.val_images, progress=not args.no_progress,
+        val_images=args.val_images, progress=not args.no_progress, init_from=args.init_from,
     )
     val = ", ".join(f"{k} {v:.4f}" for k, v in result.validation.items()
                     if isinstance(v, float))

@@ -155,6 +155,45 @@ class _StopFlag:
                 signal.signal(s, handler)
 
 
+def _initializer_from(source, graph_variables):
+    """A Saver that loads this graph's variables from another run (``--init-from``).
+
+    ``source`` is a run directory or checkpoint prefix.  Every variable of the
+    generator side (encoder, noise generator, semantic branch, decoder, with
+    its batch-norm statistics) must be there with the same shape, or the two
+    runs have different architectures and this raises with the names; the
+    discriminator, the optimiser slots, the EMA shadows and the histogram
+    are taken when present and otherwise start fresh.  The step counter is
+    never taken: the new run's schedule counts from 0.
+    Returns ``(saver, checkpoint, taken, fresh)``.
+    """
+    from compression.inference import resolve_run
+
+    _, ckpt = resolve_run(source)
+    stored = dict(tf.train.list_variables(ckpt))
+    taken, fresh, mismatched = {}, [], []
+    for v in graph_variables:
+        name = v.op.name
+        if name == "global_step":
+            continue
+        if name not in stored:
+            fresh.append(name)
+        elif list(stored[name]) != v.shape.as_list():
+            mismatched.append(f"{name} {stored[name]} vs {v.shape.as_list()}")
+        else:
+            taken[name] = v
+    required = [n for n in fresh if n.startswith("generator/")
+                and "adam" not in n and "ExponentialMovingAverage" not in n]
+    if mismatched or required:
+        problems = mismatched + [f"{n} missing" for n in required]
+        raise CompressionError(
+            f"--init-from {source!r}: its checkpoint does not fit this config "
+            f"({len(problems)} variables, e.g. {'; '.join(problems[:3])}); "
+            "give the new run the source run's width, channels, residual blocks, "
+            "noise and semantic settings (its config.json)")
+    return _v1.train.Saver(var_list=taken), ckpt, len(taken), fresh
+
+
 def _device_message():
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
@@ -258,7 +297,7 @@ def _data_dirs(data_dir):
 
 def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0,
           resize=None, checkpoint_every=500, keep=2, summary_every=50, val_every=500,
-          val_images=16, progress=True, log=print):
+          val_images=16, progress=True, log=print, init_from=None):
     """Train ``config`` on the data at ``data_dir`` until global step ``steps``.
 
     ``data_dir`` is a Cityscapes-style tree or a plain folder of images, or a
@@ -266,7 +305,11 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
     splits, and validation from their ``val`` splits in turn.
 
     ``resume=True`` continues the run in ``run_dir`` from its last checkpoint
-    with the same global step, optimiser state and data order.  SIGINT and
+    with the same global step, optimiser state and data order.
+    ``init_from`` (a run directory or checkpoint prefix) starts a new run
+    from another run's weights, e.g. a GAN fine-tune of a distortion-only
+    run (MS-ILLM, HiFiC): see :func:`_initializer_from`.  A resumed run that
+    already has a checkpoint continues from it and ignores ``init_from``.  SIGINT and
     SIGTERM write a checkpoint and return (``stopped_early=True``).
     Returns a :class:`TrainResult`.
     """
@@ -276,6 +319,8 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
     stored = [os.path.abspath(d) for d in data_dirs]
     run_info = {"data": stored[0] if len(stored) == 1 else stored, "seed": int(seed),
                 "resize": list(resize) if resize else None}
+    if init_from is not None:
+        run_info["init_from"] = os.path.abspath(os.fspath(init_from))
     if not (resume and os.path.exists(os.path.join(os.fspath(run_dir), CONFIG_NAME))):
         # A new run (or --force): check the data before the run directory is
         # created or the old run moved aside, so a mistyped --data leaves
@@ -283,6 +328,7 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
         for d in data_dirs:
             data_lib.find_examples(d, "train", require_labels=bool(
                 config is not None and config.semantic_classes))
+    fresh_dir = not (os.path.isdir(run_dir) and os.listdir(run_dir)) or (force and not resume)
     config, info, ckpt = prepare_run_dir(run_dir, config, resume, force, run_info)
     seed = int(info.get("seed", seed))
     resize = tuple(info["resize"]) if info.get("resize") else resize
@@ -343,6 +389,17 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
         # Relative paths in the ``checkpoint`` index: the run directory stays
         # loadable when moved or copied (--force moves the old run aside).
         saver = _v1.train.Saver(max_to_keep=keep, save_relative_paths=True)
+        warm = None
+        if init_from is not None and ckpt is None:
+            try:
+                warm = _initializer_from(init_from, _v1.global_variables())
+            except CompressionError:
+                if fresh_dir:  # leave nothing that the corrected command would refuse
+                    for name in (CONFIG_NAME, RUN_NAME):
+                        os.remove(os.path.join(run_dir, name))
+                    with contextlib.suppress(OSError):
+                        os.rmdir(run_dir)
+                raise
         writer = _v1.summary.FileWriter(run_dir, graph if ckpt is None else None)
         init = _v1.global_variables_initializer()
     graph.finalize()
@@ -359,6 +416,12 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
             log(f"resumed from {os.path.basename(ckpt)} at step {start_step}")
         else:
             sess.run(init)
+            if warm is not None:
+                warm_saver, warm_ckpt, taken, fresh = warm
+                warm_saver.restore(sess, warm_ckpt)
+                log(f"initialised {taken} variables from {warm_ckpt}; "
+                    f"{len(fresh)} start fresh"
+                    + (f" (e.g. {', '.join(fresh[:2])})" if fresh else ""))
         prefix = os.path.join(run_dir, "ckpt")
         step, last_saved = start_step, start_step if ckpt else -1
         losses, validation = {}, {}

@@ -1,5 +1,6 @@
 """``gcompress train``: run directories, resume/force, signals, bad data, validation metrics."""
 
+import dataclasses
 import glob
 import json
 import os
@@ -316,6 +317,60 @@ def test_no_gan_contradicting_weights_is_a_clean_error(tiny_data, tmp_path, caps
                      steps=2) == 2
     assert_clean_error(capsys, "--no-gan")
     assert not (tmp_path / "run").exists()
+
+
+def test_init_from_fine_tunes_a_distortion_only_run(tiny_data, tmp_path, capsys):
+    mse = tmp_path / "mse"
+    assert train_cli(tiny_data, mse, "--no-gan", steps=3) == 0
+    source = tf.train.latest_checkpoint(str(mse))
+    capsys.readouterr()
+    # The source's config is the base; the options given override it.
+    gan = tmp_path / "gan"
+    assert main(["train", "--data", str(tiny_data), "--out", str(gan), "--init-from", str(mse),
+                 "--lambda-gan", "0.1", "--lambda-fm", "1", "--freeze-encoder",
+                 "--gan-start-step", "0", "--steps", "1", "--val-images", "0",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "initialised" in out and "start fresh" in out, out
+    saved = CompressionConfig.load(gan / "config.json")
+    base = CompressionConfig.load(mse / "config.json")
+    assert (saved.lambda_gan, saved.lambda_fm, saved.freeze_encoder) == (0.1, 1.0, True)
+    assert (saved.width, saved.channels, saved.crop_size) == (base.width, base.channels,
+                                                              base.crop_size)
+    assert json.loads((gan / "run.json").read_text())["init_from"] == os.path.abspath(mse)
+    after = tf.train.latest_checkpoint(str(gan))
+    assert global_step(gan) == 1  # the new run counts its own steps
+    # One GAN step with a frozen encoder: the encoder is the source's exactly,
+    # the decoder has moved on from it, and D exists.
+    names = dict(tf.train.list_variables(after))
+    enc = [n for n in names if n.startswith("generator/encoder/") and "adam" not in n]
+    dec = [n for n in names if n.startswith("generator/decoder/") and "adam" not in n
+           and "ExponentialMovingAverage" not in n]
+    assert enc and dec and any(n.startswith("discriminator/") for n in names)
+    for n in enc:
+        np.testing.assert_array_equal(tf.train.load_variable(after, n),
+                                      tf.train.load_variable(source, n))
+    assert any(not np.array_equal(tf.train.load_variable(after, n),
+                                  tf.train.load_variable(source, n)) for n in dec)
+
+
+def test_init_from_a_different_architecture_is_a_clean_error(tiny_data, tmp_path, capsys):
+    from compression.errors import CompressionError
+    from compression.train import train
+
+    mse = tmp_path / "mse"
+    assert train_cli(tiny_data, mse, "--no-gan", steps=1) == 0
+    run = tmp_path / "wide"
+    with pytest.raises(CompressionError, match="does not fit this config"):
+        train(dataclasses.replace(TINY, width=0.125), tiny_data, str(run), steps=1,
+              progress=False, log=lambda *_: None, init_from=str(mse))
+    assert not run.exists()  # nothing left that the corrected command would refuse
+    assert main(["train", "--data", str(tiny_data), "--out", str(run), "--steps", "1",
+                 "--init-from", str(tmp_path / "nowhere"), "--no-progress"]) == 2
+    assert_clean_error(capsys, "nowhere")
+    assert main(["train", "--data", str(tiny_data), "--out", str(run), "--steps", "1",
+                 "--init-from", str(mse), "--bpp", "0.036", "--no-progress"]) == 2
+    assert_clean_error(capsys, "--bpp")
 
 
 def test_training_on_several_datasets(tiny_data, tmp_path):
