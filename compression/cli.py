@@ -69,7 +69,7 @@ def _add_train(sub):
                    help="ramp the adversarial weights in over this many steps")
     p.add_argument("--d-warmup-steps", type=int, default=None,
                    help="train D alone this many steps before --gan-start-step")
-    p.add_argument("--freeze-encoder", action="store_true",
+    p.add_argument("--freeze-encoder", action=argparse.BooleanOptionalAction, default=None,
                    help="keep the encoder (and so the rate) fixed in the GAN phase")
     p.add_argument("--no-gan", action="store_true",
                    help="distortion only, no discriminator: the paper's MSE baseline")
@@ -79,12 +79,14 @@ def _add_train(sub):
     p.add_argument("--lr-decay-step", type=int, default=None,
                    help="multiply the learning rates by --lr-decay-factor from this step")
     p.add_argument("--lr-decay-factor", type=float, default=None)
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate for G and D")
-    p.add_argument("--beta1", type=float, default=None, help="Adam beta1 (default 0.5)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate for G and D (default 1e-4)")
+    p.add_argument("--beta1", type=float, default=None, help="Adam beta1 (default 0.9)")
     p.add_argument("--quantizer", choices=("soft", "bounded_ste"), default=None,
-                   help="quantiser gradient (default soft, the paper's)")
+                   help="quantiser gradient (default bounded_ste; soft: the paper's)")
     p.add_argument("--ema", type=float, default=None,
-                   help="EMA decay of generator weights used at inference (e.g. 0.999)")
+                   help="EMA decay of the decoder weights used at inference "
+                        "(default 0.999; 0: off)")
     p.add_argument("--lambda-mse", type=float, default=None)
     p.add_argument("--lambda-fm", type=float, default=None)
     p.add_argument("--init-from", default=None, metavar="RUN",
@@ -287,8 +289,8 @@ def _train(args):
         fields["g_learning_rate"] = fields["d_learning_rate"] = args.lr
     if args.no_noise:
         fields["noise"] = False
-    if args.freeze_encoder:
-        fields["freeze_encoder"] = True
+    if args.freeze_encoder is not None:
+        fields["freeze_encoder"] = args.freeze_encoder
     if args.no_gan:
         if args.lambda_gan or args.lambda_fm:
             raise _CliError("--no-gan contradicts --lambda-gan/--lambda-fm above 0; drop one")

@@ -104,9 +104,11 @@ def perturbed_copy(run_dir, dest, variable="generator/decoder/c3s1/biases", delt
         shutil.copy(os.path.join(run_dir, name), dest)
     reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(run_dir))
     values = {}
+    # Inference loads the EMA shadow when the run has one: shift both.
+    changed = (variable, variable + "/ExponentialMovingAverage")
     for name in sorted(reader.get_variable_to_shape_map()):
         value = reader.get_tensor(name)
-        values[name] = tf.Variable(value + delta if name == variable else value)
+        values[name] = tf.Variable(value + delta if name in changed else value)
     assert variable in values, sorted(values)
     tf.compat.v1.train.Saver(var_list=values, save_relative_paths=True).save(
         None, os.path.join(dest, "ckpt-1"), write_meta_graph=False)

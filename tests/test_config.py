@@ -24,8 +24,24 @@ def test_defaults_are_the_paper_model():
     assert cfg.discriminator_filters == (64, 128, 256, 512)
     assert cfg.residual_blocks == 9 and cfg.discriminator_scales == 3
     assert cfg.crop_size == (512, 1024)
-    assert cfg.beta1 == 0.5
     assert cfg.notes == ()
+
+
+def test_defaults_are_the_measured_recipe():
+    cfg = CompressionConfig()
+    assert (cfg.quantizer, cfg.g_learning_rate, cfg.d_learning_rate, cfg.beta1,
+            cfg.ema_decay) == ("bounded_ste", 1e-4, 1e-4, 0.9, 0.999)
+
+
+def test_a_saved_config_without_later_fields_keeps_their_first_meaning():
+    # A config.json of the first release has none of the later fields: it
+    # must load as the soft-quantiser model it was, whatever today's defaults.
+    first = {k: v for k, v in CompressionConfig(quantizer="soft").to_dict().items()
+             if k not in ("quantizer", "noise_batch", "freeze_encoder", "gan_ramp_steps")}
+    cfg = CompressionConfig.from_dict(first)
+    assert (cfg.quantizer, cfg.noise_batch, cfg.freeze_encoder, cfg.gan_ramp_steps) == (
+        "soft", 1, False, 0)
+    assert CompressionConfig.from_dict(CompressionConfig().to_dict()) == CompressionConfig()
 
 
 def test_width_scales_filters():
@@ -188,13 +204,14 @@ def test_bpp_bound_depends_on_number_of_centres():
 
 
 @pytest.mark.parametrize("bpp, channels", [
-    (0.018, 1), (0.036, 3), (0.072, 7), (0.0726, 8), (0.145, 15), (0.15, 16), (1.0, 110),
+    (0.018, 2), (0.036, 4), (0.073, 8), (0.145, 16),  # the paper's rounded rates
+    (0.0175, 1), (0.035, 3), (0.07, 7), (0.0726, 8), (0.15, 16), (1.0, 112),
 ])
-def test_for_bpp_picks_largest_channels_within_target(bpp, channels):
+def test_for_bpp_picks_largest_channels_within_two_percent(bpp, channels):
     cfg = CompressionConfig.for_bpp(bpp)
     assert cfg.channels == channels
-    assert cfg.bpp_bound() <= bpp
-    assert dataclasses.replace(cfg, channels=channels + 1).bpp_bound() > bpp
+    assert cfg.bpp_bound() <= bpp * 1.02
+    assert dataclasses.replace(cfg, channels=channels + 1).bpp_bound() > bpp * 1.02
     assert len(cfg.notes) == 1 and f"C={channels}" in cfg.notes[0]
 
 
@@ -210,10 +227,10 @@ def test_for_bpp_passes_other_fields_and_notes_do_not_affect_equality():
     assert cfg == CompressionConfig(**dict(TINY_WITHOUT_CHANNELS, channels=5))
     # Fewer centres -> fewer bits per channel -> more channels for the same rate.
     three = CompressionConfig.for_bpp(0.05, centers=(-1, 0, 1))
-    assert three.channels == math.floor(0.05 / (math.log2(3) / 256))
+    assert three.channels == math.floor(0.05 * 1.02 / (math.log2(3) / 256))
 
 
-@pytest.mark.parametrize("bpp", [0.005, 0.009, 0.0, -0.1, float("nan"), True, "0.07"])
+@pytest.mark.parametrize("bpp", [0.005, 0.0088, 0.0, -0.1, float("nan"), True, "0.07"])
 def test_for_bpp_rejects_unreachable_or_invalid_rates(bpp):
     with pytest.raises(ConfigError, match="bpp"):
         CompressionConfig.for_bpp(bpp)
