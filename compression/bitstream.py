@@ -33,7 +33,6 @@ import hashlib
 import json
 import operator
 import os
-import secrets
 import struct
 import zlib
 from collections.abc import Iterable
@@ -43,12 +42,15 @@ import numpy as np
 from .errors import (
     CompressionError,
     CorruptFileError,
+    ImageTooLargeError,
     NotAGczFileError,
     TruncatedFileError,
     UnsupportedVersionError,
 )
+from .files import open_regular, write_atomic
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "FINGERPRINT_SIZE",
     "FLAG_SELECTIVE_MASK",
     "FLAG_SEMANTIC_MAP",
@@ -58,6 +60,8 @@ __all__ = [
     "MAGIC",
     "MAX_SYMBOLS",
     "Header",
+    "check_pixels",
+    "max_payload_size",
     "fingerprint",
     "fingerprint_hex",
     "pack",
@@ -79,6 +83,8 @@ FLAG_SELECTIVE_MASK = 1 << 1
 KNOWN_FLAGS = FLAG_SEMANTIC_MAP | FLAG_SELECTIVE_MASK
 #: Length of the model fingerprint in bytes.
 FINGERPRINT_SIZE = 16
+#: Default limit on the pixels (H * W) a file may claim: see :func:`check_pixels`.
+DEFAULT_MAX_PIXELS = 32 * 2**20
 #: Upper bound on h * w * C.  It keeps a corrupt (or hostile) header from
 #: making the decoder allocate absurd memory: the u16 fields alone would allow
 #: 2**48 symbols.  2**31 int32 symbols is 8 GiB, far beyond any real image.
@@ -90,8 +96,6 @@ _CRC = struct.Struct(">I")
 #: Size of the fixed header in bytes (everything before the payload).
 HEADER_SIZE = _HEADER.size
 _MAX_PAYLOAD = 2**32 - 1
-# Largest file any valid header can describe; read_file reads no further.
-_MAX_FILE_SIZE = HEADER_SIZE + _MAX_PAYLOAD + _CRC.size
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> int:
@@ -331,20 +335,68 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     return header, data[HEADER_SIZE:body_end]
 
 
-def read_file(path: str | os.PathLike) -> tuple[Header, bytes]:
+def check_pixels(height: int, width: int, max_pixels: int | None) -> None:
+    """Raise :class:`ImageTooLargeError` if ``height * width`` exceeds ``max_pixels``.
+
+    ``max_pixels=None`` disables the limit.  Like Pillow's decompression-bomb
+    guard, the limit stops a small file from claiming an image so large that
+    decoding it would exhaust time or memory (the default,
+    :data:`DEFAULT_MAX_PIXELS`, is 32 Mpixel, e.g. 8192x4096).
+    """
+    if max_pixels is not None and height * width > max_pixels:
+        raise ImageTooLargeError(
+            f"the file claims a {width}x{height} image ({height * width} pixels), more than "
+            f"the decoding limit of {max_pixels} pixels; if you trust the file, raise the "
+            f"limit with --max-pixels (max_pixels=...)"
+        )
+
+
+def max_payload_size(bottleneck_shape: tuple[int, int, int]) -> int:
+    """The longest payload an entropy coder can produce for ``(h, w, C)`` symbols.
+
+    No symbol costs more than 32 bits (the coder's probabilities have 24-bit
+    precision), plus the coder's final words.
+    """
+    symbols = 1
+    for size in bottleneck_shape:
+        symbols *= int(size)
+    return 4 * symbols + 16
+
+
+def read_file(
+    path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> tuple[Header, bytes]:
     """Read and verify a ``.gcz`` file; see :func:`unpack`.
+
+    Reads only regular files (a FIFO or device is refused, never waited on),
+    the header first: a file claiming more than ``max_pixels`` pixels (see
+    :func:`check_pixels`) or a payload longer than any coder writes for its
+    bottleneck is refused before its payload is read, so nothing is ever read
+    beyond the size a valid file of the claimed image can have.
 
     Raises:
         CompressionError: the file cannot be opened or read (missing, a
-            directory, no permission, ...).
+            directory, a FIFO, no permission, ...).
+        ImageTooLargeError: the claimed size exceeds ``max_pixels``.
         BitstreamError: a subclass, from :func:`unpack`.
     """
     path = os.fspath(path)
+    handle, _ = open_regular(path, ".gcz file")
     try:
-        with open(path, "rb") as handle:
-            # Never read more than any valid file can be: a huge or endless
-            # input (say /dev/zero) is corrupt, not a reason to exhaust memory.
-            data = handle.read(_MAX_FILE_SIZE + 1)
+        with handle:
+            data = handle.read(HEADER_SIZE)
+            if len(data) == HEADER_SIZE and data[:len(MAGIC)] == MAGIC and (
+                    data[len(MAGIC)] == FORMAT_VERSION):
+                fields = _HEADER.unpack(data)
+                height, width, channels, b_height, b_width = fields[4:9]
+                check_pixels(height, width, max_pixels)
+                if fields[-1] > max_payload_size((b_height, b_width, channels)):
+                    raise CorruptFileError(
+                        f"corrupt .gcz file: a payload of {fields[-1]} bytes is longer than "
+                        f"any coder writes for a {b_height}x{b_width}x{channels} bottleneck"
+                    )
+                # One byte more than the file should have, so unpack sees trailing bytes.
+                data += handle.read(fields[-1] + _CRC.size + 1)
     except OSError as exc:
         raise CompressionError(f"cannot read {path}: {exc.strerror or exc}") from exc
     return unpack(data)
@@ -353,19 +405,10 @@ def read_file(path: str | os.PathLike) -> tuple[Header, bytes]:
 def write_file(
     path: str | os.PathLike, header: Header, payload: bytes, overwrite: bool = False
 ) -> None:
-    """Write a ``.gcz`` file atomically.
+    """Write a ``.gcz`` file atomically, never clobbering without ``overwrite``.
 
-    The bytes go to a temporary file in the destination's directory (same
-    filesystem, so the final rename is atomic) which is fsynced and then moved
-    into place; readers never see a half-written file and a failure leaves no
-    debris.  Without ``overwrite`` the final step is a hard link, which fails
-    atomically if the destination appeared meanwhile.
-
-    Args:
-        path: destination file.
-        header: a validated :class:`Header`.
-        payload: opaque bytes.
-        overwrite: replace an existing file instead of refusing.
+    See :func:`compression.files.write_atomic` (temporary file, fsync,
+    atomic no-clobber move, no debris, no symlink followed).
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is false; the
@@ -374,58 +417,7 @@ def write_file(
             directory, no permission, is a directory, disk full, ...).
         ValueError, TypeError: from :func:`pack`.
     """
-    data = pack(header, payload)
-    path = os.fspath(path)
-    exists_message = f"{path} already exists; use --force to overwrite it"
-    if os.path.isdir(path):
-        raise CompressionError(f"cannot write {path}: it is a directory")
-    if not overwrite and os.path.lexists(path):
-        # Checked up front too, so the common case fails before any I/O.
-        raise FileExistsError(exists_message)
-
-    directory, name = os.path.split(os.path.abspath(path))
-    temp = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp")
-    created = False
-    try:
-        # 0o666 lets the umask decide permissions, like a plain open() would
-        # (mkstemp would leave the result readable by the owner only).
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-        descriptor = os.open(temp, flags, 0o666)
-        created = True
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if overwrite:
-            os.replace(temp, path)
-        else:
-            _move_no_clobber(temp, path, exists_message)
-    except FileExistsError:
-        raise
-    except OSError as exc:
-        raise CompressionError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    finally:
-        if created:
-            try:
-                os.unlink(temp)
-            except FileNotFoundError:
-                pass  # already renamed into place
-
-
-def _move_no_clobber(temp: str, path: str, exists_message: str) -> None:
-    """Move ``temp`` to ``path`` unless ``path`` exists (atomically if possible)."""
-    try:
-        os.link(temp, path)
-    except FileExistsError:
-        raise FileExistsError(exists_message) from None
-    except OSError:
-        # Filesystem without hard links (FAT, some network mounts): fall back
-        # to check-then-rename, which has a tiny race but is still atomic for
-        # readers of the destination.
-        if os.path.lexists(path):
-            raise FileExistsError(exists_message) from None
-        os.replace(temp, path)
-    # On success of os.link the caller's cleanup unlinks ``temp``.
+    write_atomic(path, pack(header, payload), overwrite=overwrite)
 
 
 def fingerprint(config_json: str, arrays: Iterable[np.ndarray]) -> bytes:

@@ -109,25 +109,58 @@ def _add_train(sub):
 
 def _add_encode(sub):
     p = sub.add_parser("encode", help="compress images to .gcz files")
-    p.add_argument("inputs", nargs="+", help="images, directories or globs")
+    p.add_argument("inputs", nargs="+", help="images, directories or globs" + _DASH_HINT)
     p.add_argument("--model", required=True, help="run directory of a trained model")
     p.add_argument("--bpp", type=float, default=None,
                    help="check that the model codes at this rate (it picks no other)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("-o", "--output", help="output file (one input only)")
     out.add_argument("--out-dir", help="output directory (default: beside each input)")
-    p.add_argument("--seed", type=int, default=None, help="noise seed (default: from content)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="noise seed, 0 to 2**64-1 (default: from content)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
 
 def _add_decode(sub):
     p = sub.add_parser("decode", help="decompress .gcz files to PNG")
-    p.add_argument("inputs", nargs="+", help=".gcz files, directories or globs")
+    p.add_argument("inputs", nargs="+", help=".gcz files, directories or globs" + _DASH_HINT)
     p.add_argument("--model", required=True, help="run directory of the model that encoded them")
     out = p.add_mutually_exclusive_group()
     out.add_argument("-o", "--output", help="output image (one input only)")
     out.add_argument("--out-dir", help="output directory (default: beside each input)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    _add_max_pixels(p)
+
+
+_ARGV = []  # the arguments main() parses, for _Parser's hint
+_DASH_HINT = " (put -- before names that start with a dash: -- -photo.jpg)"
+
+
+def _pixels(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _add_max_pixels(p):
+    from compression.bitstream import DEFAULT_MAX_PIXELS
+
+    p.add_argument("--max-pixels", type=_pixels, default=DEFAULT_MAX_PIXELS,
+                   help="refuse files claiming more pixels than this, like Pillow's "
+                        f"decompression-bomb guard (default {DEFAULT_MAX_PIXELS}; 0: no limit)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a hint when a file name starting with '-' was taken for an option."""
+
+    def error(self, message):
+        if "required: inputs" in message or "unrecognized arguments" in message:
+            dashed = [a for a in _ARGV if a.startswith("-") and os.path.exists(a)]
+            if dashed:
+                message += (f"; {dashed[0]!r} was read as an option: put -- before file "
+                            f"names that start with a dash (... -- {dashed[0]})")
+        super().error(message)
 
 
 def _add_evaluate(sub):
@@ -156,7 +189,7 @@ def _add_compare(sub):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gcompress",
         description="GAN-based extreme image compression (Agustsson et al. 2018): "
         "train a compressor, write real .gcz files at 0.02-0.15 bpp, decode them.",
@@ -174,7 +207,8 @@ def build_parser():
                       help="dataset root (default: scikit-image's sample photographs)")
     demo.add_argument("--steps", type=int, default=300)
     info = sub.add_parser("info", help="print the header of .gcz files (no model needed)")
-    info.add_argument("inputs", nargs="+")
+    info.add_argument("inputs", nargs="+", help=".gcz files, directories or globs" + _DASH_HINT)
+    _add_max_pixels(info)
     return parser
 
 
@@ -236,6 +270,13 @@ def _run_files(args, suffix, work):
         except OSError as e:  # a path under a regular file, no permission, ...
             raise _CliError(f"cannot create --out-dir {args.out_dir}: "
                             f"{e.strerror or e}") from None
+    outputs = {}
+    for src in files:  # two inputs must not write the same output (photo.bmp, photo.jpg)
+        dst = os.path.normpath(_output_path(src, args, suffix))
+        if dst in outputs:
+            raise _CliError(f"{outputs[dst]} and {src} would both be written to {dst}; "
+                            "code them in separate calls with different --out-dir")
+        outputs[dst] = src
     failures = 0
     for src in _progress(files, sys.stderr.isatty()):
         dst = _output_path(src, args, suffix)
@@ -346,8 +387,11 @@ def _load(path):
 def _encode(args):
     _quiet_tensorflow()
     from compression.codec import encode_image
+    from compression.files import write_atomic
     from compression.image_io import read_image
 
+    if args.seed is not None and not 0 <= args.seed < 2**64:
+        raise _CliError(f"--seed must be in 0..2**64-1 (the file stores a u64), got {args.seed}")
     model = _load(args.model)
     rate = model.config.bpp_bound()
     if args.bpp is not None and abs(args.bpp - rate) > 0.005:
@@ -358,45 +402,22 @@ def _encode(args):
 
     def work(src, dst):
         result = encode_image(model, read_image(src), seed=args.seed)
-        _write_bytes(dst, result.data, args.force)
+        write_atomic(dst, result.data, overwrite=args.force)
         return (f"{src} -> {dst}: {len(result.data)} bytes, {result.bpp:.4f} bpp "
                 f"(bound {result.bound_bpp:.4f} bpp)")
 
     return _run_files(args, ".gcz", work)
 
 
-def _write_bytes(path, data, force):
-    from compression.errors import CompressionError
-
-    tmp = f"{path}.partial"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        if not force and os.path.exists(path):
-            raise FileExistsError(f"{path} exists; pass --force to overwrite it")
-        os.replace(tmp, path)
-    except OSError as e:
-        raise CompressionError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _decode(args):
     _quiet_tensorflow()
     from compression.codec import decode_image
-    from compression.errors import CompressionError
     from compression.image_io import write_image
 
     model = _load(args.model)
 
     def work(src, dst):
-        try:
-            with open(src, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise CompressionError(f"cannot read {src}: {e.strerror or e}") from None
-        image, header = decode_image(model, data)
+        image, header = decode_image(model, src, max_pixels=args.max_pixels or None)
         write_image(dst, image, overwrite=args.force)
         return f"{src} -> {dst}: {header.image_width}x{header.image_height}"
 
@@ -407,10 +428,12 @@ def _info(args):
     from compression.codec import file_stats
 
     failures = 0
-    for src in expand_inputs(args.inputs, (".gcz",)):
+    files = expand_inputs(args.inputs, (".gcz",))
+    if not files:
+        raise _CliError(f"no .gcz files found in {args.inputs}")
+    for src in files:
         try:
-            with open(src, "rb") as f:
-                stats = file_stats(f.read())
+            stats = file_stats(src, max_pixels=args.max_pixels or None)
             print(f"{src}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                          for k, v in stats.items()))
         except Exception as e:
@@ -441,14 +464,30 @@ def _demo(args):
     return 0
 
 
+def _terminate_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt, so an interrupted write cleans up its temporary file."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (main() called from a thread): leave it
+        pass
+
+
 def main(argv=None):
     parser = build_parser()
+    _ARGV[:] = sys.argv[1:] if argv is None else [str(a) for a in argv]
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
     handlers = {"train": _train, "encode": _encode, "decode": _decode,
                 "evaluate": _evaluate, "compare": _compare, "info": _info, "demo": _demo}
+    if args.command not in ("train", "demo"):  # training handles SIGTERM itself
+        _terminate_as_interrupt()
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

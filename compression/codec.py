@@ -15,6 +15,7 @@ any number of images: no graph is rebuilt per image.
 import dataclasses
 import hashlib
 import math
+import os
 
 import numpy as np
 
@@ -22,9 +23,14 @@ from compression import bitstream
 from compression.encoder import DOWNSAMPLING
 from compression.entropy_model import bound_bits, decode_symbols, encode_symbols
 from compression.errors import CorruptFileError, ModelMismatchError, UnsupportedVersionError
-from compression.image_io import crop_to, image_from_array, pad_to_multiple, to_float, to_uint8
+from compression.image_io import crop_to, image_from_array, pad_to_multiple, to_float
 
-__all__ = ["EncodeResult", "encode", "decode", "encode_image", "decode_image", "file_stats"]
+__all__ = ["EncodeResult", "encode", "decode", "encode_image", "decode_image", "file_stats",
+           "DEFAULT_MAX_PIXELS"]
+
+#: Decoding refuses files that claim more pixels than this unless told otherwise
+#: (``max_pixels``, ``--max-pixels``); see :func:`compression.bitstream.check_pixels`.
+DEFAULT_MAX_PIXELS = bitstream.DEFAULT_MAX_PIXELS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +69,8 @@ def encode_image(model, image, seed=None):
     symbols = model.encode(to_float(padded))
     if seed is None:
         seed = _default_seed(symbols)
-    if not 0 <= int(seed) < 2**63:
-        raise ValueError(f"seed must be in [0, 2**63), got {seed}")
+    if not 0 <= int(seed) < 2**64:
+        raise ValueError(f"seed must be in [0, 2**64) (the file stores a u64), got {seed}")
     payload = encode_symbols(symbols, model.probabilities)
     header = bitstream.Header(
         fingerprint=model.fingerprint,
@@ -117,30 +123,53 @@ def _check_header(model, header):
         )
 
 
-def decode_image(model, data):
-    """Decode ``.gcz`` bytes -> ``(uint8 image [H, W, 3], header)``."""
-    header, payload = bitstream.unpack(data)
+def decode_image(model, data, max_pixels=DEFAULT_MAX_PIXELS):
+    """Decode a ``.gcz`` file -> ``(uint8 image [H, W, 3], header)``.
+
+    ``data`` is the file's bytes or its path.  Work and memory are bounded
+    before anything is allocated: a file claiming more than ``max_pixels``
+    pixels raises :class:`~compression.errors.ImageTooLargeError` (``None``:
+    no limit), a payload too short for the claimed size or not exactly the
+    coder's stream raises :class:`~compression.errors.CorruptFileError`, and
+    large images decode in tiles straight into the uint8 result.
+    """
+    if isinstance(data, (str, os.PathLike)):
+        header, payload = bitstream.read_file(data, max_pixels)
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+        header, payload = bitstream.unpack(data)
+    else:
+        raise TypeError(f"data must be the bytes or the path of a .gcz file, "
+                        f"got {type(data).__name__}")
+    bitstream.check_pixels(header.image_height, header.image_width, max_pixels)
     _check_header(model, header)
     symbols = decode_symbols(payload, header.bottleneck_shape, model.probabilities)
-    reconstruction = model.decode(symbols, header.seed)
-    image = crop_to(to_uint8(reconstruction), (header.image_height, header.image_width))
+    reconstruction = model.decode(symbols, header.seed, as_uint8=True)
+    image = crop_to(reconstruction, (header.image_height, header.image_width))
     return image, header
 
 
-def decode(model, data):
-    """Decode the bytes of a ``.gcz`` file to a uint8 image ``[H, W, 3]``."""
-    return decode_image(model, data)[0]
+def decode(model, data, max_pixels=DEFAULT_MAX_PIXELS):
+    """Decode a ``.gcz`` file (bytes or path) to a uint8 image ``[H, W, 3]``."""
+    return decode_image(model, data, max_pixels)[0]
 
 
-def file_stats(data):
-    """Header fields and rates of ``.gcz`` bytes, without a model (for ``gcompress info``)."""
-    header, payload = bitstream.unpack(data)
+def file_stats(data, max_pixels=DEFAULT_MAX_PIXELS):
+    """Header fields and rates of a ``.gcz`` file (bytes or path), without a model.
+
+    For ``gcompress info``; a path is read with :func:`compression.bitstream.read_file`.
+    """
+    if isinstance(data, (str, os.PathLike)):
+        header, payload = bitstream.read_file(data, max_pixels)
+        data_size = bitstream.HEADER_SIZE + len(payload) + 4
+    else:
+        header, payload = bitstream.unpack(data)
+        data_size = len(data)
     pixels = header.image_height * header.image_width
     return {
         "height": header.image_height,
         "width": header.image_width,
-        "bytes": len(data),
-        "bpp": 8 * len(data) / pixels,
+        "bytes": data_size,
+        "bpp": 8 * data_size / pixels,
         "payload_bpp": 8 * len(payload) / pixels,
         "bound_bpp": bound_bits(header.bottleneck_shape, header.num_centers) / pixels,
         "model": bitstream.fingerprint_hex(header.fingerprint),

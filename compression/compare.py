@@ -24,6 +24,7 @@ import os
 import sys
 
 from compression.errors import CompressionError
+from compression.files import write_atomic
 
 __all__ = ["COLUMNS", "SUMMARY_COLUMNS", "OURS", "codec_rows", "compare", "summarize",
            "compare_command"]
@@ -48,11 +49,8 @@ _EXTENSIONS = {"jpeg": ".jpg", "webp": ".webp", "avif": ".avif", "heic": ".heic"
 
 
 def _write_file(path, data):
-    try:
-        with open(path, "wb") as f:
-            f.write(data)
-    except OSError as e:
-        raise CompressionError(f"cannot write {path}: {e.strerror or e}") from None
+    # The command refused an earlier comparison without --force, so these may replace.
+    write_atomic(path, data, overwrite=True)
 
 
 def codec_rows(image, target_bpp, codecs, name="image"):
@@ -239,8 +237,7 @@ def compare(model, image_paths, out_dir, codecs=None, grids=3, on_error=None, lo
                 "means of the smallest file on the other images (above our rate)\n")
         if notes:
             text += "\n" + "\n".join(notes) + "\n"
-        with open(os.path.join(out_dir, "summary.txt"), "w", encoding="utf-8") as f:
-            f.write(text)
+        _write_file(os.path.join(out_dir, "summary.txt"), text)
         log("")
         log(table)
     return rows, summary, notes

@@ -11,7 +11,8 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from compression.errors import ConfigError
+from compression.errors import CompressionError, ConfigError
+from compression.files import read_regular, write_atomic
 
 __all__ = ["CompressionConfig", "PAPER_WIDTHS"]
 
@@ -40,6 +41,25 @@ _ABSENT_MEANS = {
     "gan_ramp_steps": 0, "d_warmup_steps": 0, "freeze_encoder": False, "lambda_ms_ssim": 0.0,
     "lr_decay_step": 0, "lr_decay_factor": 0.1, "noise_batch": 1, "quantizer": "soft",
 }
+
+
+def _iterable(value):
+    try:
+        return list(value)
+    except TypeError:
+        return [None]  # not a sequence: fails the number check
+
+
+#: Upper bounds of the size fields: far beyond any useful model, low enough
+#: that a damaged or hostile config.json cannot make building the graph take
+#: minutes or exhaust memory.
+_MAXIMUMS = {
+    "channels": 1024, "noise_dim": 4096, "upsample_dim": 4096, "residual_blocks": 64,
+    "discriminator_scales": 8, "semantic_classes": 4096, "semantic_channels": 1024,
+    "crop_height": 8192, "crop_width": 8192, "batch_size": 4096, "noise_batch": 4096,
+}
+_MAX_WIDTH = 8.0  # width and discriminator_width: 8x the paper's filters
+_MAX_CONFIG_BYTES = 1 << 20
 
 
 def _is_int(value):
@@ -149,12 +169,12 @@ class CompressionConfig:
     _notes: tuple = field(default=(), repr=False, compare=False)
 
     def __post_init__(self):
-        try:
-            centers = tuple(float(c) for c in self.centers)
-        except (TypeError, ValueError):
+        if isinstance(self.centers, (str, bytes)) or not all(
+                _is_number(c) for c in _iterable(self.centers)):
             raise ConfigError(
-                f"centers must be a sequence of numbers, got {self.centers!r}"
-            ) from None
+                f"centers must be a list of finite numbers, got {self.centers!r}"
+            )
+        centers = tuple(float(c) for c in self.centers)
         object.__setattr__(self, "centers", centers)
         if self.discriminator_width is None and _is_number(self.width):
             object.__setattr__(self, "discriminator_width", min(1.0, float(self.width)))
@@ -181,8 +201,9 @@ class CompressionConfig:
                 raise ConfigError(f"{name} must be an integer, got {value!r}")
             if value < minimum:
                 raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-        if self.channels > 1024:
-            raise ConfigError(f"channels must be at most 1024, got {self.channels}")
+        for name, maximum in _MAXIMUMS.items():
+            if getattr(self, name) > maximum:
+                raise ConfigError(f"{name} must be at most {maximum}, got {getattr(self, name)}")
         if self.quantizer not in ("soft", "bounded_ste"):
             raise ConfigError(
                 f"quantizer must be 'soft' or 'bounded_ste', got {self.quantizer!r}")
@@ -209,6 +230,9 @@ class CompressionConfig:
             raise ConfigError(
                 f"upsample_dim must be a multiple of 8, got {self.upsample_dim}"
             )
+        for name in ("width", "discriminator_width"):
+            if getattr(self, name) > _MAX_WIDTH:
+                raise ConfigError(f"{name} must be at most {_MAX_WIDTH}, got {getattr(self, name)}")
         if self.sigma <= 0:
             raise ConfigError(f"sigma must be positive, got {self.sigma}")
         if self.width <= 0 or min(self.filters) < 1:
@@ -361,8 +385,13 @@ class CompressionConfig:
             payload = json.loads(text)
         except json.JSONDecodeError as e:
             raise ConfigError(f"config is not valid JSON: {e}") from None
+        except RecursionError:
+            raise ConfigError("config is not a config: its JSON is nested too deeply") from None
         if isinstance(payload, dict) and payload.get("format") == _FORMAT:
-            if payload.get("version", 0) > _FORMAT_VERSION:
+            version = payload.get("version", 0)
+            if not _is_int(version):
+                raise ConfigError(f"config format version must be an integer, got {version!r}")
+            if version > _FORMAT_VERSION:
                 raise ConfigError(
                     f"config format version {payload.get('version')} is newer than this "
                     f"library reads ({_FORMAT_VERSION}); upgrade gcompress"
@@ -372,12 +401,21 @@ class CompressionConfig:
 
     def save(self, path):
         """Write ``to_json()`` to ``path`` atomically."""
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as f:
-            f.write(self.to_json())
-        os.replace(tmp, path)
+        write_atomic(path, self.to_json(), overwrite=True)
 
     @classmethod
     def load(cls, path):
-        with open(path) as f:
-            return cls.from_json(f.read())
+        """Read ``config.json``; every way of failing is a :class:`ConfigError` naming ``path``."""
+        path = os.fspath(path)
+        try:
+            data = read_regular(path, _MAX_CONFIG_BYTES, "config file")
+        except CompressionError as e:
+            raise ConfigError(f"{e}") from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path} is not a config file: not UTF-8 text ({e})") from None
+        try:
+            return cls.from_json(text)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None

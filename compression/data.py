@@ -464,20 +464,19 @@ def _eager_checks(examples, crop, resize, num_classes):
             f"--resize {_size_text(resize)} is smaller than the crop {_size_text(crop)} "
             "(height x width); use a smaller --crop or a larger --resize"
         )
+    # One rule for images smaller than the crop, wherever they are: they are
+    # skipped with a warning like any unusable file.  Only when every image
+    # checked here is smaller is it the crop that is wrong, and that stops
+    # the run before it starts.
+    sizes = []
     for ex in examples[:EAGER_CHECKS]:
         if resize is None:
             try:
                 with Image.open(ex.image_path) as img:
                     w, h = img.size
+                sizes.append((ex.image_path, h, w))
             except Exception:
-                continue
-            if h < crop[0] or w < crop[1]:
-                raise DataError(
-                    f"image {ex.image_path!r} is {_size_text((h, w))} (height x width), "
-                    f"smaller than the crop {_size_text(crop)}; use a smaller --crop "
-                    f"(at most {_size_text((h, w))}) or --resize the images to at least "
-                    f"the crop size"
-                )
+                pass
         if num_classes:
             try:
                 labels = _open_labels(ex.label_path, None)
@@ -486,6 +485,14 @@ def _eager_checks(examples, crop, resize, num_classes):
             max_id = int(labels.max())
             if max_id >= num_classes:
                 raise _label_range_error(ex.label_path, max_id, num_classes)
+    if sizes and all(h < crop[0] or w < crop[1] for _, h, w in sizes):
+        path, h, w = sizes[0]
+        raise DataError(
+            f"the crop {_size_text(crop)} (height x width) is larger than every one of the "
+            f"first {len(sizes)} training images (e.g. {path!r} is {_size_text((h, w))}); "
+            f"use a smaller --crop (at most {_size_text((h, w))}) or --resize the images "
+            "to at least the crop size"
+        )
 
 
 def _set_shapes(tensors, shapes):

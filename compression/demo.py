@@ -15,6 +15,7 @@ import numpy as np
 from compression.codec import decode_image, encode_image
 from compression.config import CompressionConfig
 from compression.errors import CompressionError
+from compression.files import write_atomic
 from compression.image_io import write_image
 from compression.inference import CONFIG_NAME, load_model
 from compression.metrics import ms_ssim, psnr
@@ -99,8 +100,7 @@ def run_demo(out, data=None, steps=300, log=print, progress=True):
         encoded = encode_image(model, image)
         decoded, _ = decode_image(model, encoded.data)
     gcz = os.path.join(out, "demo.gcz")
-    with open(gcz, "wb") as f:
-        f.write(encoded.data)
+    write_atomic(gcz, encoded.data, overwrite=True)
     for name, array in (("original.png", image), ("decoded.png", decoded)):
         write_image(os.path.join(out, name), array, overwrite=True)
     h, w = image.shape[:2]

@@ -32,6 +32,7 @@ __all__ = [
     "decode_symbols",
     "encode_symbols",
     "estimated_bits",
+    "minimum_bits",
     "probabilities_from_counts",
     "uniform_probabilities",
 ]
@@ -204,9 +205,10 @@ def decode_symbols(
 ) -> np.ndarray:
     """Invert :func:`encode_symbols`.
 
-    Arbitrary (corrupt) ``data`` never crashes or hangs: the work is linear in
-    ``h * w * C`` and the result is either some in-range symbols or a
-    :class:`CorruptFileError`.
+    Arbitrary (corrupt) ``data`` never crashes or hangs: a payload shorter
+    than :func:`minimum_bits` allows is refused before any work, the work is
+    linear in ``h * w * C``, and the result is the symbols whose encoding
+    ``data`` is exactly, or a :class:`CorruptFileError`.
 
     Args:
         data: compressed stream; its length must be a multiple of 4.
@@ -232,6 +234,17 @@ def decode_symbols(
             f"entropy-coded payload is {len(data)} bytes, not a multiple of 4"
         )
 
+    # A file must justify its size before any work: even if every symbol were
+    # its channel's most probable one, the stream could not be shorter than
+    # this (less a little for the coder's rounding), so a few bytes cannot
+    # claim millions of symbols.
+    needed = 0.99 * minimum_bits(shape, probs) - 64
+    if 8 * len(data) < needed:
+        raise CorruptFileError(
+            f"entropy-coded payload is {len(data)} bytes, too short for "
+            f"{height}x{width}x{num_c} symbols: even the most probable ones need "
+            f"{math.ceil(needed / 8)} bytes"
+        )
     words = np.frombuffer(data, dtype=_WORD_DTYPE).astype(np.uint32)
     count = height * width
     try:
@@ -249,7 +262,28 @@ def decode_symbols(
     # Belt and braces: never hand out-of-range indices to the dequantiser.
     if per_channel.size and (per_channel.min() < 0 or per_channel.max() >= probs.shape[1]):
         raise CorruptFileError("entropy-coded payload decoded to out-of-range symbols")
-    return np.ascontiguousarray(per_channel.transpose(1, 2, 0))
+    symbols = np.ascontiguousarray(per_channel.transpose(1, 2, 0))
+    # The end-of-stream check: the coder is deterministic, so a stream it
+    # wrote is exactly the encoding of the symbols it decodes to.  Extra,
+    # missing or altered words (which a range decoder reads without noticing)
+    # fail here; re-encoding costs about as much as decoding did.
+    if encode_symbols(symbols, probs) != bytes(data):
+        raise CorruptFileError(
+            "entropy-coded payload is corrupt: it is not the stream of the symbols it "
+            "decodes to (bytes altered, missing or appended)"
+        )
+    return symbols
+
+
+def minimum_bits(shape: Sequence[int], probabilities: np.ndarray) -> float:
+    """The fewest bits any ``(h, w, C)`` symbol map can cost: all symbols the likeliest.
+
+    ``h * w * sum_c -log2 max_l p[c, l]``; the coder's real stream is never
+    shorter than this by more than its rounding.
+    """
+    probs = _check_probabilities(probabilities)
+    height, width = int(shape[0]), int(shape[1])
+    return float(height * width * -np.log2(probs.max(axis=1)).sum())
 
 
 def bound_bits(shape: Sequence[int], num_centers: int) -> float:

@@ -15,6 +15,7 @@ __all__ = [
     "NotAGczFileError",
     "TruncatedFileError",
     "CorruptFileError",
+    "ImageTooLargeError",
     "UnsupportedVersionError",
     "ModelMismatchError",
     "ModelLoadError",
@@ -51,6 +52,10 @@ class TruncatedFileError(BitstreamError):
 
 class CorruptFileError(BitstreamError):
     """The CRC does not match, or a header field is out of bounds."""
+
+
+class ImageTooLargeError(BitstreamError):
+    """The file claims more pixels than the decoding limit allows (``--max-pixels``)."""
 
 
 class UnsupportedVersionError(BitstreamError):

@@ -28,6 +28,7 @@ import tempfile
 import time
 
 from compression.errors import CompressionError
+from compression.files import write_atomic
 
 __all__ = ["COLUMNS", "IMAGE_EXTENSIONS", "evaluate", "evaluate_command", "find_images",
            "summarize", "check_output_path", "write_rows", "skip_reporter"]
@@ -78,8 +79,7 @@ def _code_one(model, path, work_dir):
     encoded = encode_image(model, image)
     encode_s = time.perf_counter() - start
     gcz = os.path.join(work_dir, "image.gcz")
-    with open(gcz, "wb") as f:
-        f.write(encoded.data)
+    write_atomic(gcz, encoded.data, overwrite=True)  # the run's own scratch file
     size = os.path.getsize(gcz)
     with open(gcz, "rb") as f:
         data = f.read()

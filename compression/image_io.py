@@ -9,14 +9,15 @@ reflection and :func:`crop_to` removes the padding from the reconstruction.
 the networks use.
 """
 
+import io
 import os
-import secrets
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from compression.errors import CompressionError, ImageReadError
+from compression.files import open_regular, write_atomic
 
 __all__ = [
     "MIN_SIZE",
@@ -117,8 +118,12 @@ def read_image(path, min_size=MIN_SIZE):
         raise ImageReadError(f"{path}: no such file")
     if os.path.isdir(path):
         raise ImageReadError(f"{path} is a directory, not an image file")
+    try:  # a regular file only: Pillow would wait forever on a FIFO
+        handle, _ = open_regular(path, "image file")
+    except CompressionError as e:
+        raise ImageReadError(str(e)) from None
     try:
-        with Image.open(path) as img:
+        with handle, Image.open(handle) as img:
             img.seek(0)  # animated GIF/WebP/APNG: the first frame
             img.load()
             img = _upright(img, path)
@@ -244,45 +249,9 @@ def write_image(path, array, overwrite=False):
     if not overwrite and os.path.exists(path):
         raise FileExistsError(f"{path} exists; pass --force (overwrite=True) to overwrite it")
     fmt = _format_for(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(4)}.partial")
-    try:
-        # os.open with 0o666 lets the umask decide the final permissions, as
-        # for any normally created file (mkstemp would force 0600).
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(array).save(f, format=fmt, **_save_options(fmt))
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            _move_no_overwrite(tmp, path)
-    except FileExistsError:
-        raise
-    except OSError as e:
-        raise CompressionError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _move_no_overwrite(tmp, path):
-    """Move ``tmp`` to ``path`` unless ``path`` exists, without a check-then-write race."""
-    try:
-        # link() fails atomically if the target exists, unlike replace().
-        os.link(tmp, path)
-    except FileExistsError:
-        raise FileExistsError(
-            f"{path} exists; pass --force (overwrite=True) to overwrite it"
-        ) from None
-    except OSError:
-        # Filesystems without hard links (FAT, some network mounts): best effort.
-        if os.path.exists(path):
-            raise FileExistsError(
-                f"{path} exists; pass --force (overwrite=True) to overwrite it"
-            ) from None
-        os.replace(tmp, path)
-    else:
-        os.remove(tmp)
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt, **_save_options(fmt))
+    write_atomic(path, buffer.getbuffer(), overwrite=overwrite)
 
 
 def to_float(image):

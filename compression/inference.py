@@ -8,6 +8,7 @@ generator when the checkpoint has them) and returns a
 :meth:`~CompressionModel.decode` the codec calls for every image.
 """
 
+import glob
 import os
 
 import numpy as np
@@ -18,6 +19,7 @@ from compression.config import CompressionConfig
 from compression.encoder import DOWNSAMPLING
 from compression.entropy_model import probabilities_from_counts
 from compression.errors import ConfigError, ModelLoadError
+from compression.image_io import to_uint8
 from compression.model import (
     GENERATOR_SCOPE,
     decode_tail,
@@ -30,7 +32,8 @@ from compression.semantic import one_hot_labels
 from noisegen import sample_noise
 
 __all__ = ["CompressionModel", "load_model", "resolve_run", "latest_checkpoint",
-           "run_checkpoints", "CONFIG_NAME", "session_config", "initialize_run"]
+           "run_checkpoints", "checkpoint_candidates", "checkpoint_files", "checkpoint_problem",
+           "CONFIG_NAME", "session_config", "initialize_run"]
 
 CONFIG_NAME = "config.json"
 _EMA_SUFFIX = "/ExponentialMovingAverage"
@@ -70,12 +73,64 @@ def run_checkpoints(run_dir):
         os.path.join(run_dir, newest)]
 
 
+def _step_of(prefix):
+    tail = os.path.basename(prefix).rpartition("-")[2]
+    return int(tail) if tail.isdigit() else -1
+
+
+def checkpoint_candidates(run_dir):
+    """Every checkpoint prefix in ``run_dir`` that has an ``.index`` file, newest first.
+
+    The ``checkpoint`` index's list plus any ``ckpt-<step>.index`` on disk,
+    ordered by step: a deleted or stale index, or a missing newest
+    ``.index``, never hides the intact checkpoints that are there.
+    """
+    prefixes = set(run_checkpoints(run_dir))
+    prefixes.update(p[:-len(".index")] for p in glob.glob(
+        os.path.join(glob.escape(os.fspath(run_dir)), "ckpt-*.index")))
+    found = [p for p in prefixes if os.path.isfile(p + ".index")]
+    return sorted(found, key=lambda p: (_step_of(p), p), reverse=True)
+
+
+def checkpoint_files(run_dir):
+    """Names of every checkpoint file (``ckpt-*``) in ``run_dir``, damaged ones included."""
+    return sorted(os.path.basename(p) for p in glob.glob(
+        os.path.join(glob.escape(os.fspath(run_dir)), "ckpt-*")))
+
+
+def checkpoint_problem(prefix):
+    """None if every tensor of checkpoint ``prefix`` reads back, else what is wrong (one line).
+
+    Reads the whole checkpoint, so a truncated ``.data`` file is found here
+    rather than in the middle of a restore.
+    """
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception as e:  # any damage: truncated, missing shard, bad index
+        return op_error_summary(e)
+    return None
+
+
+def op_error_summary(error):
+    """The informative line of a TensorFlow error (not "Graph execution error:")."""
+    text = getattr(error, "message", None) or str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if any(k in line for k in ("Data loss", "Not found", "not found", "corrupt",
+                                   "Invalid argument", "Out of range", "truncated",
+                                   "Unable to open", "Failed")):
+            return line
+    useful = [line for line in lines if not line.startswith(("Graph execution error",
+                                                             "Detected at node", "[["))]
+    return (useful or lines or [type(error).__name__])[0]
+
+
 def latest_checkpoint(run_dir):
-    """The newest checkpoint prefix in ``run_dir`` (see :func:`run_checkpoints`), or None."""
-    prefixes = run_checkpoints(run_dir)
-    if not prefixes or not tf.io.gfile.exists(prefixes[-1] + ".index"):
-        return None
-    return prefixes[-1]
+    """The newest checkpoint prefix in ``run_dir`` (see :func:`checkpoint_candidates`), or None."""
+    prefixes = checkpoint_candidates(run_dir)
+    return prefixes[0] if prefixes else None
 
 
 def resolve_run(path):
@@ -178,7 +233,8 @@ class CompressionModel:
         try:
             stored = dict(tf.train.list_variables(self.checkpoint))
         except Exception as e:  # corrupt or unreadable checkpoint files
-            raise ModelLoadError(f"cannot read checkpoint {self.checkpoint!r}: {e}") from None
+            raise ModelLoadError(
+                f"cannot read checkpoint {self.checkpoint!r}: {op_error_summary(e)}") from None
         var_list, uses_ema = {}, False
         for v in self.graph.get_collection(_v1.GraphKeys.GLOBAL_VARIABLES):
             name = v.name.split(":")[0]
@@ -201,7 +257,7 @@ class CompressionModel:
             _v1.train.Saver(var_list=var_list).restore(self.session, self.checkpoint)
         except tf.errors.OpError as e:  # truncated or damaged .data files
             raise ModelLoadError(
-                f"cannot read checkpoint {self.checkpoint!r}: {e.message.splitlines()[0]}"
+                f"cannot read checkpoint {self.checkpoint!r}: {op_error_summary(e)}"
             ) from None
         return uses_ema
 
@@ -247,13 +303,17 @@ class CompressionModel:
         feed = {self._images: image[None]}
         return self.session.run(self._symbols_out, feed)[0]
 
-    def decode(self, symbols, seed, labels=None, tile=None):
+    def decode(self, symbols, seed, labels=None, tile=None, as_uint8=False):
         """Symbols ``[h, w, C]`` and the noise seed -> float image ``[16h, 16w, 3]`` in [-1, 1].
 
-        Images above :attr:`tile_threshold` pixels are decoded in tiles of
-        ``tile`` x ``tile`` bottleneck pixels (default :attr:`tile_size`) so
-        memory stays bounded; ``tile=0`` forces one pass.  Tiling is
-        seam-free: see :meth:`decode_tiled`.
+        ``seed`` is the file's u64 (seeds of 2**63 and above reach the
+        noise generator as their two's-complement int64).  Images above
+        :attr:`tile_threshold` pixels are decoded in tiles of ``tile`` x
+        ``tile`` bottleneck pixels (default :attr:`tile_size`) so memory
+        stays bounded; ``tile=0`` forces one pass.  Tiling is seam-free: see
+        :meth:`decode_tiled`.  ``as_uint8``: return uint8 (see
+        :func:`~compression.image_io.to_uint8`), converted tile by tile, so
+        no float image of the whole size is ever held.
         """
         symbols = np.asarray(symbols)
         if symbols.ndim != 3 or symbols.shape[2] != self.config.channels:
@@ -261,21 +321,26 @@ class CompressionModel:
                 f"symbols must have shape [h, w, {self.config.channels}], got {symbols.shape}"
             )
         h, w = symbols.shape[:2]
-        feed = {self._symbols_in: symbols[None].astype(np.int32), self._seed: int(seed)}
+        seed = int(seed)
+        if not 0 <= seed < 2**64:
+            raise ConfigError(f"seed must be in [0, 2**64), got {seed}")
+        feed = {self._symbols_in: symbols[None].astype(np.int32),
+                self._seed: seed - 2**64 if seed >= 2**63 else seed}
         feed.update(self._check_labels(labels, 16 * h, 16 * w))
         if tile is None:
             tile = self.tile_for(h, w)
         if not tile or (h <= tile and w <= tile):
-            return self.session.run(self._reconstruction, feed)[0]
+            image = self.session.run(self._reconstruction, feed)[0]
+            return to_uint8(image) if as_uint8 else image
         features = self.session.run(self._features, feed)[0]
-        return self.decode_tiled(features, tile)
+        return self.decode_tiled(features, tile, as_uint8=as_uint8)
 
     def tile_for(self, h, w):
         """The tile size :meth:`decode` uses for an ``[h, w]`` bottleneck; 0 for one pass."""
         tile = self.tile_size if 256 * h * w > self.tile_threshold else 0
         return tile if tile and (h > tile or w > tile) else 0
 
-    def decode_tiled(self, features, tile):
+    def decode_tiled(self, features, tile, as_uint8=False):
         """Run the decoder's upsampling tail over ``features`` ``[h, w, F]`` tile by tile.
 
         Every tile is extended by a halo of :attr:`tile_halo` bottleneck
@@ -311,12 +376,12 @@ class CompressionModel:
             mean = total / count
             feed[mean_in] = mean.astype(np.float32)
             feed[var_in] = np.maximum(square / count - mean * mean, 0.0).astype(np.float32)
-        out = np.empty((16 * h, 16 * w, 3), np.float32)
+        out = np.empty((16 * h, 16 * w, 3), np.uint8 if as_uint8 else np.float32)
         for (r0, r1, c0, c1), (i0, j0), window in tiles:
             feed[self._tile_in] = window
             image = self.session.run(self._tile_out, feed)[0]
-            out[16 * r0:16 * r1, 16 * c0:16 * c1] = image[16 * (r0 - i0):16 * (r1 - i0),
-                                                          16 * (c0 - j0):16 * (c1 - j0)]
+            image = image[16 * (r0 - i0):16 * (r1 - i0), 16 * (c0 - j0):16 * (c1 - j0)]
+            out[16 * r0:16 * r1, 16 * c0:16 * c1] = to_uint8(image) if as_uint8 else image
         return out
 
     def close(self):

@@ -17,14 +17,13 @@ import io
 import json
 import math
 import numbers
-import os
-import secrets
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
+from compression.files import write_atomic
 from compression.image_io import image_from_array, write_image
 
 __all__ = [
@@ -34,20 +33,6 @@ __all__ = [
     "write_csv",
     "write_json",
 ]
-
-
-def _atomic_write_text(path, text):
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(4)}.partial")
-    try:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _finite(value):
@@ -232,7 +217,7 @@ def write_csv(rows, path, columns=None):
             k: (v.item() if isinstance(v, np.generic) else v)
             for k, v in row.items() if k in columns
         })
-    _atomic_write_text(path, buf.getvalue())
+    write_atomic(path, buf.getvalue(), overwrite=True)
 
 
 def write_json(rows, path):
@@ -241,4 +226,4 @@ def write_json(rows, path):
     JSON has no ``inf``/``NaN``, so non-finite numbers (the PSNR of an exact
     match) are written as ``null``; numpy values become plain numbers.
     """
-    _atomic_write_text(path, json.dumps(_plain(list(rows)), indent=2) + "\n")
+    write_atomic(path, json.dumps(_plain(list(rows)), indent=2) + "\n", overwrite=True)

@@ -30,8 +30,12 @@ from compression import data as data_lib
 from compression import metrics as metrics_lib
 from compression.config import CompressionConfig
 from compression.errors import CompressionError, DataError
+from compression.files import TEMPORARY_SUFFIX, remove_stale_temporaries, write_atomic
 from compression.inference import (
     CONFIG_NAME,
+    checkpoint_candidates,
+    checkpoint_files,
+    checkpoint_problem,
     latest_checkpoint,
     run_checkpoints,
     session_config,
@@ -61,11 +65,7 @@ class TrainResult:
 
 
 def _write_json(path, payload):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n", overwrite=True)
 
 
 def prepare_run_dir(run_dir, config, resume=False, force=False, run_info=None):
@@ -99,8 +99,17 @@ def prepare_run_dir(run_dir, config, resume=False, force=False, run_info=None):
         run_path = os.path.join(run_dir, RUN_NAME)
         saved_info = {}
         if os.path.exists(run_path):
-            with open(run_path) as f:
-                saved_info = json.load(f)
+            try:
+                with open(run_path, encoding="utf-8") as f:
+                    saved_info = json.load(f)
+            except (OSError, ValueError) as e:  # truncated, not UTF-8, a directory ...
+                raise CompressionError(
+                    f"cannot resume: {run_path} is damaged ({e}); it records the run's data "
+                    f"settings: rewrite it as JSON, e.g. {{\"data\": \"DATA_DIR\", "
+                    f"\"seed\": 0, \"resize\": null}}, or pass --force to start over"
+                ) from None
+            if not isinstance(saved_info, dict):
+                raise CompressionError(f"cannot resume: {run_path} is not a JSON object")
         return saved, saved_info, latest_checkpoint(run_dir)
     if exists and not force:
         if os.path.exists(config_path):
@@ -192,6 +201,30 @@ def _initializer_from(source, graph_variables):
             "give the new run the source run's width, channels, residual blocks, "
             "noise and semantic settings (its config.json)")
     return _v1.train.Saver(var_list=taken), ckpt, len(taken), fresh
+
+
+def _restorable_checkpoint(run_dir, log):
+    """The newest checkpoint of ``run_dir`` that reads back whole, or None if it has none.
+
+    A damaged checkpoint (half a ``.data`` file, a truncated ``.index``) is
+    reported by name and the one before it is tried.  Checkpoint files of
+    which none restores raise: the run is never silently started over.
+    """
+    for prefix in checkpoint_candidates(run_dir):
+        problem = checkpoint_problem(prefix)
+        if problem is None:
+            return prefix
+        log(f"checkpoint {os.path.basename(prefix)} is damaged ({problem}); "
+            "trying the one before it")
+    leftovers = checkpoint_files(run_dir)
+    if leftovers:
+        raise CompressionError(
+            f"cannot resume {run_dir}: it holds checkpoint files ({', '.join(leftovers[:4])}"
+            f"{' ...' if len(leftovers) > 4 else ''}) but none of them can be restored; "
+            "restore them from a backup, or pass --force (without --resume) to start over "
+            "(the old run is moved aside, not deleted)"
+        )
+    return None
 
 
 def _device_message():
@@ -330,6 +363,14 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
                 config is not None and config.semantic_classes))
     fresh_dir = not (os.path.isdir(run_dir) and os.listdir(run_dir)) or (force and not resume)
     config, info, ckpt = prepare_run_dir(run_dir, config, resume, force, run_info)
+    # Saves killed mid-write leave TensorFlow's *.tempstate* files (up to the
+    # size of a checkpoint each) and our hidden temporaries; nothing reads them.
+    stale = remove_stale_temporaries(run_dir, ("*.tempstate*", f".*{TEMPORARY_SUFFIX}"))
+    if stale:
+        log(f"removed {len(stale)} leftover files of interrupted saves: {', '.join(stale[:3])}"
+            + (" ..." if len(stale) > 3 else ""))
+    if resume:
+        ckpt = _restorable_checkpoint(run_dir, log)
     seed = int(info.get("seed", seed))
     resize = tuple(info["resize"]) if info.get("resize") else resize
     if resume and not all(os.path.isdir(d) for d in data_dirs) and info.get("data"):

@@ -31,6 +31,7 @@ from compression.errors import (
     BitstreamError,
     CompressionError,
     CorruptFileError,
+    ImageTooLargeError,
     NotAGczFileError,
     TruncatedFileError,
     UnsupportedVersionError,
@@ -394,6 +395,28 @@ def test_read_file_errors(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(TruncatedFileError):
         read_file(empty)
+
+
+def test_read_file_is_bounded(tmp_path):
+    fifo = tmp_path / "x.gcz"
+    os.mkfifo(fifo)
+    with pytest.raises(CompressionError, match="FIFO"):  # refused, not waited on
+        read_file(fifo)
+    with pytest.raises(CompressionError, match="device"):
+        read_file("/dev/zero")
+    # A claim over the pixel limit is refused from the header alone.
+    huge = tmp_path / "huge.gcz"
+    huge.write_bytes(pack(make_header(image_height=65536, image_width=65536,
+                                      bottleneck_height=4096, bottleneck_width=4096), b""))
+    with pytest.raises(ImageTooLargeError, match="--max-pixels"):
+        read_file(huge)
+    assert read_file(huge, max_pixels=None)[1] == b""
+    # A payload length no coder writes for the bottleneck: refused before reading it.
+    body = bytearray(pack(make_header(), b"")[:-4])
+    body[HEADER_SIZE - 4:HEADER_SIZE] = (2**32 - 1).to_bytes(4, "big")
+    (tmp_path / "long.gcz").write_bytes(bytes(body) + bytes(100))
+    with pytest.raises(CorruptFileError, match="longer than any coder"):
+        read_file(tmp_path / "long.gcz")
 
 
 # --- fingerprint ------------------------------------------------------------

@@ -224,3 +224,77 @@ def test_missing_model_and_inputs(capsys, tiny_run, images, tmp_path):
     (tmp_path / "empty").mkdir()
     code, _, err = run_cli(capsys, "encode", tmp_path / "empty", "--model", tiny_run)
     assert code == 2 and "no input files" in err
+
+
+# --- hostile inputs and safe outputs ------------------------------------------------
+
+
+def test_decode_refuses_devices_and_fifos(capsys, tiny_run, tmp_path):
+    fifo = tmp_path / "x.gcz"
+    os.mkfifo(fifo)
+    for src in ("/dev/zero", fifo):  # neither reads forever nor blocks
+        code, _, err = run_cli(capsys, "decode", src, "--model", tiny_run, "--out-dir", tmp_path)
+        assert code == 1 and "not a regular .gcz file" in err and "cannot read" in err, err
+    code, _, err = run_cli(capsys, "info", fifo)
+    assert code == 1 and "FIFO" in err
+
+
+def test_decode_pixel_limit(capsys, tiny_run, images, tmp_path):
+    gcz = tmp_path / "a.gcz"
+    assert run_cli(capsys, "encode", images[0], "--model", tiny_run, "-o", gcz)[0] == 0
+    code, _, err = run_cli(capsys, "decode", gcz, "--model", tiny_run, "--out-dir", tmp_path,
+                           "--max-pixels", "100")
+    assert code == 1 and "--max-pixels" in err and "1536 pixels" in err
+    assert not (tmp_path / "a.png").exists()
+    assert run_cli(capsys, "decode", gcz, "--model", tiny_run, "--out-dir", tmp_path,
+                   "--max-pixels", "0")[0] == 0  # 0: no limit
+
+
+def test_encode_never_touches_a_users_partial_file_or_a_symlinks_target(
+        capsys, tiny_run, images, tmp_path):
+    folder = os.path.dirname(images[0])
+    mine = os.path.join(folder, "a.gcz.partial")
+    with open(mine, "wb") as f:
+        f.write(b"my notes")
+    target = tmp_path / "precious"
+    target.write_bytes(b"keep")
+    os.symlink(target, os.path.join(folder, "a.gcz"))
+    code, _, err = run_cli(capsys, "encode", images[0], "--model", tiny_run)
+    assert code == 1 and "--force" in err
+    assert run_cli(capsys, "encode", images[0], "--model", tiny_run, "--force")[0] == 0
+    assert target.read_bytes() == b"keep"  # the link was replaced, not written through
+    with open(mine, "rb") as f:
+        assert f.read() == b"my notes"
+    assert not [n for n in os.listdir(folder) if n.endswith(".tmp")]
+
+
+def test_two_inputs_with_one_output_name(capsys, tiny_run, images, tmp_path):
+    bmp = os.path.join(os.path.dirname(images[0]), "a.bmp")
+    Image.open(images[0]).save(bmp)
+    code, _, err = run_cli(capsys, "encode", images[0], bmp, "--model", tiny_run, "--force")
+    assert code == 2 and images[0] in err and bmp in err and "both" in err
+    assert not os.path.exists(images[0][:-4] + ".gcz")  # refused before any work
+
+
+def test_leading_dash_names_and_info_on_a_directory(capsys, tiny_run, images, tmp_path,
+                                                    monkeypatch):
+    monkeypatch.chdir(os.path.dirname(images[0]))
+    os.rename("a.png", "-a.png")
+    with pytest.raises(SystemExit):
+        main(["encode", "-a.png", "--model", str(tiny_run)])
+    err = capsys.readouterr().err
+    assert "put -- before" in err and "-- -a.png" in err
+    assert run_cli(capsys, "encode", "--model", tiny_run, "--", "-a.png")[0] == 0
+    (tmp_path / "nothing").mkdir()
+    code, _, err = run_cli(capsys, "info", tmp_path / "nothing")
+    assert code == 2 and "no .gcz files" in err
+
+
+def test_seed_range(capsys, tiny_run, images, tmp_path):
+    code, _, err = run_cli(capsys, "encode", images[0], "--model", tiny_run, "--seed",
+                           str(2**64))
+    assert code == 2 and "--seed" in err
+    gcz = tmp_path / "a.gcz"
+    assert run_cli(capsys, "encode", images[0], "--model", tiny_run, "-o", gcz, "--seed",
+                   str(2**64 - 1))[0] == 0
+    assert run_cli(capsys, "decode", gcz, "--model", tiny_run, "--out-dir", tmp_path)[0] == 0

@@ -16,6 +16,7 @@ from compression.errors import (
     BitstreamError,
     CorruptFileError,
     ImageReadError,
+    ImageTooLargeError,
     ModelMismatchError,
     NotAGczFileError,
     TruncatedFileError,
@@ -116,6 +117,20 @@ def test_noise_seed_from_the_header_is_used(tiny_model):
 def test_bad_seed(tiny_model):
     with pytest.raises(ValueError, match="seed"):
         encode(tiny_model, noise(16, 16), seed=-1)
+    with pytest.raises(ValueError, match="2\\*\\*64"):
+        encode(tiny_model, noise(16, 16), seed=2**64)
+
+
+def test_seeds_are_u64_end_to_end(tiny_model):
+    # The container stores a u64; seeds of 2**63 and above used to reach
+    # session.run as a raw TypeError.
+    image = noise(16, 32, 4)
+    for seed in (2**63, 2**64 - 1):
+        data = encode(tiny_model, image, seed=seed)
+        assert bitstream.unpack(data)[0].seed == seed
+        assert decode(tiny_model, data).shape == (16, 32, 3)
+    assert not np.array_equal(decode(tiny_model, encode(tiny_model, image, seed=2**63)),
+                              decode(tiny_model, encode(tiny_model, image, seed=0)))
 
 
 # --- errors -----------------------------------------------------------------------
@@ -220,6 +235,58 @@ def test_random_damage_only_raises_codec_errors(tiny_model, small_file):
     print(f"300 damaged files in {elapsed:.1f} s: {outcomes}; header is {header_size} bytes")
     assert elapsed < 60
     assert {"CorruptFileError", "TruncatedFileError", "ModelMismatchError"} <= set(outcomes)
+
+
+# --- bounded decoding -----------------------------------------------------------
+
+
+def crafted(model, height, width, payload=b""):
+    """A file with a valid CRC and the model's fingerprint claiming ``height x width``."""
+    header = bitstream.Header(
+        fingerprint=model.fingerprint, image_height=height, image_width=width,
+        bottleneck_channels=model.config.channels, bottleneck_height=-(-height // 16),
+        bottleneck_width=-(-width // 16), num_centers=model.config.num_centers, seed=0)
+    return bitstream.pack(header, payload)
+
+
+def test_a_small_file_cannot_claim_a_huge_image(tiny_model):
+    start = time.monotonic()
+    with pytest.raises(ImageTooLargeError, match="--max-pixels"):
+        decode(tiny_model, crafted(tiny_model, 65536, 65536))
+    # Under the limit, an empty payload must still justify its size.
+    with pytest.raises(CorruptFileError, match="too short"):
+        decode(tiny_model, crafted(tiny_model, 1024, 1024))
+    assert time.monotonic() - start < 5  # refused before any decoding work
+    with pytest.raises(ImageTooLargeError):
+        decode(tiny_model, crafted(tiny_model, 64, 64), max_pixels=64 * 63)
+
+
+def test_empty_short_and_overlong_payloads_are_refused(tiny_model, small_file):
+    header, payload = bitstream.unpack(small_file)
+    for bad in (b"", payload[:-4], payload + bytes(4), payload + b"\xff" * 8):
+        with pytest.raises(CorruptFileError):
+            decode(tiny_model, bitstream.pack(header, bad))
+
+
+def test_decode_accepts_a_path(tiny_model, small_file, tmp_path):
+    path = tmp_path / "a.gcz"
+    path.write_bytes(small_file)
+    np.testing.assert_array_equal(decode(tiny_model, str(path)), decode(tiny_model, small_file))
+    np.testing.assert_array_equal(decode(tiny_model, path), decode(tiny_model, small_file))
+    with pytest.raises(TypeError, match="bytes or the path"):
+        decode(tiny_model, 12345)
+
+
+def test_tiled_uint8_decode_equals_the_float_path(tiny_model):
+    rng = np.random.default_rng(3)
+    symbols = rng.integers(0, tiny_model.config.num_centers, (10, 13, tiny_model.config.channels))
+    whole = tiny_model.decode(symbols, 7, tile=0)
+    tiled = tiny_model.decode(symbols, 7, tile=4, as_uint8=True)
+    assert tiled.dtype == np.uint8
+    from compression.image_io import to_uint8
+
+    # Tiles see the same neighbourhood and statistics: equal up to float rounding.
+    assert np.abs(tiled.astype(int) - to_uint8(whole).astype(int)).max() <= 1
 
 
 @pytest.mark.parametrize("shape", [(15, 15, 3), (15, 40, 3), (40, 15), (16, 15, 3)])

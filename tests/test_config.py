@@ -239,3 +239,38 @@ def test_for_bpp_rejects_unreachable_or_invalid_rates(bpp):
 def test_for_bpp_refuses_explicit_channels():
     with pytest.raises(ConfigError, match="channels"):
         CompressionConfig.for_bpp(0.07, channels=4)
+
+
+# --- hostile or damaged config.json -------------------------------------------------
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b'{"format": "gcompress-config", "version": "1", "config": {}}', "must be an integer"),
+    (b"\xff\xfe{not utf-8", "not UTF-8"),
+    (b"[" * 200_000, "nested too deeply"),
+    (b'{"format": "gcompress-config", "version": 1, "config": {"channels": 4', "not valid JSON"),
+])
+def test_every_unreadable_config_is_a_config_error_naming_the_file(tmp_path, content, fragment):
+    path = tmp_path / "config.json"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=fragment) as info:
+        CompressionConfig.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_config_path_that_is_a_directory(tmp_path):
+    (tmp_path / "config.json").mkdir()
+    with pytest.raises(ConfigError, match="directory"):
+        CompressionConfig.load(tmp_path / "config.json")
+
+
+@pytest.mark.parametrize("fields, fragment", [
+    (dict(centers="12345"), "centers"), (dict(centers=[-1.0, math.inf]), "centers"),
+    (dict(centers=5), "centers"), (dict(residual_blocks=100_000), "residual_blocks"),
+    (dict(noise_dim=10**6), "noise_dim"), (dict(upsample_dim=2**20), "upsample_dim"),
+    (dict(width=1000.0), "width"), (dict(crop_height=2**20), "crop_height"),
+    (dict(discriminator_width=100.0), "discriminator_width"),
+])
+def test_fields_have_upper_bounds_and_sane_types(fields, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        CompressionConfig(**fields)

@@ -291,6 +291,16 @@ def test_later_image_of_another_size_is_skipped(tmp_path):
     assert ds.skip_counter.count == 1
 
 
+def test_a_small_image_is_skipped_wherever_it_is(tmp_path):
+    # One rule: first among the eagerly checked files or later, it is skipped.
+    images = [np.full((8, 8, 3), 25, np.uint8)] + [np.full((16, 24, 3), 5, np.uint8)] * 3
+    root = _write_tree(tmp_path, "val", [f"s{k}" for k in range(4)], images)
+    with pytest.warns(SkippedFileWarning, match="smaller than the crop"):
+        ds = make_dataset(find_examples(root, "val"), crop_size=(16, 24), batch_size=4,
+                          training=False)
+        assert sum(b["image"].shape[0] for b in _batches(ds)) == 3
+
+
 def test_crop_larger_than_image_is_a_data_error(tree):
     examples = find_examples(tree, "train")
     with pytest.raises(DataError, match="--crop") as info:

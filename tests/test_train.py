@@ -171,6 +171,87 @@ def test_sigkill_resume_then_sigterm(tiny_data, tmp_path, processes):
     assert checkpoint_steps(run)[-1] == stopped_at
 
 
+# --- damaged runs ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(tmp_path_factory):
+    """A tiny run with intact checkpoints at steps 2 and 4 (copied by each test)."""
+    from compression.train import train
+
+    root = tmp_path_factory.mktemp("damaged")
+    data = write_tiny_data(root / "data")
+    run = root / "run"
+    train(TINY, data, str(run), steps=4, checkpoint_every=2, val_images=0, progress=False,
+          log=lambda *_: None)
+    assert checkpoint_steps(run) == [2, 4]
+    return data, run
+
+
+def _resume(data, run, steps=5):
+    from compression.train import train
+
+    lines = []
+    result = train(None, data, str(run), steps=steps, resume=True, checkpoint_every=0,
+                   val_images=0, progress=False, log=lines.append)
+    return result, "\n".join(lines)
+
+
+@pytest.mark.parametrize("damage", ["half data", "truncated index", "missing index"])
+def test_resume_falls_back_past_a_damaged_newest_checkpoint(two_checkpoints, tmp_path, damage):
+    import shutil
+
+    data, source = two_checkpoints
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    newest = run / "ckpt-4"
+    if damage == "half data":
+        blob = (run / "ckpt-4.data-00000-of-00001").read_bytes()
+        (run / "ckpt-4.data-00000-of-00001").write_bytes(blob[:len(blob) // 2])
+    elif damage == "truncated index":
+        blob = (run / "ckpt-4.index").read_bytes()
+        (run / "ckpt-4.index").write_bytes(blob[:len(blob) // 3])
+    else:
+        os.remove(str(newest) + ".index")
+    result, log = _resume(data, run)
+    assert "resumed from ckpt-2 at step 2" in log, log  # never from step 0
+    if damage != "missing index":
+        assert "ckpt-4 is damaged" in log
+    assert result.step == 5
+
+
+def test_resume_without_the_checkpoint_index_and_with_debris(two_checkpoints, tmp_path):
+    import shutil
+
+    data, source = two_checkpoints
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    os.remove(run / "checkpoint")
+    stale = run / "ckpt-6.data-00000-of-00001.tempstate8071712870"
+    stale.write_bytes(bytes(1000))
+    result, log = _resume(data, run)
+    assert "resumed from ckpt-4 at step 4" in log, log
+    assert "removed 1 leftover files" in log and not stale.exists()
+
+
+def test_resume_refuses_to_start_over_and_names_damage(two_checkpoints, tmp_path, capsys):
+    import shutil
+
+    from compression.errors import CompressionError
+
+    data, source = two_checkpoints
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    for step in (2, 4):
+        (run / f"ckpt-{step}.data-00000-of-00001").write_bytes(b"")
+    with pytest.raises(CompressionError, match="none of them can be restored.*--force"):
+        _resume(data, run)
+    (run / "run.json").write_text('{"data": "/x", "se')
+    assert main(["train", "--data", str(data), "--out", str(run), "--resume", "--steps", "5",
+                 "--no-progress"]) == 2
+    assert_clean_error(capsys, "run.json is damaged")
+
+
 # --- data problems ------------------------------------------------------------------
 
 
