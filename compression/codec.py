@@ -20,13 +20,13 @@ import os
 import numpy as np
 
 from compression import bitstream
-from compression.encoder import DOWNSAMPLING
+from compression.config import DOWNSAMPLING
 from compression.entropy_model import bound_bits, decode_symbols, encode_symbols
 from compression.errors import CorruptFileError, ModelMismatchError, UnsupportedVersionError
 from compression.image_io import crop_to, image_from_array, pad_to_multiple, to_float
 
-__all__ = ["EncodeResult", "encode", "decode", "encode_image", "decode_image", "file_stats",
-           "DEFAULT_MAX_PIXELS"]
+__all__ = ["EncodeResult", "encode", "decode", "encode_image", "decode_image", "read_symbols",
+           "file_stats", "DEFAULT_MAX_PIXELS"]
 
 #: Decoding refuses files that claim more pixels than this unless told otherwise
 #: (``max_pixels``, ``--max-pixels``); see :func:`compression.bitstream.check_pixels`.
@@ -123,15 +123,14 @@ def _check_header(model, header):
         )
 
 
-def decode_image(model, data, max_pixels=DEFAULT_MAX_PIXELS):
-    """Decode a ``.gcz`` file -> ``(uint8 image [H, W, 3], header)``.
+def read_symbols(model, data, max_pixels=DEFAULT_MAX_PIXELS):
+    """Everything of decoding below the neural decoder: ``(header, symbols [h, w, C])``.
 
-    ``data`` is the file's bytes or its path.  Work and memory are bounded
-    before anything is allocated: a file claiming more than ``max_pixels``
-    pixels raises :class:`~compression.errors.ImageTooLargeError` (``None``:
-    no limit), a payload too short for the claimed size or not exactly the
-    coder's stream raises :class:`~compression.errors.CorruptFileError`, and
-    large images decode in tiles straight into the uint8 result.
+    Reads and verifies the container (bytes or a path), checks the pixel
+    limit and the header against ``model`` (its ``config``, ``fingerprint``
+    and ``probabilities``; no TensorFlow is needed) and entropy-decodes the
+    payload.  Raises only the project's errors (``BitstreamError``
+    subclasses, ``ModelMismatchError``); ``TypeError`` for a wrong ``data``.
     """
     if isinstance(data, (str, os.PathLike)):
         header, payload = bitstream.read_file(data, max_pixels)
@@ -142,7 +141,20 @@ def decode_image(model, data, max_pixels=DEFAULT_MAX_PIXELS):
                         f"got {type(data).__name__}")
     bitstream.check_pixels(header.image_height, header.image_width, max_pixels)
     _check_header(model, header)
-    symbols = decode_symbols(payload, header.bottleneck_shape, model.probabilities)
+    return header, decode_symbols(payload, header.bottleneck_shape, model.probabilities)
+
+
+def decode_image(model, data, max_pixels=DEFAULT_MAX_PIXELS):
+    """Decode a ``.gcz`` file -> ``(uint8 image [H, W, 3], header)``.
+
+    ``data`` is the file's bytes or its path.  Work and memory are bounded
+    before anything is allocated: a file claiming more than ``max_pixels``
+    pixels raises :class:`~compression.errors.ImageTooLargeError` (``None``:
+    no limit), a payload too short for the claimed size or not exactly the
+    coder's stream raises :class:`~compression.errors.CorruptFileError`, and
+    large images decode in tiles straight into the uint8 result.
+    """
+    header, symbols = read_symbols(model, data, max_pixels)
     reconstruction = model.decode(symbols, header.seed, as_uint8=True)
     image = crop_to(reconstruction, (header.image_height, header.image_width))
     return image, header

@@ -31,6 +31,9 @@ _FINGERPRINT_FIELDS = frozenset((
 ))
 
 
+#: The encoder's total downsampling: the bottleneck is ``[H/16, W/16, C]``.
+DOWNSAMPLING = 16
+
 #: Relative tolerance of :meth:`CompressionConfig.for_bpp` (the paper's rates are rounded).
 FOR_BPP_TOLERANCE = 0.02
 

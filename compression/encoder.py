@@ -8,6 +8,7 @@ values, which a ReLU there would leave unused.
 
 import tensorflow as tf
 
+from compression.config import DOWNSAMPLING
 from compression.errors import ConfigError
 from noisegen.layers import instance_norm, reflect_conv2d
 from noisegen.slim_compat import slim
@@ -16,7 +17,6 @@ __all__ = ["encoder", "check_image_size", "conv_norm_relu", "layer_scope", "ENCO
            "DOWNSAMPLING"]
 
 ENCODER_SCOPE = "encoder"
-DOWNSAMPLING = 16
 
 _v1 = tf.compat.v1
 

@@ -1,0 +1,35 @@
+"""``scripts/fuzz_decoder.py``: mutated .gcz files give only the project's own errors."""
+
+import importlib.util
+import os
+
+from conftest import REPO_ROOT
+
+
+def _harness():
+    spec = importlib.util.spec_from_file_location(
+        "fuzz_decoder", os.path.join(REPO_ROOT, "scripts", "fuzz_decoder.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_two_thousand_mutants_below_tensorflow():
+    lines = []
+    summary = _harness().run(2000, level="entropy", seed=1, time_limit=30,
+                             log=lines.append)
+    assert summary["ok"], summary["unexpected"]
+    assert summary["crc_fixed"] == 1000
+    assert summary["seconds"] < 60
+    assert "UNEXPECTED" not in summary["outcomes"]
+    # Every crafted kind was tried, and payload damage rarely decodes silently.
+    assert set(summary["by_kind"]) >= {"claim", "payload-empty", "payload-flip", "header"}
+    assert summary["silent"] <= 0.05 * summary["payload_mutants"]
+    assert any("silent decodes" in line for line in lines)
+
+
+def test_fifty_mutants_through_the_whole_decoder(tiny_model):
+    summary = _harness().run(50, level="full", seed=2, model=tiny_model, time_limit=60,
+                             log=lambda *_: None)
+    assert summary["ok"], summary["unexpected"]
+    assert sum(summary["outcomes"].values()) == 50
