@@ -84,7 +84,7 @@ KNOWN_FLAGS = FLAG_SEMANTIC_MAP | FLAG_SELECTIVE_MASK
 #: Length of the model fingerprint in bytes.
 FINGERPRINT_SIZE = 16
 #: Default limit on the pixels (H * W) a file may claim: see :func:`check_pixels`.
-DEFAULT_MAX_PIXELS = 32 * 2**20
+DEFAULT_MAX_PIXELS = 2**24
 #: Upper bound on h * w * C.  It keeps a corrupt (or hostile) header from
 #: making the decoder allocate absurd memory: the u16 fields alone would allow
 #: 2**48 symbols.  2**31 int32 symbols is 8 GiB, far beyond any real image.
@@ -341,7 +341,9 @@ def check_pixels(height: int, width: int, max_pixels: int | None) -> None:
     ``max_pixels=None`` disables the limit.  Like Pillow's decompression-bomb
     guard, the limit stops a small file from claiming an image so large that
     decoding it would exhaust time or memory (the default,
-    :data:`DEFAULT_MAX_PIXELS`, is 32 Mpixel, e.g. 8192x4096).
+    :data:`DEFAULT_MAX_PIXELS`, is 2**24 = 16.8 Mpixel, e.g. 4096x4096: any
+    12-Mpixel phone photo, any 4K frame; decoding that size peaks at about
+    1 GiB with a width-0.25 model, see docs/reliability.md).
     """
     if max_pixels is not None and height * width > max_pixels:
         raise ImageTooLargeError(

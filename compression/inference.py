@@ -183,6 +183,11 @@ class CompressionModel:
     tile_threshold = 1024 * 1024
     #: Tile side in bottleneck pixels (32 -> 512x512 output pixels).
     tile_size = 32
+    #: Above this many output pixels (2048x2048), tiles of :attr:`large_tile_size`:
+    #: measured with the width-0.25 model at 4096x4096, 16-pixel tiles peak at
+    #: 1.01 GiB against 1.21 GiB for 32 (and take 30% longer).
+    large_image = 2048 * 2048
+    large_tile_size = 16
     #: Overlap in bottleneck pixels on each side of a tile (64 output pixels).
     tile_halo = 4
 
@@ -337,8 +342,11 @@ class CompressionModel:
 
     def tile_for(self, h, w):
         """The tile size :meth:`decode` uses for an ``[h, w]`` bottleneck; 0 for one pass."""
-        tile = self.tile_size if 256 * h * w > self.tile_threshold else 0
-        return tile if tile and (h > tile or w > tile) else 0
+        pixels = 256 * h * w
+        if pixels <= self.tile_threshold:
+            return 0
+        tile = self.tile_size if pixels <= self.large_image else self.large_tile_size
+        return tile if h > tile or w > tile else 0
 
     def decode_tiled(self, features, tile, as_uint8=False):
         """Run the decoder's upsampling tail over ``features`` ``[h, w, F]`` tile by tile.

@@ -266,6 +266,45 @@ def run(mutants, level="entropy", seed=0, model=None, time_limit=30.0,
     return summary
 
 
+def probe(model, sizes, log=print):
+    """Decode valid files claiming each ``(height, width)`` of ``sizes``; time and peak memory.
+
+    The files are honest (random symbols drawn from the model's own
+    probabilities, so their payloads justify their sizes): this is the cost a
+    hostile file of that claimed size can force.  Returns one dict per size.
+    """
+    from compression.codec import decode
+    from compression.entropy_model import encode_symbols
+
+    rng = np.random.default_rng(0)
+    memory, rows = _PeakMemory(), []
+    probs = model.probabilities
+    for height, width in sizes:
+        shape = (-(-height // 16), -(-width // 16), model.config.channels)
+        symbols = np.stack([rng.choice(probs.shape[1], size=shape[:2], p=probs[c] / probs[c].sum())
+                            for c in range(shape[2])], -1)
+        header = bitstream.Header(
+            fingerprint=model.fingerprint, image_height=height, image_width=width,
+            bottleneck_channels=shape[2], bottleneck_height=shape[0],
+            bottleneck_width=shape[1], num_centers=model.config.num_centers, seed=1)
+        data = bitstream.pack(header, encode_symbols(symbols, probs))
+        memory.reset()
+        began = time.monotonic()
+        image = decode(model, data, max_pixels=None)
+        seconds = time.monotonic() - began
+        peak = memory.peak_bytes()
+        del image
+        row = {"height": height, "width": width, "megapixels": height * width / 1e6,
+               "file_bytes": len(data), "seconds": round(seconds, 2),
+               "seconds_per_megapixel": round(seconds / (height * width / 1e6), 3),
+               "peak_memory_bytes": peak}
+        rows.append(row)
+        log(f"{width}x{height} ({row['megapixels']:.1f} Mpixel, file {len(data)} bytes): "
+            f"{seconds:.1f} s ({row['seconds_per_megapixel']:.2f} s/Mpixel)"
+            + (f", peak memory {peak / 2**30:.2f} GiB" if peak else ""))
+    return rows
+
+
 def _default_model(directory):
     from compression.config import CompressionConfig
     from compression.inference import initialize_run, load_model
@@ -285,16 +324,27 @@ def main(argv=None):
     p.add_argument("--time-limit", type=float, default=30.0, help="seconds per mutant")
     p.add_argument("--memory-limit-gib", type=float, default=1.2, help="peak per mutant")
     p.add_argument("--json", default=None, help="also write the summary here")
+    p.add_argument("--probe", default=None, metavar="HxW,...",
+                   help="instead of fuzzing, decode honest files claiming these sizes with the "
+                        "full decoder and report time and peak memory")
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     model = None
-    if args.level == "full":
+    if args.level == "full" or args.probe:
         import tempfile
 
         from compression.inference import load_model
 
         scratch = tempfile.mkdtemp(prefix="fuzz-model-")
         model = load_model(args.model) if args.model else _default_model(scratch)
+    if args.probe:
+        sizes = [tuple(int(v) for v in item.lower().split("x")) for item in args.probe.split(",")]
+        rows = probe(model, sizes)
+        if args.json:
+            from compression.files import write_atomic
+
+            write_atomic(args.json, json.dumps(rows, indent=2) + "\n", overwrite=True)
+        return 0
     summary = run(args.mutants, args.level, args.seed, model, args.time_limit,
                   int(args.memory_limit_gib * 2**30))
     if args.json:

@@ -33,3 +33,9 @@ def test_fifty_mutants_through_the_whole_decoder(tiny_model):
                              log=lambda *_: None)
     assert summary["ok"], summary["unexpected"]
     assert sum(summary["outcomes"].values()) == 50
+
+
+def test_probe_decodes_honest_files_of_the_claimed_sizes(tiny_model):
+    rows = _harness().probe(tiny_model, [(48, 80), (96, 160)], log=lambda *_: None)
+    assert [(r["height"], r["width"]) for r in rows] == [(48, 80), (96, 160)]
+    assert all(r["seconds"] >= 0 and r["file_bytes"] > 54 for r in rows)

@@ -39,9 +39,9 @@ def test_large_images_are_tiled_automatically(tiny_model, symbols, monkeypatch):
     calls = []
     original = type(tiny_model).decode_tiled
 
-    def spy(self, features, tile):
+    def spy(self, features, tile, as_uint8=False):
         calls.append(tile)
-        return original(self, features, tile)
+        return original(self, features, tile, as_uint8=as_uint8)
 
     monkeypatch.setattr(type(tiny_model), "decode_tiled", spy)
     monkeypatch.setattr(tiny_model, "tile_threshold", 64 * 64)
@@ -63,3 +63,13 @@ def test_tile_for_says_what_decode_does(tiny_model, monkeypatch):
     assert tiny_model.tile_for(2, 40) == 4         # wide strips are tiled too
     monkeypatch.setattr(tiny_model, "tile_size", 64)
     assert tiny_model.tile_for(5, 4) == 0          # above the threshold but fits one tile
+
+
+def test_large_images_use_smaller_tiles(tiny_model, monkeypatch):
+    # Smaller tiles bound the peak memory of the largest images (docs/reliability.md).
+    monkeypatch.setattr(tiny_model, "tile_threshold", 64 * 64)
+    monkeypatch.setattr(tiny_model, "tile_size", 8)
+    monkeypatch.setattr(tiny_model, "large_image", 256 * 16 * 16)
+    monkeypatch.setattr(tiny_model, "large_tile_size", 4)
+    assert tiny_model.tile_for(12, 12) == 8        # up to large_image: the usual tiles
+    assert tiny_model.tile_for(20, 20) == 4        # above it: the small ones
