@@ -273,6 +273,7 @@ def probe(model, sizes, log=print):
     probabilities, so their payloads justify their sizes): this is the cost a
     hostile file of that claimed size can force.  Returns one dict per size.
     """
+    from compression.cli import release_free_memory
     from compression.codec import decode
     from compression.entropy_model import encode_symbols
 
@@ -288,6 +289,8 @@ def probe(model, sizes, log=print):
             bottleneck_channels=shape[2], bottleneck_height=shape[0],
             bottleneck_width=shape[1], num_centers=model.config.num_centers, seed=1)
         data = bitstream.pack(header, encode_symbols(symbols, probs))
+        del symbols
+        release_free_memory()  # measure this file, not what earlier ones left cached
         memory.reset()
         began = time.monotonic()
         image = decode(model, data, max_pixels=None)
