@@ -188,6 +188,19 @@ def _add_compare(sub):
     p.add_argument("--force", action="store_true", help="replace an earlier comparison")
 
 
+def _add_export(sub):
+    p = sub.add_parser("export", help="write a run's inference weights only (small, loadable)",
+                       description="Write the weights a model encodes and decodes with (EMA "
+                       "decoder side, raw encoder, histogram), the config and a model card to "
+                       "OUT_DIR, loadable with --model like a run directory. float16 halves "
+                       "the size again but changes the fingerprint: decode files with the "
+                       "model that encoded them.")
+    p.add_argument("run", help="run directory or checkpoint prefix")
+    p.add_argument("out_dir", help="new (or empty) directory")
+    p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    p.add_argument("--force", action="store_true", help="write into a non-empty directory")
+
+
 def build_parser():
     parser = _Parser(
         prog="gcompress",
@@ -201,6 +214,7 @@ def build_parser():
     _add_decode(sub)
     _add_evaluate(sub)
     _add_compare(sub)
+    _add_export(sub)
     demo = sub.add_parser("demo", help="train a small model for a few minutes, then code a photo")
     demo.add_argument("--out", default="demo", help="demo directory (default: demo)")
     demo.add_argument("--data", default=None,
@@ -474,6 +488,16 @@ def _compare(args):
     return compare_command(args)
 
 
+def _export(args):
+    _quiet_tensorflow()
+    from compression.export import export_model
+
+    card = export_model(args.run, args.out_dir, dtype=args.dtype, overwrite=args.force)
+    print(f"{args.out_dir}: {card['parameters']} parameters, {card['weights_bytes']} bytes "
+          f"of {card['dtype']} weights from {card['source']}; model {card['fingerprint']}")
+    return 0
+
+
 def _demo(args):
     _quiet_tensorflow()
     from compression.demo import run_demo
@@ -503,7 +527,8 @@ def main(argv=None):
         parser.print_help()
         return 2
     handlers = {"train": _train, "encode": _encode, "decode": _decode,
-                "evaluate": _evaluate, "compare": _compare, "info": _info, "demo": _demo}
+                "evaluate": _evaluate, "compare": _compare, "info": _info, "demo": _demo,
+                "export": _export}
     if args.command not in ("train", "demo"):  # training handles SIGTERM itself
         _terminate_as_interrupt()
     try:

@@ -259,12 +259,34 @@ class CompressionModel:
                     "config.json needs; was config.json replaced after training?"
                 )
         try:
-            _v1.train.Saver(var_list=var_list).restore(self.session, self.checkpoint)
+            reader = tf.train.load_checkpoint(self.checkpoint)
+            dtypes = reader.get_variable_to_dtype_map()
+            if all(dtypes[k] == v.dtype.base_dtype for k, v in var_list.items()):
+                _v1.train.Saver(var_list=var_list).restore(self.session, self.checkpoint)
+            else:  # an export in float16 (compression.export): cast while loading
+                feeds, assigns = {}, []
+                for key, v in var_list.items():
+                    value = _v1.placeholder(v.dtype.base_dtype, v.shape)
+                    assigns.append(v.assign(value))
+                    feeds[value] = reader.get_tensor(key).astype(
+                        v.dtype.base_dtype.as_numpy_dtype)
+                self.session.run(assigns, feeds)
         except tf.errors.OpError as e:  # truncated or damaged .data files
             raise ModelLoadError(
                 f"cannot read checkpoint {self.checkpoint!r}: {op_error_summary(e)}"
             ) from None
         return uses_ema
+
+    def inference_weights(self):
+        """``{variable name: value}`` of every weight this model codes with, as loaded.
+
+        EMA averages appear under their variables' own names (they are what
+        the model uses); see :mod:`compression.export`.
+        """
+        with self.graph.as_default():
+            variables = self.graph.get_collection(_v1.GraphKeys.GLOBAL_VARIABLES)
+            values = self.session.run(variables)
+        return {v.name.split(":")[0]: value for v, value in zip(variables, values, strict=True)}
 
     def _fingerprint(self):
         """16-byte digest of the config, every decoder-side weight and the entropy model."""
