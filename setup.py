@@ -30,6 +30,8 @@ setup(
         "test": ["pytest>=8", "scikit-image>=0.24", "ruff>=0.6"],
         # HEIC in `gcompress compare`; JPEG XL needs the cjxl/djxl tools on PATH.
         "codecs": ["pillow-heif>=1.0"],
+        # Viewer of the training summaries every run writes (not needed to train).
+        "tensorboard": ["tensorboard>=2.20"],
     },
     entry_points={"console_scripts": ["gcompress=compression.cli:main"]},
     classifiers=[

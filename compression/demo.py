@@ -108,5 +108,5 @@ def run_demo(out, data=None, steps=300, log=print, progress=True):
         f"(bound {encoded.bound_bpp:.4f} bpp); decoded {decoded.shape[1]}x{decoded.shape[0]}, "
         f"PSNR {psnr(image, decoded):.2f} dB, MS-SSIM {ms_ssim(image, decoded):.4f}")
     log(f"wrote {out}/original.png and {out}/decoded.png; "
-        f"TensorBoard: tensorboard --logdir {run_dir}")
+        f"training curves: tensorboard --logdir {run_dir} (pip install -e \".[tensorboard]\")")
     return encoded, decoded

@@ -78,6 +78,13 @@ def test_version_and_help():
     assert "tensorflow imported: False" in helped.stdout  # --help stays instant
 
 
+def test_python_dash_m_compression_is_gcompress():
+    proc = subprocess.run([PYTHON, "-m", "compression", "--version"], cwd=REPO_ROOT,
+                          env=subprocess_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("gcompress ")
+
+
 def test_no_command(capsys):
     code, out, _ = run_cli(capsys)
     assert code == 2 and "COMMAND" in out
