@@ -53,9 +53,11 @@ def _series(rows, key):
 def rate_distortion_plot(rows, path, title=None):
     """Write a PNG with two panels, PSNR vs bpp and MS-SSIM vs bpp.
 
-    ``rows`` are dicts with keys ``method``, ``bpp``, ``psnr``, ``ms_ssim``;
-    each method becomes one line, in the order methods first appear.
-    Non-finite values (PSNR of an exact match) are left out.
+    ``rows`` are dicts with keys ``method``, ``bpp``, ``psnr``, ``ms_ssim``.
+    Every row is one point (one image coded by one method: the points of a
+    method are not a curve, so they are not joined), and each method's mean
+    is a larger marker of the same colour.  Non-finite values (PSNR of an
+    exact match) are left out.
     """
     # A bare Figure with the Agg canvas: no pyplot, so no global backend
     # switch and no figure kept alive in pyplot's registry.
@@ -64,8 +66,12 @@ def rate_distortion_plot(rows, path, title=None):
     panels = (("psnr", "PSNR [dB]"), ("ms_ssim", "MS-SSIM"))
     for i, (key, label) in enumerate(panels):
         ax = fig.add_subplot(1, 2, i + 1)
-        for method, (bpps, values) in _series(rows, key).items():
-            ax.plot(bpps, values, marker="o", label=method)
+        for index, (method, (bpps, values)) in enumerate(_series(rows, key).items()):
+            colour = f"C{index % 10}"
+            ax.scatter(bpps, values, s=14, alpha=0.45, color=colour)
+            ax.plot([np.mean(bpps)], [np.mean(values)], marker="D", markersize=9,
+                    color=colour, markeredgecolor="black", linestyle="none",
+                    label=f"{method} (mean of {len(bpps)})")
         ax.set_xlabel("bits per pixel")
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
