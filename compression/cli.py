@@ -271,8 +271,14 @@ def _progress(items, enabled):
     return items
 
 
-def _run_files(args, suffix, work):
-    """Apply ``work(src, dst)`` to every input; report failures and continue."""
+def _plan_files(args, suffix):
+    """``(pairs, failures)``: the ``(input, output)`` pairs of a command, before any model.
+
+    Everything that needs no TensorFlow is checked here, so a typo is
+    reported at once: inputs found, ``-o`` with one input, ``--out-dir``
+    creatable, no two inputs with one output; a missing input is reported
+    (and counted) here and left out.
+    """
     files = expand_inputs(args.inputs, (".gcz",) if suffix == ".png" else _IMAGE_EXTENSIONS)
     if not files:
         raise _CliError(f"no input files found in {args.inputs}")
@@ -291,9 +297,30 @@ def _run_files(args, suffix, work):
             raise _CliError(f"{outputs[dst]} and {src} would both be written to {dst}; "
                             "code them in separate calls with different --out-dir")
         outputs[dst] = src
-    failures = 0
-    for src in _progress(files, sys.stderr.isatty()):
-        dst = _output_path(src, args, suffix)
+    pairs, failures = [], 0
+    for src in files:
+        if not os.path.lexists(src):
+            failures += 1
+            print(f"gcompress: {src}: no such file", file=sys.stderr)
+        else:
+            pairs.append((src, _output_path(src, args, suffix)))
+    return pairs, failures
+
+
+def _check_model_path(path):
+    """The errors of :func:`compression.inference.resolve_run` that need no TensorFlow."""
+    if not os.path.exists(path) and not os.path.exists(f"{path}.index"):
+        raise _CliError(f"model {path!r} does not exist; pass a run directory")
+    if os.path.isdir(path) and not os.path.exists(os.path.join(path, "config.json")):
+        raise _CliError(f"{path!r} has no config.json; pass the directory 'gcompress train "
+                        "--out' (or 'gcompress export') wrote")
+
+
+def _run_files(args, plan, work):
+    """Apply ``work(src, dst)`` to every planned pair; report failures and continue."""
+    pairs, failures = plan
+    total = len(pairs) + failures
+    for src, dst in _progress(pairs, sys.stderr.isatty()):
         try:
             if os.path.exists(dst) and not args.force:
                 raise FileExistsError(f"{dst} exists; pass --force to overwrite it")
@@ -303,7 +330,7 @@ def _run_files(args, suffix, work):
             failures += 1
             print(f"gcompress: {src}: {_describe(e)}", file=sys.stderr)
     if failures:
-        print(f"gcompress: {failures} of {len(files)} files failed", file=sys.stderr)
+        print(f"gcompress: {failures} of {total} files failed", file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -417,13 +444,17 @@ def _load(path):
 
 
 def _encode(args):
+    if args.seed is not None and not 0 <= args.seed < 2**64:
+        raise _CliError(f"--seed must be in 0..2**64-1 (the file stores a u64), got {args.seed}")
+    plan = _plan_files(args, ".gcz")
+    if not plan[0]:
+        return _run_files(args, plan, None)  # nothing to code: no model, no TensorFlow
+    _check_model_path(args.model)
     _quiet_tensorflow()
     from compression.codec import encode_image
     from compression.files import write_atomic
     from compression.image_io import read_image
 
-    if args.seed is not None and not 0 <= args.seed < 2**64:
-        raise _CliError(f"--seed must be in 0..2**64-1 (the file stores a u64), got {args.seed}")
     model = _load(args.model)
     rate = model.config.bpp_bound()
     if args.bpp is not None and abs(args.bpp - rate) > 0.005:
@@ -438,10 +469,14 @@ def _encode(args):
         return (f"{src} -> {dst}: {len(result.data)} bytes, {result.bpp:.4f} bpp "
                 f"(bound {result.bound_bpp:.4f} bpp)")
 
-    return _run_files(args, ".gcz", work)
+    return _run_files(args, plan, work)
 
 
 def _decode(args):
+    plan = _plan_files(args, ".png")
+    if not plan[0]:
+        return _run_files(args, plan, None)
+    _check_model_path(args.model)
     _quiet_tensorflow()
     from compression.codec import decode_image
     from compression.image_io import write_image
@@ -453,7 +488,7 @@ def _decode(args):
         write_image(dst, image, overwrite=args.force)
         return f"{src} -> {dst}: {header.image_width}x{header.image_height}"
 
-    return _run_files(args, ".png", work)
+    return _run_files(args, plan, work)
 
 
 def _info(args):

@@ -305,3 +305,18 @@ def test_seed_range(capsys, tiny_run, images, tmp_path):
     assert run_cli(capsys, "encode", images[0], "--model", tiny_run, "-o", gcz, "--seed",
                    str(2**64 - 1))[0] == 0
     assert run_cli(capsys, "decode", gcz, "--model", tiny_run, "--out-dir", tmp_path)[0] == 0
+
+
+def test_mistakes_are_reported_before_tensorflow_loads(tmp_path):
+    # A missing input or model is known without TensorFlow (which takes seconds to load).
+    code = ("import sys\nfrom compression.cli import main\n"
+            f"a = main(['encode', {str(tmp_path / 'missing.png')!r}, '--model', 'x'])\n"
+            f"b = main(['decode', {str(tmp_path)!r} + '/*.gcz', '--model', 'x'])\n"
+            f"open({str(tmp_path / 'p.png')!r}, 'wb').write(b'x')\n"
+            f"c = main(['encode', {str(tmp_path / 'p.png')!r}, '--model', {str(tmp_path)!r}])\n"
+            "print(a, b, c, 'tensorflow' in sys.modules)")
+    proc = subprocess.run([PYTHON, "-c", code], cwd=REPO_ROOT, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1", "2", "2", "False"], (proc.stdout, proc.stderr)
+    assert "missing.png: no such file" in proc.stderr and "no config.json" in proc.stderr
