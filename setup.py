@@ -33,7 +33,7 @@ setup(
         # Viewer of the training summaries every run writes (not needed to train).
         "tensorboard": ["tensorboard>=2.20"],
     },
-    entry_points={"console_scripts": ["gcompress=compression.cli:main"]},
+    entry_points={"console_scripts": ["gcompress=compression.cli:console_main"]},
     classifiers=[
         "Programming Language :: Python :: 3.11",
         "Topic :: Multimedia :: Graphics",

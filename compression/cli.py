@@ -580,5 +580,13 @@ def main(argv=None):
         raise
 
 
+def console_main():
+    """The ``gcompress`` command: :func:`main` with TensorFlow's start-up lines filtered."""
+    from compression.quiet import filter_startup_lines
+
+    filter_startup_lines()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())
