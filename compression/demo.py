@@ -28,6 +28,8 @@ DEMO_CONFIG = CompressionConfig(
     discriminator_scales=2, noise_dim=32, upsample_dim=64,
     crop_height=128, crop_width=128, batch_size=2, gan_start_step=100,
     lambda_fm=2.0, g_learning_rate=5e-4, d_learning_rate=2e-4,
+    # 300 steps in all: the GAN at full weight from step 100, no warm-up or ramp.
+    lambda_gan=1.0, gan_ramp_steps=0, d_warmup_steps=0, freeze_encoder=False,
 )
 
 _SAMPLES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field",

@@ -23,6 +23,8 @@ TINY = CompressionConfig(
     channels=4, width=0.0625, residual_blocks=1, discriminator_width=0.125,
     discriminator_scales=2, noise_dim=16, upsample_dim=32, crop_height=32, crop_width=64,
     batch_size=2, gan_start_step=4,
+    # The GAN phase of these tests: full weights at once, encoder trained.
+    lambda_gan=1.0, lambda_fm=10.0, gan_ramp_steps=0, d_warmup_steps=0, freeze_encoder=False,
 )
 
 #: The same architecture as command-line options of ``gcompress train`` (noise_dim
@@ -30,6 +32,8 @@ TINY = CompressionConfig(
 TINY_CLI = [
     "--channels", "4", "--width", "0.0625", "--residual-blocks", "1", "--d-width", "0.125",
     "--d-scales", "2", "--crop", "32x64", "--batch", "2", "--gan-start-step", "4",
+    "--lambda-gan", "1", "--lambda-fm", "10", "--gan-ramp-steps", "0", "--d-warmup-steps", "0",
+    "--no-freeze-encoder",
     "--no-progress",
 ]
 

@@ -31,6 +31,8 @@ def test_defaults_are_the_measured_recipe():
     cfg = CompressionConfig()
     assert (cfg.quantizer, cfg.g_learning_rate, cfg.d_learning_rate, cfg.beta1,
             cfg.ema_decay) == ("bounded_ste", 1e-4, 1e-4, 0.9, 0.999)
+    assert (cfg.gan_start_step, cfg.d_warmup_steps, cfg.gan_ramp_steps, cfg.freeze_encoder,
+            cfg.lambda_gan, cfg.lambda_fm) == (15000, 500, 1000, True, 0.04, 0.4)
 
 
 def test_a_saved_config_without_later_fields_keeps_their_first_meaning():

@@ -62,7 +62,7 @@ def is_slot_or_shadow(name):
 
 @pytest.fixture(scope="module")
 def run():
-    cfg = CompressionConfig(**TINY, ema_decay=0.9)
+    cfg = CompressionConfig(**TINY, ema_decay=0.9, freeze_encoder=False)
     batch = smooth_batch(2, 64, 64)
     graph = tf.Graph()
     with graph.as_default():
