@@ -32,8 +32,7 @@ TINY = CompressionConfig(
 TINY_CLI = [
     "--channels", "4", "--width", "0.0625", "--residual-blocks", "1", "--d-width", "0.125",
     "--d-scales", "2", "--crop", "32x64", "--batch", "2", "--gan-start-step", "4",
-    "--lambda-gan", "1", "--lambda-fm", "10", "--gan-ramp-steps", "0", "--d-warmup-steps", "0",
-    "--no-freeze-encoder",
+    "--gan-ramp-steps", "0", "--d-warmup-steps", "0", "--no-freeze-encoder",
     "--no-progress",
 ]
 
