@@ -24,7 +24,7 @@ import numpy as np
 
 from compression.errors import CompressionError
 from compression.files import write_atomic
-from compression.inference import CONFIG_NAME, load_model
+from compression.inference import CONFIG_NAME, checkpoint_step, load_model
 
 __all__ = ["export_model", "CARD_NAME"]
 
@@ -60,7 +60,7 @@ def export_model(run, out_dir, dtype="float16", overwrite=False, card=None):
         values = model.inference_weights()
         config = model.config
         source, fingerprint = model.checkpoint, model.fingerprint.hex()
-    step = _step(source)
+    step = max(checkpoint_step(source), 0)
     stored = {name: (value.astype(_DTYPES[dtype]) if value.dtype == np.float32 else value)
               for name, value in values.items()}
     os.makedirs(out_dir, exist_ok=True)
@@ -85,7 +85,3 @@ def export_model(run, out_dir, dtype="float16", overwrite=False, card=None):
                  overwrite=True)
     return exported
 
-
-def _step(checkpoint):
-    tail = os.path.basename(checkpoint).rpartition("-")[2]
-    return int(tail) if tail.isdigit() else 0

@@ -33,6 +33,7 @@ from noisegen import sample_noise
 
 __all__ = ["CompressionModel", "load_model", "resolve_run", "latest_checkpoint",
            "run_checkpoints", "checkpoint_candidates", "checkpoint_files", "checkpoint_problem",
+           "checkpoint_step",
            "CONFIG_NAME", "session_config", "initialize_run"]
 
 CONFIG_NAME = "config.json"
@@ -73,7 +74,8 @@ def run_checkpoints(run_dir):
         os.path.join(run_dir, newest)]
 
 
-def _step_of(prefix):
+def checkpoint_step(prefix):
+    """The step in a checkpoint prefix's name (``RUN/ckpt-1500`` -> 1500), or -1."""
     tail = os.path.basename(prefix).rpartition("-")[2]
     return int(tail) if tail.isdigit() else -1
 
@@ -89,7 +91,7 @@ def checkpoint_candidates(run_dir):
     prefixes.update(p[:-len(".index")] for p in glob.glob(
         os.path.join(glob.escape(os.fspath(run_dir)), "ckpt-*.index")))
     found = [p for p in prefixes if os.path.isfile(p + ".index")]
-    return sorted(found, key=lambda p: (_step_of(p), p), reverse=True)
+    return sorted(found, key=lambda p: (checkpoint_step(p), p), reverse=True)
 
 
 def checkpoint_files(run_dir):
@@ -236,7 +238,9 @@ class CompressionModel:
 
     def _restore(self):
         try:
-            stored = dict(tf.train.list_variables(self.checkpoint))
+            reader = tf.train.load_checkpoint(self.checkpoint)
+            stored = reader.get_variable_to_shape_map()
+            dtypes = reader.get_variable_to_dtype_map()
         except Exception as e:  # corrupt or unreadable checkpoint files
             raise ModelLoadError(
                 f"cannot read checkpoint {self.checkpoint!r}: {op_error_summary(e)}") from None
@@ -259,8 +263,6 @@ class CompressionModel:
                     "config.json needs; was config.json replaced after training?"
                 )
         try:
-            reader = tf.train.load_checkpoint(self.checkpoint)
-            dtypes = reader.get_variable_to_dtype_map()
             if all(dtypes[k] == v.dtype.base_dtype for k, v in var_list.items()):
                 _v1.train.Saver(var_list=var_list).restore(self.session, self.checkpoint)
             else:  # an export in float16 (compression.export): cast while loading
