@@ -68,12 +68,15 @@ def _write_json(path, payload):
     write_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n", overwrite=True)
 
 
-def prepare_run_dir(run_dir, config, resume=False, force=False, run_info=None):
+def prepare_run_dir(run_dir, config, resume=False, force=False, run_info=None, log=print):
     """Create or check ``run_dir``; returns ``(config, run_info, checkpoint or None)``.
 
     * new or empty directory: writes ``config.json`` and ``run.json``;
     * ``resume``: continues the run there, with its own saved config and data
-      settings (a different ``config`` is an error that shows the difference);
+      settings (a different ``config`` is an error that shows the difference),
+      from the newest checkpoint that restores (see
+      :func:`_restorable_checkpoint`; leftovers of interrupted saves are
+      removed first, and ``log`` reports both);
     * ``force``: starts over, first moving the old contents aside to
       ``<run_dir>.replaced-<time>`` (nothing is deleted);
     * otherwise a non-empty directory is refused with the choices spelled out.
@@ -110,7 +113,13 @@ def prepare_run_dir(run_dir, config, resume=False, force=False, run_info=None):
                 ) from None
             if not isinstance(saved_info, dict):
                 raise CompressionError(f"cannot resume: {run_path} is not a JSON object")
-        return saved, saved_info, latest_checkpoint(run_dir)
+        # Saves killed mid-write leave TensorFlow's *.tempstate* files (up to the
+        # size of a checkpoint each) and our hidden temporaries; nothing reads them.
+        stale = remove_stale_temporaries(run_dir, ("*.tempstate*", f".*{TEMPORARY_SUFFIX}"))
+        if stale:
+            log(f"removed {len(stale)} leftover files of interrupted saves: "
+                f"{', '.join(stale[:3])}" + (" ..." if len(stale) > 3 else ""))
+        return saved, saved_info, _restorable_checkpoint(run_dir, log)
     if exists and not force:
         if os.path.exists(config_path):
             saved = CompressionConfig.load(config_path)
@@ -362,15 +371,7 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
             data_lib.find_examples(d, "train", require_labels=bool(
                 config is not None and config.semantic_classes))
     fresh_dir = not (os.path.isdir(run_dir) and os.listdir(run_dir)) or (force and not resume)
-    config, info, ckpt = prepare_run_dir(run_dir, config, resume, force, run_info)
-    # Saves killed mid-write leave TensorFlow's *.tempstate* files (up to the
-    # size of a checkpoint each) and our hidden temporaries; nothing reads them.
-    stale = remove_stale_temporaries(run_dir, ("*.tempstate*", f".*{TEMPORARY_SUFFIX}"))
-    if stale:
-        log(f"removed {len(stale)} leftover files of interrupted saves: {', '.join(stale[:3])}"
-            + (" ..." if len(stale) > 3 else ""))
-    if resume:
-        ckpt = _restorable_checkpoint(run_dir, log)
+    config, info, ckpt = prepare_run_dir(run_dir, config, resume, force, run_info, log)
     seed = int(info.get("seed", seed))
     resize = tuple(info["resize"]) if info.get("resize") else resize
     if resume and not all(os.path.isdir(d) for d in data_dirs) and info.get("data"):
