@@ -6,8 +6,10 @@ the documented ``TF_CPP_MIN_LOG_LEVEL`` variable (only here, in the CLI).
 """
 
 import argparse
+import contextlib
 import glob
 import os
+import signal
 import sys
 
 __all__ = ["main", "build_parser"]
@@ -290,20 +292,21 @@ def _plan_files(args, suffix):
         except OSError as e:  # a path under a regular file, no permission, ...
             raise _CliError(f"cannot create --out-dir {args.out_dir}: "
                             f"{e.strerror or e}") from None
+    planned = [(src, _output_path(src, args, suffix)) for src in files]
     outputs = {}
-    for src in files:  # two inputs must not write the same output (photo.bmp, photo.jpg)
-        dst = os.path.normpath(_output_path(src, args, suffix))
-        if dst in outputs:
-            raise _CliError(f"{outputs[dst]} and {src} would both be written to {dst}; "
+    for src, dst in planned:  # two inputs must not write one output (photo.bmp, photo.jpg)
+        key = os.path.normpath(dst)
+        if key in outputs:
+            raise _CliError(f"{outputs[key]} and {src} would both be written to {key}; "
                             "code them in separate calls with different --out-dir")
-        outputs[dst] = src
+        outputs[key] = src
     pairs, failures = [], 0
-    for src in files:
-        if not os.path.lexists(src):
+    for src, dst in planned:
+        if os.path.lexists(src):
+            pairs.append((src, dst))
+        else:
             failures += 1
             print(f"gcompress: {src}: no such file", file=sys.stderr)
-        else:
-            pairs.append((src, _output_path(src, args, suffix)))
     return pairs, failures
 
 
@@ -541,17 +544,22 @@ def _demo(args):
     return 0
 
 
+@contextlib.contextmanager
 def _terminate_as_interrupt():
-    """SIGTERM raises KeyboardInterrupt, so an interrupted write cleans up its temporary file."""
-    import signal
-
+    """While a command runs, SIGTERM raises KeyboardInterrupt, so an interrupted
+    write cleans up its temporary file; the previous handler is restored after."""
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
     try:
-        signal.signal(signal.SIGTERM, interrupt)
+        previous = signal.signal(signal.SIGTERM, interrupt)
     except ValueError:  # not the main thread (main() called from a thread): leave it
-        pass
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv=None):
@@ -564,10 +572,12 @@ def main(argv=None):
     handlers = {"train": _train, "encode": _encode, "decode": _decode,
                 "evaluate": _evaluate, "compare": _compare, "info": _info, "demo": _demo,
                 "export": _export}
-    if args.command not in ("train", "demo"):  # training handles SIGTERM itself
-        _terminate_as_interrupt()
+    # Training handles SIGTERM itself (it saves a checkpoint first).
+    handling = (contextlib.nullcontext() if args.command in ("train", "demo")
+                else _terminate_as_interrupt())
     try:
-        return handlers[args.command](args)
+        with handling:
+            return handlers[args.command](args)
     except KeyboardInterrupt:
         print("gcompress: interrupted", file=sys.stderr)
         return 130

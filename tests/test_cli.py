@@ -320,3 +320,11 @@ def test_mistakes_are_reported_before_tensorflow_loads(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["1", "2", "2", "False"], (proc.stdout, proc.stderr)
     assert "missing.png: no such file" in proc.stderr and "no config.json" in proc.stderr
+
+
+def test_sigterm_handling_ends_with_the_command(capsys, tmp_path):
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    run_cli(capsys, "info", tmp_path / "missing.gcz")
+    assert signal.getsignal(signal.SIGTERM) is before  # main() leaves the process as it was
