@@ -229,11 +229,12 @@ def compare(model, image_paths, out_dir, codecs=None, grids=3, on_error=None, lo
         write_csv(rows, os.path.join(out_dir, _RESULTS), columns=COLUMNS)
         write_csv(summary, os.path.join(out_dir, "summary.csv"), columns=SUMMARY_COLUMNS)
         count = sum(r["method"] == OURS for r in rows)
+        classical = {r["method"] for r in rows} - {OURS}
         reached = sorted({r["method"] for r in rows if r["method"] != OURS and r["reached"]})
         title = (f"{count} images; classical codecs at or below our rate: "
-                 f"{', '.join(reached) if reached else 'none reached it'}"
-                 + ("; the others at their smallest file" if len(reached) < len(
-                     {r['method'] for r in rows}) - 1 else ""))
+                 f"{', '.join(reached) or 'none reached it'}")
+        if len(reached) < len(classical):
+            title += "; the others at their smallest file"
         rate_distortion_plot(rows, os.path.join(out_dir, "rate_distortion.png"), title=title)
         table = format_table(summary, columns=SUMMARY_COLUMNS, formats=_FORMATS)
         text = (table + "\n\nreached: images on which the method met our rate; bpp/psnr/ms_ssim: "
