@@ -125,7 +125,7 @@ def mutate(data, kind, rng, other):
 def entropy_corpus(rng, count=24):
     """``(stand-in model, [valid files], [their symbols])`` for the layers below TensorFlow."""
     from compression.config import CompressionConfig
-    from compression.entropy_model import encode_symbols, probabilities_from_counts
+    from compression.entropy_model import probabilities_from_counts
 
     config = CompressionConfig(channels=4, width=0.25)
     nprng = np.random.default_rng(rng.randrange(2**32))
@@ -135,15 +135,29 @@ def entropy_corpus(rng, count=24):
     files, truth = [], []
     for _ in range(count):
         height, width = rng.randint(16, 400), rng.randint(16, 400)
-        shape = (-(-height // 16), -(-width // 16), config.channels)
-        symbols = np.stack([nprng.choice(5, size=shape[:2], p=probs[c]) for c in range(4)], -1)
-        header = bitstream.Header(
-            fingerprint=model.fingerprint, image_height=height, image_width=width,
-            bottleneck_channels=4, bottleneck_height=shape[0], bottleneck_width=shape[1],
-            num_centers=5, seed=rng.randrange(2**64))
-        files.append(bitstream.pack(header, encode_symbols(symbols, probs)))
-        truth.append(symbols.astype(np.int32))
+        data, symbols = honest_file(model, height, width, nprng, seed=rng.randrange(2**64))
+        files.append(data)
+        truth.append(symbols)
     return model, files, truth
+
+
+def honest_file(model, height, width, nprng, seed=1):
+    """``(file, symbols)``: a valid file claiming ``height x width`` for ``model``.
+
+    The symbols are drawn from the model's own probabilities, so the payload
+    justifies the claimed size.
+    """
+    from compression.entropy_model import encode_symbols
+
+    probs = model.probabilities
+    shape = (-(-height // 16), -(-width // 16), model.config.channels)
+    symbols = np.stack([nprng.choice(probs.shape[1], size=shape[:2], p=probs[c] / probs[c].sum())
+                        for c in range(shape[2])], -1).astype(np.int32)
+    header = bitstream.Header(
+        fingerprint=model.fingerprint, image_height=height, image_width=width,
+        bottleneck_channels=shape[2], bottleneck_height=shape[0], bottleneck_width=shape[1],
+        num_centers=model.config.num_centers, seed=seed)
+    return bitstream.pack(header, encode_symbols(symbols, probs)), symbols
 
 
 def full_corpus(model, rng, count=6):
@@ -275,20 +289,11 @@ def probe(model, sizes, log=print):
     """
     from compression.cli import release_free_memory
     from compression.codec import decode
-    from compression.entropy_model import encode_symbols
 
     rng = np.random.default_rng(0)
     memory, rows = _PeakMemory(), []
-    probs = model.probabilities
     for height, width in sizes:
-        shape = (-(-height // 16), -(-width // 16), model.config.channels)
-        symbols = np.stack([rng.choice(probs.shape[1], size=shape[:2], p=probs[c] / probs[c].sum())
-                            for c in range(shape[2])], -1)
-        header = bitstream.Header(
-            fingerprint=model.fingerprint, image_height=height, image_width=width,
-            bottleneck_channels=shape[2], bottleneck_height=shape[0],
-            bottleneck_width=shape[1], num_centers=model.config.num_centers, seed=1)
-        data = bitstream.pack(header, encode_symbols(symbols, probs))
+        data, symbols = honest_file(model, height, width, rng)
         del symbols
         release_free_memory()  # measure this file, not what earlier ones left cached
         memory.reset()
