@@ -43,6 +43,7 @@ FOR_BPP_TOLERANCE = 0.02
 _ABSENT_MEANS = {
     "gan_ramp_steps": 0, "d_warmup_steps": 0, "freeze_encoder": False, "lambda_ms_ssim": 0.0,
     "lr_decay_step": 0, "lr_decay_factor": 0.1, "noise_batch": 1, "quantizer": "soft",
+    "min_channels": None,
 }
 
 
@@ -139,6 +140,15 @@ class CompressionConfig:
         side's weights used at inference; 0 disables it.
       histogram_decay: decay of the running per-channel symbol histogram that
         becomes the entropy model.
+      min_channels: a variable-rate model when below ``channels``: training
+        keeps only the leading ``k`` bottleneck channels of each example, ``k``
+        uniform in ``[min_channels, channels]``, and the decoder sees a
+        learned fill for the others, so the channels come out ordered by
+        importance and any leading ``k >= min_channels`` of them decode (nested
+        dropout, Rippel et al. 2014).  A file records its ``k``; the encoder
+        picks it per image for a target bpp (:mod:`compression.rate_control`).
+        Default (None): the paper's fixed-rate model, every file codes all
+        ``channels`` (as does ``min_channels == channels``).
     """
 
     channels: int = 8
@@ -173,6 +183,7 @@ class CompressionConfig:
     quantizer: str = "bounded_ste"
     ema_decay: float = 0.999
     histogram_decay: float = 0.999
+    min_channels: int = None
     _notes: tuple = field(default=(), repr=False, compare=False)
 
     def __post_init__(self):
@@ -211,6 +222,11 @@ class CompressionConfig:
         for name, maximum in _MAXIMUMS.items():
             if getattr(self, name) > maximum:
                 raise ConfigError(f"{name} must be at most {maximum}, got {getattr(self, name)}")
+        if self.min_channels is not None and (
+                not _is_int(self.min_channels) or not 1 <= self.min_channels <= self.channels):
+            raise ConfigError(
+                f"min_channels must be an integer in [1, channels={self.channels}] "
+                f"(or null for a fixed-rate model), got {self.min_channels!r}")
         if self.quantizer not in ("soft", "bounded_ste"):
             raise ConfigError(
                 f"quantizer must be 'soft' or 'bounded_ste', got {self.quantizer!r}")
@@ -283,6 +299,16 @@ class CompressionConfig:
         return self.lambda_gan > 0 or self.lambda_fm > 0
 
     @property
+    def variable_rate(self):
+        """True when files may code any leading ``k >= min_channels`` of the ``C`` channels."""
+        return self.min_channels is not None and self.min_channels < self.channels
+
+    @property
+    def smallest_channels(self):
+        """The fewest leading channels a file may code: ``min_channels``, else ``channels``."""
+        return self.channels if self.min_channels is None else self.min_channels
+
+    @property
     def num_centers(self):
         """``L``, the number of quantiser centres."""
         return len(self.centers)
@@ -301,9 +327,14 @@ class CompressionConfig:
     def crop_size(self):
         return (self.crop_height, self.crop_width)
 
-    def bpp_bound(self):
-        """Upper bound on bits per pixel: ``channels * log2(L) / 256`` (pipeline.md, Rate)."""
-        return self.channels * math.log2(self.num_centers) / 256.0
+    def bpp_bound(self, channels=None):
+        """Upper bound on bits per pixel: ``channels * log2(L) / 256`` (pipeline.md, Rate).
+
+        ``channels``: of a file that codes only that many leading channels
+        (variable-rate models); default all of them.
+        """
+        channels = self.channels if channels is None else channels
+        return channels * math.log2(self.num_centers) / 256.0
 
     @property
     def notes(self):
@@ -365,6 +396,8 @@ class CompressionConfig:
         decodes) leave the fingerprints of existing models and files as they were.
         """
         fields = {k: v for k, v in self.to_dict().items() if k in _FINGERPRINT_FIELDS}
+        if self.variable_rate:  # what it decodes depends on it; fixed-rate hashes stay as they were
+            fields["min_channels"] = self.min_channels
         payload = {"format": _FORMAT, "version": _FORMAT_VERSION, "config": fields}
         return json.dumps(payload, sort_keys=True, indent=2) + "\n"
 

@@ -11,7 +11,8 @@ from compression.encoder import conv_norm_relu, layer_scope
 from noisegen.layers import instance_norm, reflect_conv2d
 from noisegen.slim_compat import slim
 
-__all__ = ["decoder", "decoder_head", "decoder_tail", "residual_block", "DECODER_SCOPE"]
+__all__ = ["decoder", "decoder_head", "decoder_tail", "residual_block", "fill_dropped_channels",
+           "leading_channels", "DECODER_SCOPE"]
 
 DECODER_SCOPE = "decoder"
 
@@ -27,6 +28,32 @@ def residual_block(x, scope):
         y = reflect_conv2d(y, k, 3, 1, scope="conv2")
         y = instance_norm(y, scope="norm2")
         return x + y
+
+
+def leading_channels(kept, channels):
+    """bool ``[B, 1, 1, channels]``: True for the first ``kept`` (scalar or ``[B]``) channels."""
+    kept = tf.reshape(tf.cast(kept, tf.int32), [-1, 1, 1, 1])
+    return tf.range(channels, dtype=tf.int32) < kept
+
+
+def fill_dropped_channels(w_hat, kept, config):
+    """Variable rate: channels ``>= kept`` of ``w_hat`` ``[B, h, w, C]`` become a learned fill.
+
+    ``kept`` is an int scalar or ``[B]`` (per example), in
+    ``[config.min_channels, C]``.  The fill, the variable
+    ``channel_fill`` ``[C]`` of the current scope (the decoder's), starts
+    at 0 and is trained with the decoder; it lets the decoder tell a dropped
+    channel from one that holds the centre 0.  Returns ``w_hat`` unchanged
+    for a fixed-rate config (no variable is made, so fixed-rate checkpoints
+    keep their variable names).
+    """
+    if not config.variable_rate:
+        return w_hat
+    fill = _v1.get_variable("channel_fill", [config.channels], tf.float32,
+                            initializer=_v1.zeros_initializer())
+    keep = leading_channels(kept, config.channels)
+    return tf.where(tf.broadcast_to(keep, tf.shape(w_hat)), w_hat,
+                    tf.broadcast_to(fill, tf.shape(w_hat)))
 
 
 def decoder_head(w_hat, config, noise=None, semantic=None):

@@ -19,7 +19,13 @@ import dataclasses
 
 import tensorflow as tf
 
-from compression.decoder import DECODER_SCOPE, decoder_head, decoder_tail
+from compression.decoder import (
+    DECODER_SCOPE,
+    decoder_head,
+    decoder_tail,
+    fill_dropped_channels,
+    leading_channels,
+)
 from compression.discriminator import multiscale_discriminator
 from compression.encoder import encoder
 from compression.entropy_model import UNIFORM_MIX
@@ -44,6 +50,7 @@ __all__ = [
     "decode_tail",
     "symbol_counts_variable",
     "estimated_bits",
+    "kept_channel_mask",
     "build_training_graph",
     "reconstruct_from_symbols",
 ]
@@ -73,11 +80,13 @@ def _spatial_size(t):
 
 
 def decoder_features(w_hat, config, training, z=None, labels_one_hot=None,
-                     reuse=_v1.AUTO_REUSE):
+                     reuse=_v1.AUTO_REUSE, kept=None):
     """The latent-resolution half of :func:`synthesize`: ``(features [B, h, w, F], noise)``.
 
     Noise generator, semantic encoder and the decoder's ``c3s1`` and residual
-    blocks; :func:`decode_tail` turns the features into the image.
+    blocks; :func:`decode_tail` turns the features into the image.  ``kept``
+    (variable-rate configs): how many leading channels of ``w_hat`` are real,
+    an int scalar or ``[B]``; None keeps all.
     """
     noise = semantic = None
     with _v1.variable_scope(GENERATOR_SCOPE, reuse=reuse):
@@ -97,6 +106,9 @@ def decoder_features(w_hat, config, training, z=None, labels_one_hot=None,
                 )
             semantic = semantic_encoder(labels_one_hot, config)
         with _v1.variable_scope(DECODER_SCOPE):
+            if config.variable_rate:
+                w_hat = fill_dropped_channels(
+                    w_hat, config.channels if kept is None else kept, config)
             features = decoder_head(w_hat, config, noise, semantic)
     return features, noise
 
@@ -108,14 +120,16 @@ def decode_tail(features, config, statistics=None, reuse=_v1.AUTO_REUSE):
             return decoder_tail(features, config, statistics)
 
 
-def synthesize(w_hat, config, training, z=None, labels_one_hot=None, reuse=_v1.AUTO_REUSE):
+def synthesize(w_hat, config, training, z=None, labels_one_hot=None, reuse=_v1.AUTO_REUSE,
+               kept=None):
     """Decode ``w_hat`` ``[B, h, w, C]`` to ``(reconstruction [B, 16h, 16w, 3], noise)``.
 
     ``z`` ``[B, noise_dim]`` feeds the noise generator when ``config.noise``
     (``noise`` is None otherwise); ``labels_one_hot`` ``[B, 16h, 16w, K]`` is
-    required exactly when ``config.semantic_classes > 0``.
+    required exactly when ``config.semantic_classes > 0``; ``kept``: see
+    :func:`decoder_features`.
     """
-    features, noise = decoder_features(w_hat, config, training, z, labels_one_hot, reuse)
+    features, noise = decoder_features(w_hat, config, training, z, labels_one_hot, reuse, kept)
     reconstruction, _ = decode_tail(features, config, reuse=reuse)
     return reconstruction, noise
 
@@ -133,11 +147,18 @@ def symbol_counts_variable(config):
         )
 
 
-def estimated_bits(symbols, counts):
+def kept_channel_mask(kept, channels):
+    """float64 ``[B, 1, 1, C]``: 1 for the leading ``kept`` (``[B]``) channels, else 0."""
+    return tf.cast(leading_channels(kept, channels), tf.float64)
+
+
+def estimated_bits(symbols, counts, mask=None):
     """Ideal code length in bits of ``symbols`` ``[B, h, w, C]`` under ``counts`` ``[C, L]``.
 
     Uses the same smoothing as :func:`compression.entropy_model.probabilities_from_counts`
     (every symbol has probability > 0), so it estimates the payload size.
+    ``mask`` (``[B, 1, 1, C]``, see :func:`kept_channel_mask`): count only the
+    channels a variable-rate file would code.
     """
     num_centers = int(counts.shape[-1])
     total = tf.reduce_sum(counts, axis=-1, keepdims=True)
@@ -149,6 +170,8 @@ def estimated_bits(symbols, counts):
     probs = (1.0 - UNIFORM_MIX) * empirical + UNIFORM_MIX / num_centers
     one_hot = tf.one_hot(symbols, num_centers, dtype=tf.float64)
     per_symbol = tf.reduce_sum(one_hot * tf.math.log(probs), axis=-1)
+    if mask is not None:
+        per_symbol *= mask
     return -tf.reduce_sum(per_symbol) / tf.math.log(tf.constant(2.0, tf.float64))
 
 
@@ -174,7 +197,8 @@ class TrainingGraph:
     phases are all ``warmup_train_op``.  ``g_train_op`` (G's GAN-phase
     update alone) and ``d_train_op`` (D's alone) are None then.
     ``endpoints`` has ``w``, ``w_hat``, ``symbols``, ``noise`` (or None),
-    ``reconstruction`` and ``images``; ``losses`` are the GAN phase's
+    ``reconstruction``, ``images`` and, for variable-rate configs only,
+    ``kept`` (how many leading channels each example kept, ``[B]``); ``losses`` are the GAN phase's
     (``g_loss``, ``d_loss``, ``distortion``, ``g_gan``, ``feature_matching``;
     ``ms_ssim`` when that term is on); ``metrics`` has ``psnr``,
     ``bpp_bound`` and ``bpp_estimate``.
@@ -243,7 +267,12 @@ def build_training_graph(images, config, labels=None, z=None):
         z = tf.random.normal(tf.stack([tf.maximum(batch, config.noise_batch), config.noise_dim]))
 
     w, q = encode(images, config)
-    reconstruction, noise = synthesize(q.w_hat, config, True, z=z, labels_one_hot=one_hot)
+    kept = None
+    if config.variable_rate:
+        # Nested dropout: each example keeps a uniform k of its leading channels.
+        kept = tf.random.uniform([batch], config.min_channels, config.channels + 1, tf.int32)
+    reconstruction, noise = synthesize(q.w_hat, config, True, z=z, labels_one_hot=one_hot,
+                                       kept=kept)
 
     global_step = _v1.train.get_or_create_global_step()
     distortion = distortion_loss(images, reconstruction)
@@ -332,13 +361,16 @@ def build_training_graph(images, config, labels=None, z=None):
     metrics = {
         "psnr": 10.0 * tf.math.log(255.0**2 / tf.maximum(mse_8bit, 1e-10)) / tf.math.log(10.0),
         "bpp_bound": tf.constant(config.bpp_bound(), tf.float64),
-        "bpp_estimate": estimated_bits(q.symbols, counts) / pixels,
+        "bpp_estimate": estimated_bits(
+            q.symbols, counts,
+            None if kept is None else kept_channel_mask(kept, config.channels)) / pixels,
     }
     return TrainingGraph(
         config=config,
         endpoints={
             "images": images, "w": w, "w_hat": q.w_hat, "symbols": q.symbols,
             "noise": noise, "reconstruction": reconstruction,
+            **({"kept": kept} if kept is not None else {}),
         },
         losses=losses,
         metrics=metrics,
@@ -357,9 +389,13 @@ def build_training_graph(images, config, labels=None, z=None):
     )
 
 
-def reconstruct_from_symbols(symbols, config, z=None, labels_one_hot=None):
-    """Inference decode: int symbols ``[B, h, w, C]`` -> image ``[B, 16h, 16w, 3]`` in [-1, 1]."""
+def reconstruct_from_symbols(symbols, config, z=None, labels_one_hot=None, kept=None):
+    """Inference decode: int symbols ``[B, h, w, C]`` -> image ``[B, 16h, 16w, 3]`` in [-1, 1].
+
+    ``kept``: see :func:`decoder_features` (symbols of dropped channels are ignored).
+    """
     w_hat = dequantize(symbols, config.centers)
     w_hat.set_shape([None, None, None, config.channels])
-    reconstruction, _ = synthesize(w_hat, config, False, z=z, labels_one_hot=labels_one_hot)
+    reconstruction, _ = synthesize(w_hat, config, False, z=z, labels_one_hot=labels_one_hot,
+                                   kept=kept)
     return reconstruction

@@ -13,6 +13,7 @@ coded with:
   JSON line per validation.
 """
 
+import collections
 import contextlib
 import dataclasses
 import itertools
@@ -40,7 +41,13 @@ from compression.inference import (
     run_checkpoints,
     session_config,
 )
-from compression.model import build_training_graph, encode, estimated_bits, synthesize
+from compression.model import (
+    build_training_graph,
+    encode,
+    estimated_bits,
+    kept_channel_mask,
+    synthesize,
+)
 from compression.semantic import one_hot_labels
 from noisegen import sample_noise
 
@@ -267,38 +274,46 @@ class _Validator:
         images = batch["image"]
         one_hot = (one_hot_labels(batch["labels"], cfg.semantic_classes)
                    if cfg.semantic_classes else None)
+        pixels = tf.cast(tf.shape(images)[1] * tf.shape(images)[2], tf.float64)
+        # Variable-rate models are scored at every rate's end and middle too:
+        # "" is all channels, "_k{k}" the leading k.
+        self.rates = {"": cfg.channels}
+        if cfg.variable_rate:
+            for k in (cfg.min_channels, (cfg.min_channels + cfg.channels) // 2):
+                self.rates.setdefault(f"_k{k}", k)
+        self.fetches = {"image": images[0]}
         with _v1.variable_scope(_v1.get_variable_scope(), custom_getter=_averaged_by(ema),
                                 auxiliary_name_scope=False):
             _, q = encode(images, cfg)
             z = sample_noise(1, cfg.noise_dim, 0) if cfg.noise else None
-            recon, _ = synthesize(q.w_hat, cfg, False, z=z, labels_one_hot=one_hot)
-        pixels = tf.cast(tf.shape(images)[1] * tf.shape(images)[2], tf.float64)
-        self.fetches = {
-            "image": images[0], "reconstruction": recon[0],
-            "bpp_estimate": estimated_bits(q.symbols, counts) / pixels,
-        }
+            for suffix, k in self.rates.items():
+                kept = k if cfg.variable_rate else None
+                recon, _ = synthesize(q.w_hat, cfg, False, z=z, labels_one_hot=one_hot,
+                                      kept=kept)
+                mask = kept_channel_mask(k, cfg.channels) if cfg.variable_rate else None
+                self.fetches[f"reconstruction{suffix}"] = recon[0]
+                self.fetches[f"bpp_estimate{suffix}"] = (
+                    estimated_bits(q.symbols, counts, mask) / pixels)
 
     def run(self, sess):
         sess.run(self.iterator.initializer)
-        psnrs, ssims, bpps = [], [], []
+        figures = collections.defaultdict(list)
         while True:
             try:
                 out = sess.run(self.fetches)
             except tf.errors.OutOfRangeError:
                 break
             a = _to_uint8(out["image"])
-            b = _to_uint8(out["reconstruction"])
-            psnrs.append(metrics_lib.psnr(a, b))
-            ssims.append(metrics_lib.ms_ssim(a, b))
-            bpps.append(out["bpp_estimate"])
-        if not psnrs:
+            for suffix in self.rates:
+                b = _to_uint8(out[f"reconstruction{suffix}"])
+                figures[f"val_psnr{suffix}"].append(metrics_lib.psnr(a, b))
+                figures[f"val_ms_ssim{suffix}"].append(metrics_lib.ms_ssim(a, b))
+                figures[f"val_bpp_estimate{suffix}"].append(out[f"bpp_estimate{suffix}"])
+        if not figures:
             return {}
-        return {
-            "val_psnr": float(np.mean(psnrs)),
-            "val_ms_ssim": float(np.mean(ssims)),
-            "val_bpp_estimate": float(np.mean(bpps)),
-            "val_images": len(psnrs),
-        }
+        result = {name: float(np.mean(values)) for name, values in figures.items()}
+        result["val_images"] = len(figures["val_psnr"])
+        return result
 
 
 def _averaged_by(ema):

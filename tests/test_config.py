@@ -276,3 +276,27 @@ def test_a_config_path_that_is_a_directory(tmp_path):
 def test_fields_have_upper_bounds_and_sane_types(fields, fragment):
     with pytest.raises(ConfigError, match=fragment):
         CompressionConfig(**fields)
+
+
+def test_variable_rate_fields():
+    fixed = CompressionConfig(**TINY)
+    assert fixed.min_channels is None and not fixed.variable_rate
+    assert fixed.smallest_channels == fixed.channels
+    assert not dataclasses.replace(fixed, min_channels=fixed.channels).variable_rate
+    nested = dataclasses.replace(fixed, channels=16, min_channels=2)
+    assert nested.variable_rate and nested.smallest_channels == 2
+    assert nested.bpp_bound(2) == pytest.approx(2 * math.log2(5) / 256)
+    assert CompressionConfig.from_json(nested.to_json()) == nested
+    # Files of fixed-rate models keep their fingerprints; min_channels changes what decodes.
+    assert "min_channels" not in fixed.fingerprint_json()
+    assert nested.fingerprint_json() != dataclasses.replace(nested, min_channels=3
+                                                            ).fingerprint_json()
+    # A config.json written before the field existed means a fixed-rate model.
+    old = {k: v for k, v in fixed.to_dict().items() if k != "min_channels"}
+    assert CompressionConfig.from_dict(old).min_channels is None
+
+
+@pytest.mark.parametrize("bad", [0, 5, -1, "2", 2.0, True])
+def test_min_channels_must_be_a_count_of_leading_channels(bad):
+    with pytest.raises(ConfigError, match=r"min_channels must be an integer in \[1, channels=4\]"):
+        CompressionConfig(**TINY, min_channels=bad)

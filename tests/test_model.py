@@ -553,3 +553,50 @@ def test_bounded_ste_quantizer_trains_the_encoder_within_range():
     assert set(np.unique(w_hat)) <= set(cfg.centers)
     assert under(changed(before, after), "generator/encoder/")
     assert np.abs(w).max() > 0
+
+
+def test_variable_rate_training_drops_trailing_channels_and_learns_their_fill():
+    cfg = CompressionConfig(**{**TINY, "channels": 6}, min_channels=2, lambda_gan=0.0,
+                            lambda_fm=0.0, noise=False)
+    with tf.Graph().as_default():
+        _v1.set_random_seed(0)
+        g = build_training_graph(tf.constant(smooth_batch(2, 64, 64)), cfg)
+        fill = [v for v in _v1.trainable_variables() if v.op.name.endswith("channel_fill")]
+        assert [v.op.name for v in fill] == ["generator/decoder/channel_fill"]
+        with _v1.Session() as sess:
+            sess.run(_v1.global_variables_initializer())
+            kept = np.concatenate([sess.run(g.endpoints["kept"]) for _ in range(40)])
+            assert kept.min() >= 2 and kept.max() <= 6 and len(set(kept)) == 5
+            before = sess.run(fill[0])
+            for _ in range(3):
+                sess.run(g.train_op)
+            assert not np.array_equal(sess.run(fill[0]), before)
+
+
+def test_a_fixed_rate_model_has_no_fill_and_keeps_every_channel(run):
+    names = {v.op.name for v in run.graph.get_collection(_v1.GraphKeys.GLOBAL_VARIABLES)}
+    assert not any("channel_fill" in n for n in names)
+    assert "kept" not in run.g.endpoints
+
+
+def test_only_the_kept_channels_reach_the_decoder():
+    cfg = CompressionConfig(**{**TINY, "channels": 6}, min_channels=2, noise=False)
+    rng = np.random.default_rng(0)
+    symbols = rng.integers(0, 5, (1, 4, 4, 6)).astype(np.int32)
+    with tf.Graph().as_default():
+        _v1.set_random_seed(0)
+        symbols_in = _v1.placeholder(tf.int32, [None, None, None, 6])
+        kept = _v1.placeholder(tf.int32, [])
+        out = reconstruct_from_symbols(symbols_in, cfg, kept=kept)
+        with _v1.Session() as sess:
+            sess.run(_v1.global_variables_initializer())
+            fill = [v for v in _v1.global_variables() if "channel_fill" in v.op.name][0]
+            sess.run(fill.assign(np.full(6, 0.7, np.float32)))  # not a centre
+            base = sess.run(out, {symbols_in: symbols, kept: 3})
+            later = symbols.copy()
+            later[..., 3:] = (later[..., 3:] + 1) % 5
+            np.testing.assert_array_equal(sess.run(out, {symbols_in: later, kept: 3}), base)
+            earlier = symbols.copy()
+            earlier[..., 2] = (earlier[..., 2] + 1) % 5
+            assert not np.array_equal(sess.run(out, {symbols_in: earlier, kept: 3}), base)
+            assert not np.array_equal(sess.run(out, {symbols_in: symbols, kept: 6}), base)
