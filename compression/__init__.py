@@ -8,7 +8,8 @@ Data flow, one module per stage::
 
 ``config`` describes a model, ``model`` assembles the graph with the
 ``discriminator`` and ``losses``, ``train`` trains it on ``data``,
-``inference`` loads a run, ``codec`` writes and reads ``.gcz`` files.
+``inference`` loads a run, ``codec`` writes and reads ``.gcz`` files, with
+``rate_control`` choosing how many channels a file codes.
 """
 
 import importlib
@@ -31,11 +32,14 @@ _EXPORTS = {
     "ModelLoadError": ("errors", "ModelLoadError"),
     "ModelMismatchError": ("errors", "ModelMismatchError"),
     "NotAGczFileError": ("errors", "NotAGczFileError"),
+    "RateError": ("errors", "RateError"),
     "TrainResult": ("train", "TrainResult"),
     "TrainingGraph": ("model", "TrainingGraph"),
     "TruncatedFileError": ("errors", "TruncatedFileError"),
     "UnsupportedVersionError": ("errors", "UnsupportedVersionError"),
     "build_training_graph": ("model", "build_training_graph"),
+    "channel_choices": ("rate_control", "channel_choices"),
+    "choose_channels": ("rate_control", "choose_channels"),
     "compare": ("compare", "compare"),
     "crop_to": ("image_io", "crop_to"),
     "decode": ("codec", "decode"),
@@ -86,9 +90,10 @@ __all__ = [
     "BitstreamError", "CompressionConfig", "CompressionError", "CompressionModel",
     "ConfigError", "CorruptFileError", "DataError", "EncodeResult", "Header",
     "ImageReadError", "ImageTooLargeError", "ModelLoadError", "ModelMismatchError",
-    "NotAGczFileError",
+    "NotAGczFileError", "RateError",
     "TrainResult", "TrainingGraph", "TruncatedFileError", "UnsupportedVersionError",
-    "build_training_graph", "compare", "crop_to", "decode", "decode_image", "decode_symbols",
+    "build_training_graph", "channel_choices", "choose_channels", "compare", "crop_to",
+    "decode", "decode_image", "decode_symbols",
     "decoder", "dequantize", "discriminator_loss", "distortion_loss", "encode",
     "encode_graph", "encode_image", "encode_symbols", "encoder", "evaluate", "export_model",
     "feature_matching_loss", "find_examples", "fingerprint", "fingerprint_hex",

@@ -8,6 +8,7 @@ the documented ``TF_CPP_MIN_LOG_LEVEL`` variable (only here, in the CLI).
 import argparse
 import contextlib
 import glob
+import math
 import os
 import signal
 import sys
@@ -51,6 +52,9 @@ def _add_train(sub):
     rate.add_argument("--bpp", type=float, help="target rate; picks the largest C whose "
                       "bound C*log2(L)/256 does not exceed it")
     rate.add_argument("--channels", type=int, help="bottleneck channels C (default 8)")
+    p.add_argument("--min-channels", type=int, default=None, metavar="K",
+                   help="a variable-rate model: files may code any leading K..C channels, "
+                        "and 'encode --bpp' picks them per image (default: C, fixed rate)")
     p.add_argument("--width", type=float, default=None,
                    help="filter multiplier (1.0 = paper, 171M parameters; 0.25 for CPUs)")
     p.add_argument("--residual-blocks", type=int, default=None)
@@ -114,7 +118,9 @@ def _add_encode(sub):
     p.add_argument("inputs", nargs="+", help="images, directories or globs" + _DASH_HINT)
     p.add_argument("--model", required=True, help="run directory of a trained model")
     p.add_argument("--bpp", type=float, default=None,
-                   help="check that the model codes at this rate (it picks no other)")
+                   help="largest size of each whole file in bits per pixel: a variable-rate "
+                        "model codes the most channels that fit; an image that cannot fit is "
+                        "an error naming the range (default: all channels)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("-o", "--output", help="output file (one input only)")
     out.add_argument("--out-dir", help="output directory (default: beside each input)")
@@ -383,7 +389,7 @@ def _train(args):
                        ("lambda_gan", "lambda_gan"), ("lambda_ms_ssim", "lambda_ms_ssim"),
                        ("lr_decay_step", "lr_decay_step"),
                        ("lr_decay_factor", "lr_decay_factor"), ("beta1", "beta1"),
-                       ("quantizer", "quantizer")):
+                       ("quantizer", "quantizer"), ("min_channels", "min_channels")):
         if getattr(args, arg) is not None:
             fields[field] = getattr(args, arg)
     if args.crop:
@@ -449,6 +455,8 @@ def _load(path):
 def _encode(args):
     if args.seed is not None and not 0 <= args.seed < 2**64:
         raise _CliError(f"--seed must be in 0..2**64-1 (the file stores a u64), got {args.seed}")
+    if args.bpp is not None and not (math.isfinite(args.bpp) and args.bpp > 0):
+        raise _CliError(f"--bpp must be a positive number of bits per pixel, got {args.bpp}")
     plan = _plan_files(args, ".gcz")
     if not plan[0]:
         return _run_files(args, plan, None)  # nothing to code: no model, no TensorFlow
@@ -459,18 +467,14 @@ def _encode(args):
     from compression.image_io import read_image
 
     model = _load(args.model)
-    rate = model.config.bpp_bound()
-    if args.bpp is not None and abs(args.bpp - rate) > 0.005:
-        raise _CliError(
-            f"this model codes at {rate:.3f} bpp (bound; files are smaller); train with "
-            f"--bpp {args.bpp} for that rate"
-        )
+    cfg = model.config
 
     def work(src, dst):
-        result = encode_image(model, read_image(src), seed=args.seed)
+        result = encode_image(model, read_image(src), seed=args.seed, bpp=args.bpp)
         write_atomic(dst, result.data, overwrite=args.force)
         return (f"{src} -> {dst}: {len(result.data)} bytes, {result.bpp:.4f} bpp "
-                f"(bound {result.bound_bpp:.4f} bpp)")
+                f"({result.channels} of {cfg.channels} channels; "
+                f"bound {result.bound_bpp:.4f} bpp)")
 
     return _run_files(args, plan, work)
 

@@ -22,8 +22,14 @@ import numpy as np
 from compression import bitstream
 from compression.config import DOWNSAMPLING
 from compression.entropy_model import bound_bits, decode_symbols, encode_symbols
-from compression.errors import CorruptFileError, ModelMismatchError, UnsupportedVersionError
+from compression.errors import (
+    CorruptFileError,
+    ModelMismatchError,
+    RateError,
+    UnsupportedVersionError,
+)
 from compression.image_io import crop_to, image_from_array, pad_to_multiple, to_float
+from compression.rate_control import channel_choices, choose_channels, file_bpp
 
 __all__ = ["EncodeResult", "encode", "decode", "encode_image", "decode_image", "read_symbols",
            "file_stats", "DEFAULT_MAX_PIXELS"]
@@ -38,8 +44,10 @@ class EncodeResult:
     """An encoded image: the file ``data`` and its rate figures.
 
     ``bpp`` is the whole file (header and CRC included) in bits per pixel of
-    the original image; ``bound_bpp`` is ``C log2(L) / 256`` scaled to the
-    padded size, the rate a coder without an entropy model would reach.
+    the original image; ``bound_bpp`` is ``k log2(L) / 256`` scaled to the
+    padded size, the rate a coder without an entropy model would reach;
+    ``channels`` is ``k``, the leading bottleneck channels the file codes
+    (all ``C`` for a fixed-rate model).
     """
 
     data: bytes
@@ -48,6 +56,7 @@ class EncodeResult:
     bpp: float
     payload_bpp: float
     bound_bpp: float
+    channels: int = 0
 
 
 def _default_seed(symbols):
@@ -56,43 +65,66 @@ def _default_seed(symbols):
     return int.from_bytes(digest, "big") & (2**63 - 1)
 
 
-def encode_image(model, image, seed=None):
-    """Encode ``image`` (uint8 ``[H, W, 3]`` or ``[H, W]``) -> :class:`EncodeResult`."""
+def encode_image(model, image, seed=None, bpp=None, channels=None):
+    """Encode ``image`` (uint8 ``[H, W, 3]`` or ``[H, W]``) -> :class:`EncodeResult`.
+
+    ``bpp``: the whole file must be at most this many bits per pixel.  A
+    variable-rate model codes the largest number of leading channels that
+    fits (:func:`compression.rate_control.choose_channels`); a fixed-rate
+    model codes all of them.  Either raises
+    :class:`~compression.errors.RateError`, naming the achievable range, when
+    even its smallest file is larger.  ``channels``: code exactly this many
+    leading channels instead (one of
+    :func:`~compression.rate_control.channel_choices`).  Neither: all channels.
+    """
+    choices = channel_choices(model.config)
+    if channels is not None:
+        if bpp is not None:
+            raise ValueError("pass bpp or channels, not both")
+        if channels not in choices:
+            raise RateError(f"this model codes {choices.start}..{choices.stop - 1} leading "
+                            f"channels, not {channels}")
+        choices = range(channels, channels + 1)
     image = image_from_array(image)
     if model.config.semantic_classes:
         raise UnsupportedVersionError(
             "this model is conditioned on semantic label maps; the .gcz format does not "
             "carry label maps yet, so it cannot code files"
         )
+    if seed is not None and not 0 <= int(seed) < 2**64:
+        raise ValueError(f"seed must be in [0, 2**64) (the file stores a u64), got {seed}")
     h, w = image.shape[:2]
     padded, _ = pad_to_multiple(image, DOWNSAMPLING)
     symbols = model.encode(to_float(padded))
-    if seed is None:
-        seed = _default_seed(symbols)
-    if not 0 <= int(seed) < 2**64:
-        raise ValueError(f"seed must be in [0, 2**64) (the file stores a u64), got {seed}")
-    payload = encode_symbols(symbols, model.probabilities)
-    header = bitstream.Header(
-        fingerprint=model.fingerprint,
-        image_height=h, image_width=w,
-        bottleneck_channels=symbols.shape[2],
-        bottleneck_height=symbols.shape[0], bottleneck_width=symbols.shape[1],
-        num_centers=model.config.num_centers,
-        seed=int(seed),
-    )
-    data = bitstream.pack(header, payload)
+    payloads = {}
+
+    def code(k):
+        kept = symbols[:, :, :k]
+        payloads[k] = encode_symbols(kept, model.probabilities[:k])
+        header = bitstream.Header(
+            fingerprint=model.fingerprint,
+            image_height=h, image_width=w,
+            bottleneck_channels=k,
+            bottleneck_height=symbols.shape[0], bottleneck_width=symbols.shape[1],
+            num_centers=model.config.num_centers,
+            seed=_default_seed(kept) if seed is None else int(seed),
+        )
+        return bitstream.pack(header, payloads[k])
+
+    k, data = choose_channels(code, choices, h * w, bpp)
     pixels = h * w
     return EncodeResult(
         data=data, height=h, width=w,
-        bpp=8 * len(data) / pixels,
-        payload_bpp=8 * len(payload) / pixels,
-        bound_bpp=bound_bits(symbols.shape, model.config.num_centers) / pixels,
+        bpp=file_bpp(len(data), pixels),
+        payload_bpp=file_bpp(len(payloads[k]), pixels),
+        bound_bpp=bound_bits(symbols[:, :, :k].shape, model.config.num_centers) / pixels,
+        channels=k,
     )
 
 
-def encode(model, image, seed=None):
-    """Encode ``image`` (uint8 ``[H, W, 3]``) to the bytes of a ``.gcz`` file."""
-    return encode_image(model, image, seed).data
+def encode(model, image, seed=None, bpp=None):
+    """Encode ``image`` (uint8 ``[H, W, 3]``) to ``.gcz`` bytes; see :func:`encode_image`."""
+    return encode_image(model, image, seed, bpp).data
 
 
 def _check_header(model, header):
@@ -113,13 +145,16 @@ def _check_header(model, header):
     expected = (
         math.ceil(header.image_height / DOWNSAMPLING),
         math.ceil(header.image_width / DOWNSAMPLING),
-        cfg.channels,
     )
-    if header.bottleneck_shape != expected or header.num_centers != cfg.num_centers:
+    channels = (cfg.channels if not cfg.variable_rate
+                else f"{cfg.smallest_channels}..{cfg.channels}")
+    if (header.bottleneck_shape[:2] != expected
+            or header.bottleneck_channels not in channel_choices(cfg)
+            or header.num_centers != cfg.num_centers):
         raise CorruptFileError(
             f"header is inconsistent: bottleneck {header.bottleneck_shape} with "
             f"{header.num_centers} centres for a {header.image_height}x{header.image_width} "
-            f"image; the model expects {expected} with {cfg.num_centers} centres"
+            f"image; the model expects {expected + (channels,)} with {cfg.num_centers} centres"
         )
 
 
@@ -141,7 +176,8 @@ def read_symbols(model, data, max_pixels=DEFAULT_MAX_PIXELS):
                         f"got {type(data).__name__}")
     bitstream.check_pixels(header.image_height, header.image_width, max_pixels)
     _check_header(model, header)
-    return header, decode_symbols(payload, header.bottleneck_shape, model.probabilities)
+    probabilities = model.probabilities[:header.bottleneck_channels]
+    return header, decode_symbols(payload, header.bottleneck_shape, probabilities)
 
 
 def decode_image(model, data, max_pixels=DEFAULT_MAX_PIXELS):
@@ -184,6 +220,7 @@ def file_stats(data, max_pixels=DEFAULT_MAX_PIXELS):
         "bpp": 8 * data_size / pixels,
         "payload_bpp": 8 * len(payload) / pixels,
         "bound_bpp": bound_bits(header.bottleneck_shape, header.num_centers) / pixels,
+        "channels": header.bottleneck_channels,
         "model": bitstream.fingerprint_hex(header.fingerprint),
         "seed": header.seed,
     }

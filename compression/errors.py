@@ -19,6 +19,7 @@ __all__ = [
     "UnsupportedVersionError",
     "ModelMismatchError",
     "ModelLoadError",
+    "RateError",
 ]
 
 
@@ -68,3 +69,7 @@ class ModelMismatchError(CompressionError, ValueError):
 
 class ModelLoadError(CompressionError, ValueError):
     """A run directory or checkpoint is missing or cannot be loaded."""
+
+
+class RateError(CompressionError, ValueError):
+    """A target rate is below the smallest file the model can write for an image."""

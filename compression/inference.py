@@ -214,7 +214,12 @@ class CompressionModel:
             self._symbols_out = q.symbols
             z = sample_noise(1, cfg.noise_dim, self._seed) if cfg.noise else None
             w_hat = dequantize(self._symbols_in, cfg.centers)
-            self._features, _ = decoder_features(w_hat, cfg, False, z=z, labels_one_hot=one_hot)
+            # How many leading channels are real (variable-rate models; the rest are filled).
+            self._kept = _v1.placeholder_with_default(
+                tf.constant(cfg.channels, tf.int32), [], name="kept_channels")
+            self._features, _ = decoder_features(
+                w_hat, cfg, False, z=z, labels_one_hot=one_hot,
+                kept=self._kept if cfg.variable_rate else None)
             self._reconstruction, _ = decode_tail(self._features, cfg)
             # The same upsampling tail on one tile of features, normalised with
             # statistics of the whole image (see decode_tiled).
@@ -333,7 +338,10 @@ class CompressionModel:
         return self.session.run(self._symbols_out, feed)[0]
 
     def decode(self, symbols, seed, labels=None, tile=None, as_uint8=False):
-        """Symbols ``[h, w, C]`` and the noise seed -> float image ``[16h, 16w, 3]`` in [-1, 1].
+        """Symbols ``[h, w, k]`` and the noise seed -> float image ``[16h, 16w, 3]`` in [-1, 1].
+
+        ``k`` is ``C``, or for a variable-rate model any count of leading
+        channels in ``[config.min_channels, C]``.
 
         ``seed`` is the file's u64 (seeds of 2**63 and above reach the
         noise generator as their two's-complement int64).  Images above
@@ -345,15 +353,18 @@ class CompressionModel:
         no float image of the whole size is ever held.
         """
         symbols = np.asarray(symbols)
-        if symbols.ndim != 3 or symbols.shape[2] != self.config.channels:
-            raise ConfigError(
-                f"symbols must have shape [h, w, {self.config.channels}], got {symbols.shape}"
-            )
-        h, w = symbols.shape[:2]
+        cfg = self.config
+        if symbols.ndim != 3 or not cfg.smallest_channels <= symbols.shape[2] <= cfg.channels:
+            wanted = (cfg.channels if not cfg.variable_rate
+                      else f"{cfg.smallest_channels}..{cfg.channels}")
+            raise ConfigError(f"symbols must have shape [h, w, {wanted}], got {symbols.shape}")
+        h, w, kept = symbols.shape
         seed = int(seed)
         if not 0 <= seed < 2**64:
             raise ConfigError(f"seed must be in [0, 2**64), got {seed}")
-        feed = {self._symbols_in: symbols[None].astype(np.int32),
+        padded = np.zeros((1, h, w, cfg.channels), np.int32)
+        padded[0, :, :, :kept] = symbols  # dropped channels: any symbol, the fill replaces it
+        feed = {self._symbols_in: padded, self._kept: kept,
                 self._seed: seed - 2**64 if seed >= 2**63 else seed}
         feed.update(self._check_labels(labels, 16 * h, 16 * w))
         if tile is None:

@@ -82,6 +82,33 @@ def tiny_run(tiny_data, tmp_path_factory):
     return run_dir
 
 
+#: A variable-rate TINY: files code any leading 2..6 of its 6 channels (MSE only, for speed).
+TINY_VARIABLE_RATE = CompressionConfig(
+    channels=6, min_channels=2, width=0.0625, residual_blocks=1, noise_dim=16, upsample_dim=32,
+    crop_height=32, crop_width=64, batch_size=2, lambda_gan=0.0, lambda_fm=0.0,
+)
+
+
+@pytest.fixture(scope="session")
+def variable_rate_run(tiny_data, tmp_path_factory):
+    """Run directory of TINY_VARIABLE_RATE trained for 6 steps.  Do not modify."""
+    from compression.train import train
+
+    run_dir = str(tmp_path_factory.mktemp("variable_rate_run") / "run")
+    train(TINY_VARIABLE_RATE, tiny_data, run_dir, steps=6, checkpoint_every=6, summary_every=3,
+          val_every=6, val_images=2, progress=False, log=_silent)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def variable_rate_model(variable_rate_run):
+    from compression.inference import load_model
+
+    model = load_model(variable_rate_run)
+    yield model
+    model.close()
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tiny_run):
     """``load_model(tiny_run)``, shared by every test (the session is never closed)."""

@@ -15,7 +15,7 @@ from compression.codec import decode
 from compression.image_io import read_image
 
 LINE = re.compile(r"(?P<src>\S+) -> (?P<dst>\S+): (?P<bytes>\d+) bytes, (?P<bpp>[\d.]+) bpp "
-                  r"\(bound (?P<bound>[\d.]+) bpp\)")
+                  r"\((?P<k>\d+) of (?P<channels>\d+) channels; bound (?P<bound>[\d.]+) bpp\)")
 
 
 def write_png(path, h, w, seed=0):
@@ -186,13 +186,47 @@ def test_decode_with_another_model(capsys, tiny_run, other_run, images, tmp_path
     assert code == 1 and "decode it with the model that encoded it" in err
 
 
-def test_bpp_must_match_the_model(capsys, tiny_run, tiny_model, images):
-    code, _, err = run_cli(capsys, "encode", images[0], "--model", tiny_run, "--bpp", "0.1")
-    assert code == 2
-    assert f"this model codes at {tiny_model.config.bpp_bound():.3f} bpp" in err
-    assert not os.path.exists(images[0][:-4] + ".gcz")
-    bound = f"{tiny_model.config.bpp_bound():.4f}"
-    assert run_cli(capsys, "encode", images[0], "--model", tiny_run, "--bpp", bound)[0] == 0
+def test_bpp_is_the_largest_file_size(capsys, tiny_run, images, tmp_path):
+    gcz = tmp_path / "a.gcz"
+    assert run_cli(capsys, "encode", images[0], "--model", tiny_run, "-o", gcz)[0] == 0
+    rate = 8 * gcz.stat().st_size / (32 * 48)
+    # A fixed-rate model has one file size: a smaller target is refused, naming it.
+    code, _, err = run_cli(capsys, "encode", images[0], "--model", tiny_run, "--bpp",
+                           f"{rate * 0.9:.4f}", "-o", tmp_path / "b.gcz")
+    assert code == 1
+    assert f"below this fixed-rate model's file for this image, {rate:.4f} bpp" in err
+    assert "train --min-channels" in err and not (tmp_path / "b.gcz").exists()
+    code, out, _ = run_cli(capsys, "encode", images[0], "--model", tiny_run, "--bpp",
+                           f"{rate + 1e-4:.4f}", "-o", tmp_path / "c.gcz")
+    assert code == 0 and (tmp_path / "c.gcz").read_bytes() == gcz.read_bytes()
+    assert LINE.search(out)["k"] == LINE.search(out)["channels"] == "4"
+    for bad in ("0", "-0.1", "nan"):
+        code, _, err = run_cli(capsys, "encode", images[0], "--model", tiny_run, "--bpp", bad)
+        assert code == 2 and "--bpp must be a positive number" in err
+
+
+def test_variable_rate_encode_and_info(capsys, variable_rate_run, tmp_path):
+    # Big enough that the 54-byte header is a small part of a file.
+    image = write_png(tmp_path / "big.png", 256, 384)
+    sizes = {}
+    for target in ("0.03", "0.045", "10"):
+        gcz = tmp_path / f"{target}.gcz"
+        code, out, _ = run_cli(capsys, "encode", image, "--model", variable_rate_run,
+                               "--bpp", target, "-o", gcz)
+        assert code == 0, out
+        match = LINE.search(out)
+        assert match["channels"] == "6" and 2 <= int(match["k"]) <= 6
+        assert 8 * gcz.stat().st_size / (256 * 384) <= float(target)
+        sizes[target] = int(match["k"])
+        _, info, _ = run_cli(capsys, "info", gcz)
+        assert f"channels {match['k']}" in info
+        assert run_cli(capsys, "decode", gcz, "--model", variable_rate_run, "-o",
+                       tmp_path / f"{target}.png")[0] == 0
+    assert sizes["10"] == 6 and sizes["0.03"] <= sizes["0.045"]
+    code, _, err = run_cli(capsys, "encode", image, "--model", variable_rate_run, "--bpp",
+                           "0.001", "-o", tmp_path / "none.gcz")
+    assert code == 1 and "below the smallest file this model writes" in err
+    assert "(2 of 6 channels); its range for this image is" in err
 
 
 def test_info(capsys, tiny_run, tiny_model, images, tmp_path):

@@ -1,0 +1,63 @@
+"""Rate control: how many bottleneck channels a file codes, for a target bpp.
+
+A variable-rate model (``CompressionConfig.min_channels < channels``) decodes
+any leading ``k`` of its ``C`` channels, ``k >= min_channels``.  For a target
+rate the encoder codes the largest ``k`` whose *whole file* (header, payload
+and CRC) fits, found by coding, not by estimate: coding is about 0.3% of a
+decode, and only real sizes guarantee the target.  A fixed-rate model has one
+``k`` (= ``C``), so a target can only be checked.
+"""
+
+from compression.errors import RateError
+
+__all__ = ["channel_choices", "choose_channels", "file_bpp"]
+
+
+def channel_choices(config):
+    """The channel counts a file of ``config``'s model may code, ascending."""
+    return range(config.smallest_channels, config.channels + 1)
+
+
+def file_bpp(size, pixels):
+    """Bits per pixel of a ``size``-byte file of an image of ``pixels`` pixels."""
+    return 8.0 * size / pixels
+
+
+def choose_channels(code, choices, pixels, bpp):
+    """The largest ``k`` in ``choices`` whose file fits ``bpp``: ``(k, data)``.
+
+    Args:
+      code: ``k -> bytes``, the complete file coding the leading ``k`` channels.
+      choices: candidate ``k``, ascending (:func:`channel_choices`).
+      pixels: pixels of the original image (the rate's denominator).
+      bpp: target rate of the whole file, bits per pixel; None: the largest ``k``.
+
+    Raises:
+      RateError: even the smallest ``k`` gives a larger file; the message
+        names the achievable range for this image.
+    """
+    choices = list(choices)
+    if bpp is None:
+        return choices[-1], code(choices[-1])
+    if not bpp > 0:
+        raise RateError(f"the target rate must be a positive number of bits per pixel, got {bpp}")
+    largest = None
+    # Downwards: file sizes grow with k, so the first fit is the largest k
+    # that fits, and a generous target costs one coding.
+    for k in reversed(choices):
+        data = code(k)
+        if largest is None:
+            largest = data
+        if file_bpp(len(data), pixels) <= bpp:
+            return k, data
+    smallest = file_bpp(len(data), pixels)
+    top = file_bpp(len(largest), pixels)
+    if len(choices) == 1:
+        raise RateError(
+            f"target {bpp:g} bpp is below this fixed-rate model's file for this image, "
+            f"{smallest:.4f} bpp ({choices[0]} channels); ask for at least that, or use a "
+            "variable-rate model (train --min-channels)")
+    raise RateError(
+        f"target {bpp:g} bpp is below the smallest file this model writes for this image: "
+        f"{smallest:.4f} bpp ({choices[0]} of {choices[-1]} channels); its range for this "
+        f"image is {smallest:.4f}-{top:.4f} bpp")

@@ -1,0 +1,142 @@
+"""compression.rate_control, and variable-rate models end to end: nested channels, k in the file."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from conftest import TINY, TINY_VARIABLE_RATE
+from skimage import data as skdata
+
+from compression import bitstream
+from compression.codec import decode_image, encode_image, file_stats, read_symbols
+from compression.errors import ConfigError, CorruptFileError, RateError
+from compression.image_io import pad_to_multiple, to_float
+from compression.rate_control import channel_choices, choose_channels, file_bpp
+
+
+def fake_code(sizes):
+    """A ``code`` whose file for ``k`` channels is ``sizes[k]`` bytes; records the calls."""
+    calls = []
+
+    def code(k):
+        calls.append(k)
+        return bytes(sizes[k])
+
+    return code, calls
+
+
+def test_channel_choices():
+    assert list(channel_choices(TINY)) == [4]
+    assert list(channel_choices(TINY_VARIABLE_RATE)) == [2, 3, 4, 5, 6]
+
+
+def test_the_largest_k_that_fits_is_chosen():
+    sizes = {1: 100, 2: 180, 3: 260, 4: 340}
+    for target_bytes, expected in ((1000, 4), (340, 4), (339, 3), (260, 3), (200, 2), (100, 1)):
+        code, _ = fake_code(sizes)
+        k, data = choose_channels(code, range(1, 5), 8, file_bpp(target_bytes, 8))
+        assert (k, len(data)) == (expected, sizes[expected])
+
+
+def test_the_search_stops_at_the_first_fit_from_the_top():
+    code, calls = fake_code({1: 100, 2: 180, 3: 260, 4: 340})
+    choose_channels(code, range(1, 5), 8, 1e9)
+    assert calls == [4]
+    code, calls = fake_code({1: 100, 2: 180, 3: 260, 4: 340})
+    assert choose_channels(code, range(1, 5), 8, None)[0] == 4 and calls == [4]
+
+
+def test_a_size_that_does_not_grow_with_k_still_never_exceeds_the_target():
+    # Coders round: a larger k may (rarely) give a smaller file.  The target holds anyway.
+    code, _ = fake_code({1: 100, 2: 190, 3: 185, 4: 340})
+    k, data = choose_channels(code, range(1, 5), 8, file_bpp(188, 8))
+    assert k == 3 and len(data) <= 188
+
+
+def test_targets_below_the_range_name_it():
+    code, _ = fake_code({2: 100, 3: 150, 4: 200})
+    with pytest.raises(RateError, match=r"0\.5000 bpp \(2 of 4 channels\); its range for "
+                                        r"this image is 0\.5000-1\.0000 bpp"):
+        choose_channels(code, range(2, 5), 1600, 0.4)
+    code, _ = fake_code({4: 200})
+    with pytest.raises(RateError, match=r"fixed-rate model's file for this image, 1\.0000 bpp"):
+        choose_channels(code, [4], 1600, 0.9)
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(RateError, match="positive number"):
+            choose_channels(code, [4], 1600, bad)
+
+
+# --- with a real variable-rate model --------------------------------------
+
+
+def street(h=256, w=384):
+    return np.ascontiguousarray(skdata.astronaut()[:h, :w])
+
+
+def test_every_leading_k_decodes_and_the_file_records_it(variable_rate_model):
+    model = variable_rate_model
+    image = street()
+    padded, _ = pad_to_multiple(image, 16)
+    symbols = model.encode(to_float(padded))
+    assert symbols.shape[2] == 6
+    sizes, decoded = [], {}
+    for k in channel_choices(model.config):
+        # Any leading k decodes directly ...
+        direct = model.decode(symbols[:, :, :k], seed=7, as_uint8=True)
+        assert direct.shape == (256, 384, 3)
+        # ... and through a file that records k and restores exactly those symbols.
+        result = encode_image(model, image, seed=7, channels=k)
+        assert result.channels == k
+        header, restored = read_symbols(model, result.data)
+        assert header.bottleneck_channels == k and file_stats(result.data)["channels"] == k
+        np.testing.assert_array_equal(restored, symbols[:, :, :k])
+        decoded[k] = decode_image(model, result.data)[0]
+        np.testing.assert_array_equal(decoded[k], direct)
+        sizes.append(len(result.data))
+    assert sizes == sorted(sizes)
+    # The dropped channels change the picture: k matters to the decoder.
+    assert not np.array_equal(decoded[2], decoded[6])
+
+
+def test_channel_counts_outside_the_model_are_refused(variable_rate_model, tiny_model):
+    image = street(64, 64)
+    for model, bad in ((variable_rate_model, 1), (variable_rate_model, 7), (tiny_model, 3)):
+        with pytest.raises(RateError, match=f"not {bad}"):
+            encode_image(model, image, channels=bad)
+    with pytest.raises(ValueError, match="not both"):
+        encode_image(variable_rate_model, image, bpp=0.1, channels=3)
+    with pytest.raises(ConfigError, match=r"symbols must have shape \[h, w, 2..6\]"):
+        variable_rate_model.decode(np.zeros((4, 4, 1), np.int32), seed=0)
+
+
+def test_a_file_claiming_channels_outside_the_model_is_corrupt(variable_rate_model):
+    data = encode_image(variable_rate_model, street(64, 64), channels=2).data
+    header, payload = bitstream.unpack(data)
+    for bad in (1, 7):
+        forged = bitstream.pack(dataclasses.replace(header, bottleneck_channels=bad), payload)
+        with pytest.raises(CorruptFileError, match=r"expects \(4, 4, '2..6'\)"):
+            decode_image(variable_rate_model, forged)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rate_control_never_exceeds_the_target(variable_rate_model, seed):
+    model = variable_rate_model
+    rng = np.random.default_rng(seed)
+    h, w = (int(n) for n in rng.integers(64, 300, 2))
+    yy, xx = np.mgrid[0:h, 0:w]
+    image = np.clip(np.stack([xx * 2, yy * 3, xx + yy], -1) % 256
+                    + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+    sizes = {k: len(encode_image(model, image, channels=k).data)
+             for k in channel_choices(model.config)}
+    fitted = 0
+    for target in np.geomspace(0.01, 2.0, 25):
+        fits = [k for k, size in sizes.items() if file_bpp(size, h * w) <= target]
+        if not fits:
+            with pytest.raises(RateError, match="below the smallest file"):
+                encode_image(model, image, bpp=float(target))
+            continue
+        result = encode_image(model, image, bpp=float(target))
+        assert result.bpp <= target and result.bpp == file_bpp(len(result.data), h * w)
+        assert result.channels == max(fits)  # the largest k that fits
+        fitted += 1
+    assert fitted >= 5
