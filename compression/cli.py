@@ -49,8 +49,10 @@ def _add_train(sub):
                    help="dataset root directory; repeat it to train on several datasets")
     p.add_argument("--out", required=True, help="run directory (config, checkpoints, logs)")
     rate = p.add_mutually_exclusive_group()
-    rate.add_argument("--bpp", type=float, help="target rate; picks the largest C whose "
-                      "bound C*log2(L)/256 does not exceed it")
+    rate.add_argument("--bpp", type=float, help="picks the largest C whose bound "
+                      "C*log2(L)/256 does not exceed it (the bound, not the file size: files "
+                      "code a little below it plus a 54-byte header; 'encode --bpp' sets "
+                      "file sizes)")
     rate.add_argument("--channels", type=int, help="bottleneck channels C (default 8)")
     p.add_argument("--min-channels", type=int, default=None, metavar="K",
                    help="a variable-rate model: files may code any leading K..C channels, "
@@ -178,6 +180,11 @@ def _add_evaluate(sub):
     p.add_argument("--out", default=None, help="results file (.csv or .json)")
     p.add_argument("--limit", type=int, default=None, help="at most this many images")
     p.add_argument("--force", action="store_true", help="overwrite --out")
+    rate = p.add_mutually_exclusive_group()
+    rate.add_argument("--bpp", type=float, default=None,
+                      help="largest file size in bits per pixel, as for encode")
+    rate.add_argument("--channels", type=int, default=None, metavar="K",
+                      help="code exactly K leading channels (variable-rate models)")
 
 
 def _add_compare(sub):

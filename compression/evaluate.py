@@ -8,8 +8,11 @@ One row per image (see :data:`COLUMNS`):
 * ``bytes``: the size of the file on disk, header and CRC included;
 * ``bpp``: ``8 * bytes / (height * width)``, the honest rate;
 * ``payload_bpp``: the entropy-coded symbols alone;
-* ``bound_bpp``: ``C log2(L)`` bits per bottleneck pixel (the rate without an
+* ``bound_bpp``: ``k log2(L)`` bits per bottleneck pixel (the rate without an
   entropy model), scaled to the original size;
+* ``channels``: ``k``, the leading bottleneck channels the file codes (all
+  ``C`` of a fixed-rate model; chosen per image by ``--bpp`` or fixed by
+  ``--channels`` for a variable-rate one);
 * ``psnr``: dB on the 8-bit RGB scale (peak 255; ``inf`` for an exact match);
 * ``ms_ssim``: :func:`compression.metrics.ms_ssim`, TensorFlow's multi-scale
   SSIM on the 8-bit scale, with fewer scales for images whose smaller side
@@ -35,14 +38,15 @@ __all__ = ["COLUMNS", "IMAGE_EXTENSIONS", "evaluate", "evaluate_command", "find_
 
 #: Columns of the results, in order.
 COLUMNS = ("image", "height", "width", "bytes", "bpp", "payload_bpp", "bound_bpp",
-           "psnr", "ms_ssim", "encode_s", "decode_s")
+           "channels", "psnr", "ms_ssim", "encode_s", "decode_s")
 
 #: File name endings searched for in directories.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm")
 
-_MEAN_COLUMNS = ("bytes", "bpp", "payload_bpp", "bound_bpp", "psnr", "ms_ssim",
+_MEAN_COLUMNS = ("bytes", "bpp", "payload_bpp", "bound_bpp", "channels", "psnr", "ms_ssim",
                  "encode_s", "decode_s")
-_FORMATS = {"bpp": ".4f", "payload_bpp": ".4f", "bound_bpp": ".4f", "psnr": ".2f",
+_FORMATS = {"bpp": ".4f", "payload_bpp": ".4f", "bound_bpp": ".4f", "channels": ".2f",
+            "psnr": ".2f",
             "ms_ssim": ".4f", "encode_s": ".3f", "decode_s": ".3f", "bytes": ".0f"}
 
 
@@ -67,8 +71,12 @@ def find_images(spec, limit=None):
     return paths[:limit] if limit else paths
 
 
-def _code_one(model, path, work_dir):
-    """Encode ``path`` to a file in ``work_dir``, decode it, measure -> a row."""
+def _code_one(model, path, work_dir, rate):
+    """Encode ``path`` to a file in ``work_dir``, decode it, measure -> a row.
+
+    ``rate``: keyword arguments of :func:`~compression.codec.encode_image`
+    (``bpp`` or ``channels``).
+    """
     from compression.codec import decode_image, encode_image
     from compression.image_io import read_image
     from compression.metrics import ms_ssim, psnr
@@ -76,7 +84,7 @@ def _code_one(model, path, work_dir):
     image = read_image(path)
     height, width = image.shape[:2]
     start = time.perf_counter()
-    encoded = encode_image(model, image)
+    encoded = encode_image(model, image, **rate)
     encode_s = time.perf_counter() - start
     gcz = os.path.join(work_dir, "image.gcz")
     write_atomic(gcz, encoded.data, overwrite=True)  # the run's own scratch file
@@ -94,6 +102,7 @@ def _code_one(model, path, work_dir):
         "bpp": 8.0 * size / (height * width),
         "payload_bpp": encoded.payload_bpp,
         "bound_bpp": encoded.bound_bpp,
+        "channels": encoded.channels,
         "psnr": psnr(image, decoded),
         "ms_ssim": ms_ssim(image, decoded),
         "encode_s": encode_s,
@@ -101,7 +110,8 @@ def _code_one(model, path, work_dir):
     }
 
 
-def evaluate(model, image_paths, on_error=None, on_row=None, warm_up=True, work_dir=None):
+def evaluate(model, image_paths, on_error=None, on_row=None, warm_up=True, work_dir=None,
+             bpp=None, channels=None):
     """Code every image with ``model`` and measure it -> list of row dicts (:data:`COLUMNS`).
 
     Args:
@@ -116,6 +126,9 @@ def evaluate(model, image_paths, on_error=None, on_row=None, warm_up=True, work_
         no row pays for TensorFlow's one-time set-up.
       work_dir: where the ``.gcz`` files are written (default: a temporary
         directory, removed afterwards).
+      bpp, channels: the rate of every file, as in
+        :func:`~compression.codec.encode_image` (an image whose smallest
+        file exceeds ``bpp`` is an error, reported to ``on_error``).
 
     Returns:
       One dict per image that was coded, in the order of ``image_paths``.
@@ -128,15 +141,16 @@ def evaluate(model, image_paths, on_error=None, on_row=None, warm_up=True, work_
             "carry yet; it cannot be evaluated on files"
         )
     paths = [os.fspath(p) for p in image_paths]
+    rate = {"bpp": bpp, "channels": channels}
     rows = []
     with tempfile.TemporaryDirectory(prefix="gcompress-eval-") as tmp:
         folder = work_dir or tmp
         for index, path in enumerate(paths):
             try:
-                row = _code_one(model, path, folder)
+                row = _code_one(model, path, folder, rate)
                 if warm_up and not rows:
                     # The first image coded paid for TF's set-up: measure it again.
-                    row = _code_one(model, path, folder)
+                    row = _code_one(model, path, folder, rate)
             except Exception as e:  # one bad image must not stop the evaluation
                 if on_error is None:
                     raise
@@ -212,13 +226,15 @@ def skip_reporter(failures):
 
 
 def _progress_line(index, total, row):
-    return (f"[{index + 1}/{total}] {row['image']}: {row['bytes']} bytes, {row['bpp']:.4f} bpp, "
+    return (f"[{index + 1}/{total}] {row['image']}: {row['bytes']} bytes, {row['bpp']:.4f} bpp "
+            f"({row['channels']} channels), "
             f"PSNR {row['psnr']:.2f} dB, MS-SSIM {row['ms_ssim']:.4f}, "
             f"encode {row['encode_s']:.2f} s, decode {row['decode_s']:.2f} s")
 
 
 def evaluate_command(args):
-    """``gcompress evaluate``: ``args`` has ``model``, ``images``, ``out``, ``limit``, ``force``.
+    """``gcompress evaluate``: ``args`` has ``model``, ``images``, ``out``, ``limit``, ``force``
+    and optionally ``bpp`` or ``channels``.
 
     Prints one line per image and a table of the means, writes ``--out``
     (CSV or JSON by its extension).  Returns the exit status: 0, or 1 when
@@ -236,7 +252,8 @@ def evaluate_command(args):
     on_error = skip_reporter(failures)
     try:
         rows = evaluate(model, paths, on_error=on_error,
-                        on_row=lambda i, row: print(_progress_line(i, len(paths), row)))
+                        on_row=lambda i, row: print(_progress_line(i, len(paths), row)),
+                        bpp=getattr(args, "bpp", None), channels=getattr(args, "channels", None))
     finally:
         model.close()
     if rows:

@@ -27,6 +27,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from compression import bitstream
 from compression import data as data_lib
 from compression import metrics as metrics_lib
 from compression.config import CompressionConfig
@@ -342,6 +343,19 @@ def _scalar_summary(values):
 IMAGE_SUMMARY_FACTOR = 10
 
 
+def _rate_note(config):
+    """What the model's rate means: the bound, and where to read the coded rate."""
+    if config.variable_rate:
+        bound = (f"bpp bound {config.bpp_bound(config.min_channels):.4f}-"
+                 f"{config.bpp_bound():.4f} (k={config.min_channels}..{config.channels} of "
+                 f"C={config.channels}, L={config.num_centers})")
+    else:
+        bound = f"bpp bound {config.bpp_bound():.4f} (C={config.channels}, L={config.num_centers})"
+    header = bitstream.HEADER_SIZE + 4  # and the CRC
+    return (bound + f"; files code at about val_bpp_estimate, plus a {header}-byte header "
+            f"({8 * header / (480 * 360):.4f} bpp at 480x360)")
+
+
 def _data_dirs(data_dir):
     """One dataset root or a list of them -> a non-empty list of paths."""
     if isinstance(data_dir, (str, bytes, os.PathLike)):
@@ -411,7 +425,7 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
                     if e is not None][:val_images]
     log(_device_message())
     log(f"{len(examples)} training images, {len(val_examples)} validation images; "
-        f"bpp bound {config.bpp_bound():.4f} (C={config.channels}, L={config.num_centers})")
+        + _rate_note(config))
 
     graph = tf.Graph()
     with graph.as_default():

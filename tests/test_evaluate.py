@@ -123,3 +123,22 @@ def test_evaluate_api(tiny_model, val_dir, tmp_path):
     mean = summarize(rows + rows)
     assert mean["image"] == "mean of 2" and mean["bpp"] == pytest.approx(rows[0]["bpp"])
     assert summarize([]) == {}
+
+
+def test_evaluate_at_a_rate_or_a_channel_count(variable_rate_run, val_dir, tmp_path, capsys):
+    out = tmp_path / "k3.json"
+    assert main(["evaluate", "--model", variable_rate_run, "--images", val_dir, "--channels",
+                 "3", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [row["channels"] for row in rows] == [3, 3]
+    assert "(3 channels)" in capsys.readouterr().out
+    target = max(row["bpp"] for row in rows)
+    from compression.inference import load_model
+
+    with load_model(variable_rate_run) as model:
+        fitted = evaluate(model, find_images(val_dir), bpp=target)
+    assert all(row["bpp"] <= target and row["channels"] >= 3 for row in fitted)
+    # Below every image's smallest file: each image is reported and skipped.
+    code = main(["evaluate", "--model", variable_rate_run, "--images", val_dir, "--bpp", "0.001"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("below the smallest file this model writes") == 2
