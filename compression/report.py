@@ -2,6 +2,8 @@
 
 * :func:`rate_distortion_plot` - PSNR and MS-SSIM against bits per pixel,
   one line per method, as a PNG.
+* :func:`rate_distortion_curves` - the same panels for operating points
+  (one mean per rate), joined into one curve per model.
 * :func:`comparison_grid` - the original next to each reconstruction, each
   labelled with its method and rate, as a PNG.
 * :func:`format_table`, :func:`write_csv`, :func:`write_json` - the numbers.
@@ -28,6 +30,7 @@ from compression.image_io import image_from_array, write_image
 
 __all__ = [
     "rate_distortion_plot",
+    "rate_distortion_curves",
     "comparison_grid",
     "format_table",
     "write_csv",
@@ -77,12 +80,38 @@ def rate_distortion_plot(rows, path, title=None):
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small")
+    _render(fig, canvas, path, title)
+
+
+def _render(fig, canvas, path, title):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     canvas.draw()
     image = np.asarray(canvas.buffer_rgba())[:, :, :3]
     write_image(path, np.ascontiguousarray(image), overwrite=True)
+
+
+def rate_distortion_curves(rows, path, title=None):
+    """Write a PNG of PSNR and MS-SSIM against bpp, each method's points joined by rate.
+
+    ``rows`` are operating points (e.g. the mean over a test set at one rate)
+    with keys ``method``, ``bpp``, ``psnr``, ``ms_ssim``: a variable-rate
+    model's rows make a curve, a fixed-rate model's one point.
+    """
+    fig = Figure(figsize=(10, 4), dpi=100)
+    canvas = FigureCanvasAgg(fig)
+    for i, (key, label) in enumerate((("psnr", "PSNR [dB]"), ("ms_ssim", "MS-SSIM"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for index, (method, (bpps, values)) in enumerate(_series(rows, key).items()):
+            ax.plot(bpps, values, marker="o", markersize=5, color=f"C{index % 10}",
+                    label=method)
+        ax.set_xlabel("bits per pixel (whole file)")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+    _render(fig, canvas, path, title)
 
 
 def _font(size):
