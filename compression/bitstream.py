@@ -17,8 +17,10 @@ Layout (all integers big-endian, no padding; byte-by-byte table in
         37    1 number of centres L u8  >= 2
         38    8 noise seed          u64
         46    4 payload length N    u32
-        50    N payload
-      50+N    4 CRC32               u32, zlib.crc32 of bytes [0, 50+N)
+        50    n model name          only with flag bit 2: u8 length m >= 1,
+                                    then m bytes of UTF-8 (n = 1 + m; else 0)
+      50+n    N payload
+    50+n+N    4 CRC32               u32, zlib.crc32 of bytes [0, 50+n+N)
 
 The container knows nothing about what the payload means (the entropy coder
 defines that); it only guarantees that what comes out of :func:`unpack` is
@@ -52,12 +54,14 @@ from .files import open_regular, write_atomic
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "FINGERPRINT_SIZE",
+    "FLAG_MODEL_NAME",
     "FLAG_SELECTIVE_MASK",
     "FLAG_SEMANTIC_MAP",
     "FORMAT_VERSION",
     "HEADER_SIZE",
     "KNOWN_FLAGS",
     "MAGIC",
+    "MAX_MODEL_NAME",
     "MAX_SYMBOLS",
     "Header",
     "check_pixels",
@@ -79,8 +83,12 @@ FORMAT_VERSION = 1
 FLAG_SEMANTIC_MAP = 1 << 0
 #: Flag bit: a selective-compression mask is stored with the payload (reserved).
 FLAG_SELECTIVE_MASK = 1 << 1
+#: Flag bit: the model's name follows the fixed header (set by ``Header.model_name``).
+FLAG_MODEL_NAME = 1 << 2
 #: Every flag bit this reader understands; any other bit set is rejected.
-KNOWN_FLAGS = FLAG_SEMANTIC_MAP | FLAG_SELECTIVE_MASK
+KNOWN_FLAGS = FLAG_SEMANTIC_MAP | FLAG_SELECTIVE_MASK | FLAG_MODEL_NAME
+#: Longest model name a file can carry, in UTF-8 bytes.
+MAX_MODEL_NAME = 255
 #: Length of the model fingerprint in bytes.
 FINGERPRINT_SIZE = 16
 #: Default limit on the pixels (H * W) a file may claim: see :func:`check_pixels`.
@@ -136,7 +144,12 @@ class Header:
         num_centers: quantiser centres ``L``, u8 >= 2.
         seed: seed of the generator's noise, u64.
         flags: bitmask of ``FLAG_*`` values (only :data:`KNOWN_FLAGS` allowed).
+            :data:`FLAG_MODEL_NAME` follows ``model_name`` (it is set for you).
         version: container format version; must be :data:`FORMAT_VERSION`.
+        model_name: the name of the model that wrote the file (e.g. a shipped
+            model's, ``"street"``), at most :data:`MAX_MODEL_NAME` UTF-8 bytes
+            of printable text; ``""``: none (the fingerprint identifies the
+            model either way; the name says which one to get).
     """
 
     fingerprint: bytes
@@ -149,6 +162,7 @@ class Header:
     seed: int
     flags: int = 0
     version: int = FORMAT_VERSION
+    model_name: str = ""
 
     def __post_init__(self) -> None:
         """Validate and normalise the fields (frozen, hence ``object.__setattr__``)."""
@@ -188,12 +202,29 @@ class Header:
                 f"flags has unknown bits set: 0x{self.flags:04x} "
                 f"(known mask 0x{KNOWN_FLAGS:04x})"
             )
+        name = self.model_name
+        if not isinstance(name, str):
+            raise TypeError(f"model_name must be a str, got {type(name).__name__}")
+        if len(name.encode("utf-8", "surrogatepass")) > MAX_MODEL_NAME or not name.isprintable():
+            raise ValueError(
+                f"model_name must be printable text of at most {MAX_MODEL_NAME} UTF-8 bytes, "
+                f"got {name!r}")
+        if name:
+            object.__setattr__(self, "flags", self.flags | FLAG_MODEL_NAME)
+        elif self.flags & FLAG_MODEL_NAME:
+            raise ValueError("flags has the model-name bit set but model_name is empty")
         symbols = self.bottleneck_height * self.bottleneck_width * self.bottleneck_channels
         if symbols > MAX_SYMBOLS:
             raise ValueError(
                 f"bottleneck_height * bottleneck_width * bottleneck_channels = "
                 f"{symbols} exceeds the maximum of {MAX_SYMBOLS} symbols"
             )
+
+    @property
+    def overhead(self) -> int:
+        """Bytes of a file besides the payload: fixed header, model-name field and CRC."""
+        name = len(self.model_name.encode("utf-8"))
+        return HEADER_SIZE + (1 + name if name else 0) + _CRC.size
 
     @property
     def bottleneck_shape(self) -> tuple[int, int, int]:
@@ -209,7 +240,8 @@ def pack(header: Header, payload: bytes) -> bytes:
         payload: opaque bytes (the entropy-coded symbols), at most 2**32-1.
 
     Returns:
-        ``HEADER_SIZE + len(payload) + 4`` bytes.
+        ``HEADER_SIZE + len(payload) + 4`` bytes, plus ``1 + len(name)``
+        for a ``model_name``.
 
     Raises:
         ValueError: the payload is too long.
@@ -234,6 +266,9 @@ def pack(header: Header, payload: bytes) -> bytes:
         header.seed,
         len(payload),
     )
+    if header.model_name:
+        name = header.model_name.encode("utf-8")
+        head += bytes([len(name)]) + name
     body = head + payload
     return body + _CRC.pack(zlib.crc32(body))
 
@@ -289,13 +324,20 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
 
     fields = _HEADER.unpack_from(data)
     payload_length = fields[-1]
-    expected = HEADER_SIZE + payload_length + _CRC.size
+    if fields[2] & ~KNOWN_FLAGS and found >= HEADER_SIZE + _CRC.size and (
+            _CRC.unpack_from(data, found - _CRC.size)[0]
+            == zlib.crc32(memoryview(data)[:found - _CRC.size])):
+        # Intact, with flags this reader does not know: a newer writer, whose
+        # layout after the fixed header may differ, so nothing else is checked.
+        raise _unknown_flags(fields[2])
+    head = HEADER_SIZE + _name_size(fields[2], data)
+    expected = head + payload_length + _CRC.size
     if found < expected:
         raise TruncatedFileError(
-            f"truncated .gcz file: expected {expected} bytes (header {HEADER_SIZE} + "
+            f"truncated .gcz file: expected {expected} bytes (header {head} + "
             f"payload {payload_length} + CRC {_CRC.size}), found {found}"
         )
-    body_end = HEADER_SIZE + payload_length
+    body_end = head + payload_length
     (stored_crc,) = _CRC.unpack_from(data, body_end)
     computed_crc = zlib.crc32(memoryview(data)[:body_end])
     if stored_crc != computed_crc:
@@ -313,12 +355,13 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
      centers, seed, _) = fields
     # A valid CRC with unknown flags means a newer writer, not corruption.
     if flags & ~KNOWN_FLAGS:
-        raise UnsupportedVersionError(
-            f"unsupported .gcz file: flags 0x{flags:04x} use bits this reader "
-            f"does not know (it knows 0x{KNOWN_FLAGS:04x})"
-        )
+        raise _unknown_flags(flags)
+    name = b""
+    if flags & FLAG_MODEL_NAME:
+        name = data[HEADER_SIZE + 1:head]
     try:
         header = Header(
+            model_name=name.decode("utf-8"),
             fingerprint=digest,
             image_height=height,
             image_width=width,
@@ -330,9 +373,32 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
             flags=flags,
             version=version,
         )
-    except ValueError as exc:
+    except ValueError as exc:  # UnicodeDecodeError included
         raise CorruptFileError(f"corrupt .gcz file: {exc}") from exc
-    return header, data[HEADER_SIZE:body_end]
+    return header, data[head:body_end]
+
+
+def _unknown_flags(flags: int) -> UnsupportedVersionError:
+    return UnsupportedVersionError(
+        f"unsupported .gcz file: flags 0x{flags:04x} use bits this reader "
+        f"does not know (it knows 0x{KNOWN_FLAGS:04x})"
+    )
+
+
+def _name_size(flags: int, data: bytes) -> int:
+    """Bytes of the model-name field after the fixed header: 0, or 1 + its length byte.
+
+    Raises TruncatedFileError when ``data`` ends before the length byte, and
+    CorruptFileError for a zero length (a writer never stores an empty name).
+    """
+    if not flags & FLAG_MODEL_NAME:
+        return 0
+    if len(data) <= HEADER_SIZE:
+        raise TruncatedFileError(
+            f"truncated .gcz file: it ends before its model name at byte {HEADER_SIZE}")
+    if data[HEADER_SIZE] == 0:
+        raise CorruptFileError("corrupt .gcz file: the model-name flag is set with an empty name")
+    return 1 + data[HEADER_SIZE]
 
 
 def check_pixels(height: int, width: int, max_pixels: int | None) -> None:
@@ -397,6 +463,10 @@ def read_file(
                         f"corrupt .gcz file: a payload of {fields[-1]} bytes is longer than "
                         f"any coder writes for a {b_height}x{b_width}x{channels} bottleneck"
                     )
+                if fields[2] & FLAG_MODEL_NAME:
+                    data += handle.read(1)
+                    if len(data) > HEADER_SIZE:
+                        data += handle.read(data[HEADER_SIZE])
                 # One byte more than the file should have, so unpack sees trailing bytes.
                 data += handle.read(fields[-1] + _CRC.size + 1)
     except OSError as exc:

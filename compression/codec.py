@@ -32,7 +32,7 @@ from compression.image_io import crop_to, image_from_array, pad_to_multiple, to_
 from compression.rate_control import channel_choices, choose_channels, file_bpp
 
 __all__ = ["EncodeResult", "encode", "decode", "encode_image", "decode_image", "read_symbols",
-           "file_stats", "DEFAULT_MAX_PIXELS"]
+           "file_stats", "describe_model", "DEFAULT_MAX_PIXELS"]
 
 #: Decoding refuses files that claim more pixels than this unless told otherwise
 #: (``max_pixels``, ``--max-pixels``); see :func:`compression.bitstream.check_pixels`.
@@ -108,6 +108,7 @@ def encode_image(model, image, seed=None, bpp=None, channels=None):
             bottleneck_height=symbols.shape[0], bottleneck_width=symbols.shape[1],
             num_centers=model.config.num_centers,
             seed=_default_seed(kept) if seed is None else int(seed),
+            model_name=getattr(model, "name", ""),
         )
         return bitstream.pack(header, payloads[k])
 
@@ -129,14 +130,14 @@ def encode(model, image, seed=None, bpp=None):
 
 def _check_header(model, header):
     cfg = model.config
-    if header.flags:
+    if header.flags & ~bitstream.FLAG_MODEL_NAME:
         raise UnsupportedVersionError(
             f"the file uses extensions (flags {header.flags:#06x}: semantic map / selective "
             "mask) that this version of gcompress cannot decode yet"
         )
     if header.fingerprint != model.fingerprint:
         raise ModelMismatchError(
-            f"this file was written by model {bitstream.fingerprint_hex(header.fingerprint)}, "
+            f"this file was written by model {describe_model(header)}, "
             f"but the loaded model is {bitstream.fingerprint_hex(model.fingerprint)} "
             f"({model.run_dir}); decode it with the model that encoded it"
         )
@@ -156,6 +157,12 @@ def _check_header(model, header):
             f"{header.num_centers} centres for a {header.image_height}x{header.image_width} "
             f"image; the model expects {expected + (channels,)} with {cfg.num_centers} centres"
         )
+
+
+def describe_model(header):
+    """``'name' (fingerprint hex)`` of the model that wrote a file, or the fingerprint alone."""
+    digest = bitstream.fingerprint_hex(header.fingerprint)
+    return f"{header.model_name!r} ({digest})" if header.model_name else digest
 
 
 def read_symbols(model, data, max_pixels=DEFAULT_MAX_PIXELS):
@@ -208,7 +215,7 @@ def file_stats(data, max_pixels=DEFAULT_MAX_PIXELS):
     """
     if isinstance(data, (str, os.PathLike)):
         header, payload = bitstream.read_file(data, max_pixels)
-        data_size = bitstream.HEADER_SIZE + len(payload) + 4
+        data_size = header.overhead + len(payload)
     else:
         header, payload = bitstream.unpack(data)
         data_size = len(data)
@@ -222,5 +229,6 @@ def file_stats(data, max_pixels=DEFAULT_MAX_PIXELS):
         "bound_bpp": bound_bits(header.bottleneck_shape, header.num_centers) / pixels,
         "channels": header.bottleneck_channels,
         "model": bitstream.fingerprint_hex(header.fingerprint),
+        "model_name": header.model_name or "-",
         "seed": header.seed,
     }

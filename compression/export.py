@@ -24,12 +24,9 @@ import numpy as np
 
 from compression.errors import CompressionError
 from compression.files import write_atomic
-from compression.inference import CONFIG_NAME, checkpoint_step, load_model
+from compression.inference import CARD_NAME, CONFIG_NAME, checkpoint_step, load_model
 
 __all__ = ["export_model", "CARD_NAME"]
-
-#: The model card's file name inside an exported directory.
-CARD_NAME = "card.json"
 _DTYPES = {"float16": np.float16, "float32": np.float32}
 
 
@@ -39,8 +36,10 @@ def export_model(run, out_dir, dtype="float16", overwrite=False, card=None):
     ``out_dir`` gets ``config.json``, a checkpoint ``ckpt-<step>`` with one
     tensor per inference variable (float weights in ``dtype``; the histogram
     stays float64) and ``card.json``: source, step, dtype, parameter count,
-    size and the fingerprint, plus the fields of ``card`` (a dict, e.g. data
-    and validation figures).  Returns the card.
+    size, the fingerprint and the ``name`` files will carry (the source's:
+    see :func:`~compression.inference.model_name`), plus the fields of
+    ``card`` (a dict, e.g. data, validation figures or another ``name``).
+    Returns the card.
 
     Raises:
         CompressionError: ``out_dir`` exists and is not empty (without
@@ -59,7 +58,7 @@ def export_model(run, out_dir, dtype="float16", overwrite=False, card=None):
     with load_model(run) as model:
         values = model.inference_weights()
         config = model.config
-        source, fingerprint = model.checkpoint, model.fingerprint.hex()
+        source, fingerprint, name = model.checkpoint, model.fingerprint.hex(), model.name
     step = max(checkpoint_step(source), 0)
     stored = {name: (value.astype(_DTYPES[dtype]) if value.dtype == np.float32 else value)
               for name, value in values.items()}
@@ -75,7 +74,7 @@ def export_model(run, out_dir, dtype="float16", overwrite=False, card=None):
         "format": "gcompress-export", "version": 1,
         "source": os.path.abspath(source), "step": step, "dtype": dtype,
         "parameters": parameters, "weights_bytes": size,
-        "source_fingerprint": fingerprint,
+        "source_fingerprint": fingerprint, "name": name,
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **(card or {}),
     }

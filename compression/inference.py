@@ -9,16 +9,18 @@ generator when the checkpoint has them) and returns a
 """
 
 import glob
+import json
 import os
 
 import numpy as np
 import tensorflow as tf
 
-from compression.bitstream import fingerprint
+from compression.bitstream import MAX_MODEL_NAME, fingerprint
 from compression.config import CompressionConfig
 from compression.encoder import DOWNSAMPLING
 from compression.entropy_model import probabilities_from_counts
-from compression.errors import ConfigError, ModelLoadError
+from compression.errors import CompressionError, ConfigError, ModelLoadError
+from compression.files import read_regular
 from compression.image_io import to_uint8
 from compression.model import (
     GENERATOR_SCOPE,
@@ -37,6 +39,8 @@ __all__ = ["CompressionModel", "load_model", "resolve_run", "latest_checkpoint",
            "CONFIG_NAME", "session_config", "initialize_run"]
 
 CONFIG_NAME = "config.json"
+#: The model card of an exported or shipped model (see :mod:`compression.export`).
+CARD_NAME = "card.json"
 _EMA_SUFFIX = "/ExponentialMovingAverage"
 
 _v1 = tf.compat.v1
@@ -166,6 +170,26 @@ def resolve_run(path):
     return run_dir, ckpt
 
 
+def model_name(run_dir):
+    """The name files of the model in ``run_dir`` carry: its card's ``name``, else the folder's.
+
+    A name that a file cannot carry (not printable, over
+    :data:`~compression.bitstream.MAX_MODEL_NAME` UTF-8 bytes) gives ``""``.
+    """
+    name = ""
+    card = os.path.join(run_dir, CARD_NAME)
+    if os.path.isfile(card):
+        try:
+            name = json.loads(read_regular(card, 1 << 20, "model card")).get("name") or ""
+        except (CompressionError, ValueError, AttributeError):
+            name = ""  # a damaged card costs the name, not the model
+    if not name:
+        name = os.path.basename(os.path.normpath(os.path.abspath(run_dir)))
+    valid = (isinstance(name, str) and name.isprintable()
+             and len(name.encode("utf-8", "surrogatepass")) <= MAX_MODEL_NAME)
+    return name if valid else ""
+
+
 class CompressionModel:
     """A trained compressor, built once, ready to code many images.
 
@@ -174,6 +198,7 @@ class CompressionModel:
       checkpoint: the checkpoint prefix the weights came from.
       probabilities: float64 ``[C, L]``, the entropy model.
       fingerprint: 16 bytes identifying config and decoder weights.
+      name: the name files written with it carry (:func:`model_name`).
       uses_ema: whether EMA weights were loaded.
 
     ``tf_config`` is the ``tf.compat.v1.ConfigProto`` of the session
@@ -197,6 +222,7 @@ class CompressionModel:
         self.run_dir = run_dir
         self.checkpoint = checkpoint
         self.config = CompressionConfig.load(os.path.join(run_dir, CONFIG_NAME))
+        self.name = model_name(run_dir)
         cfg = self.config
         self.graph = tf.Graph()
         with self.graph.as_default():

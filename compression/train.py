@@ -353,7 +353,7 @@ def _rate_note(config):
         bound = f"bpp bound {config.bpp_bound():.4f} (C={config.channels}, L={config.num_centers})"
     header = bitstream.HEADER_SIZE + 4  # and the CRC
     return (bound + f"; files code at about val_bpp_estimate, plus a {header}-byte header "
-            f"({8 * header / (480 * 360):.4f} bpp at 480x360)")
+            f"({8 * header / (480 * 360):.4f} bpp at 480x360) and the model's name")
 
 
 def _data_dirs(data_dir):

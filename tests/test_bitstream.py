@@ -9,6 +9,7 @@ import pytest
 
 from compression import bitstream
 from compression.bitstream import (
+    FLAG_MODEL_NAME,
     FLAG_SELECTIVE_MASK,
     FLAG_SEMANTIC_MAP,
     HEADER_SIZE,
@@ -148,7 +149,10 @@ def test_header_normalises_numpy_values():
         ("seed", -1),
         ("seed", 2**64),
         ("flags", 2**16),
-        ("flags", 4),
+        ("flags", 8),
+        ("flags", FLAG_MODEL_NAME),  # the bit follows model_name
+        ("model_name", "x" * 256),
+        ("model_name", "tab\there"),
         ("version", 2),
         ("version", 0),
     ],
@@ -228,7 +232,7 @@ def test_unsupported_version(valid_file, version):
             unpack(candidate)
 
 
-@pytest.mark.parametrize("flags", [4, 0x8000, 0xFFFF, 0x0103])
+@pytest.mark.parametrize("flags", [8, 0x8000, 0xFFFF, 0x0103])
 def test_unknown_flag_bits(flags):
     with pytest.raises(UnsupportedVersionError, match="flags"):
         unpack(raw_file(flags=flags))
@@ -460,3 +464,49 @@ def test_fingerprint_rejects_bad_input():
 def test_fingerprint_hex():
     assert fingerprint_hex(FP) == "000102030405060708090a0b0c0d0e0f"
     assert len(fingerprint_hex(fingerprint("{}", []))) == 32
+
+
+# --- the model name (flag bit 2) --------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["street", "g", "Straßen-Modell 2", "x" * 255, "é" * 127])
+def test_model_name_round_trip(name, tmp_path):
+    header = make_header(model_name=name)
+    assert header.flags == FLAG_MODEL_NAME
+    data = pack(header, b"abcd")
+    encoded = name.encode("utf-8")
+    assert data[HEADER_SIZE] == len(encoded)
+    assert data[HEADER_SIZE + 1:HEADER_SIZE + 1 + len(encoded)] == encoded
+    assert len(data) == header.overhead + 4 == HEADER_SIZE + 1 + len(encoded) + 4 + 4
+    assert unpack(data) == (header, b"abcd")
+    path = tmp_path / "a.gcz"
+    path.write_bytes(data)
+    assert read_file(path) == (header, b"abcd")
+    # Every proper prefix is reported as truncated, never as anything worse.
+    for end in range(len(data)):
+        with pytest.raises(TruncatedFileError):
+            unpack(data[:end]) if end >= 4 else unpack(MAGIC[:end])
+
+
+def test_a_damaged_model_name_is_a_corrupt_file():
+    data = bytearray(pack(make_header(model_name="street"), b"abcd"))
+    data[HEADER_SIZE] = 0  # empty name with the flag set
+    with pytest.raises(CorruptFileError, match="empty name"):
+        unpack(with_fixed_crc(bytes(data)))
+    data = bytearray(pack(make_header(model_name="street"), b"abcd"))
+    data[HEADER_SIZE + 1] = 0xFF  # not UTF-8
+    with pytest.raises(CorruptFileError):
+        unpack(with_fixed_crc(bytes(data)))
+    data[HEADER_SIZE + 1] = 0x07  # a control character
+    with pytest.raises(CorruptFileError, match="printable"):
+        unpack(with_fixed_crc(bytes(data)))
+    data = bytearray(pack(make_header(model_name="street"), b"abcd"))
+    data[HEADER_SIZE] = 9  # a longer name than stored: the CRC no longer fits
+    with pytest.raises(BitstreamError):
+        unpack(bytes(data))
+
+
+def test_files_without_a_name_are_as_before():
+    header = make_header()
+    assert header.model_name == "" and header.overhead == HEADER_SIZE + 4
+    assert len(pack(header, b"xyz")) == HEADER_SIZE + 3 + 4

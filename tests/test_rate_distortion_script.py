@@ -1,4 +1,4 @@
-"""scripts/rate_distortion.py: curves of a variable- and a fixed-rate model, rate control counted."""
+"""scripts/rate_distortion.py: variable- and fixed-rate curves, rate control counted."""
 
 import csv
 import importlib.util
