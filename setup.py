@@ -16,6 +16,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["noisegen", "noisegen.*", "compression", "compression.*"]),
+    # The shipped models (compression/shipped.py): weights, config and card per model.
+    package_data={"compression": ["models/*/*"]},
     install_requires=[
         "tensorflow>=2.21,<2.22",
         # The layers (noisegen/slim_compat.py makes 1.1.0 import on TF 2.21).

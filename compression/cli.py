@@ -8,6 +8,7 @@ the documented ``TF_CPP_MIN_LOG_LEVEL`` variable (only here, in the CLI).
 import argparse
 import contextlib
 import glob
+import json
 import math
 import os
 import signal
@@ -119,7 +120,9 @@ def _add_train(sub):
 def _add_encode(sub):
     p = sub.add_parser("encode", help="compress images to .gcz files")
     p.add_argument("inputs", nargs="+", help="images, directories or globs" + _DASH_HINT)
-    p.add_argument("--model", required=True, help="run directory of a trained model")
+    p.add_argument("--model", default=None,
+                   help="a shipped model's name (see 'gcompress models'; default: the first "
+                        "of general, street) or a run directory of 'gcompress train'")
     p.add_argument("--bpp", type=float, default=None,
                    help="largest size of each whole file in bits per pixel: a variable-rate "
                         "model codes the most channels that fit; an image that cannot fit is "
@@ -135,7 +138,9 @@ def _add_encode(sub):
 def _add_decode(sub):
     p = sub.add_parser("decode", help="decompress .gcz files to PNG")
     p.add_argument("inputs", nargs="+", help=".gcz files, directories or globs" + _DASH_HINT)
-    p.add_argument("--model", required=True, help="run directory of the model that encoded them")
+    p.add_argument("--model", default=None,
+                   help="the model that encoded them (default: the shipped model each file "
+                        "names in its header)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("-o", "--output", help="output image (one input only)")
     out.add_argument("--out-dir", help="output directory (default: beside each input)")
@@ -176,7 +181,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_evaluate(sub):
     p = sub.add_parser("evaluate", help="encode+decode a folder; rate, PSNR, MS-SSIM, timings")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", default=None, help="shipped model name or run directory "
+                   "(default: the default shipped model)")
     p.add_argument("--images", required=True, help="directory (searched recursively) or glob")
     p.add_argument("--out", default=None, help="results file (.csv or .json)")
     p.add_argument("--limit", type=int, default=None, help="at most this many images")
@@ -193,7 +199,8 @@ def _add_compare(sub):
                        description="Code every image with the model, then give each classical "
                        "codec the largest file not above our rate on that image; write a CSV, a "
                        "summary, a rate-distortion plot and side-by-side grids to --out-dir.")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", default=None, help="shipped model name or run directory "
+                   "(default: the default shipped model)")
     p.add_argument("--images", required=True, help="directory (searched recursively) or glob")
     p.add_argument("--out-dir", required=True, help="directory for the reports")
     p.add_argument("--limit", type=int, default=None, help="at most this many images")
@@ -202,6 +209,12 @@ def _add_compare(sub):
     p.add_argument("--grids", type=int, default=3,
                    help="side-by-side images for this many of the first images (default 3)")
     p.add_argument("--force", action="store_true", help="replace an earlier comparison")
+
+
+def _add_models(sub):
+    sub.add_parser("models", help="list the shipped models: rates, figures, data",
+                   description="The models installed with gcompress, usable by name with "
+                   "--model (no training needed).")
 
 
 def _add_export(sub):
@@ -215,6 +228,9 @@ def _add_export(sub):
     p.add_argument("out_dir", help="new (or empty) directory")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
     p.add_argument("--force", action="store_true", help="write into a non-empty directory")
+    p.add_argument("--card", default=None, metavar="JSON",
+                   help="a JSON object of model-card fields to add (name, description, data, "
+                        "rate, validation: what 'gcompress models' shows)")
 
 
 def build_parser():
@@ -231,6 +247,7 @@ def build_parser():
     _add_evaluate(sub)
     _add_compare(sub)
     _add_export(sub)
+    _add_models(sub)
     demo = sub.add_parser("demo", help="train a small model for a few minutes, then code a photo")
     demo.add_argument("--out", default="demo", help="demo directory (default: demo)")
     demo.add_argument("--data", default=None,
@@ -324,10 +341,20 @@ def _plan_files(args, suffix):
     return pairs, failures
 
 
-def _check_model_path(path):
-    """The errors of :func:`compression.inference.resolve_run` that need no TensorFlow."""
+def _check_model_path(args):
+    """Set ``args.model`` to a path (the default or a shipped model's folder), and
+    report the errors of :func:`compression.inference.resolve_run` that need no TensorFlow.
+    """
+    from compression.errors import ModelLoadError
+    from compression.shipped import default_model, known_models_hint, resolve_name
+
+    try:
+        name = default_model() if args.model is None else args.model
+    except ModelLoadError as e:
+        raise _CliError(str(e)) from None
+    path = args.model = resolve_name(name)
     if not os.path.exists(path) and not os.path.exists(f"{path}.index"):
-        raise _CliError(f"model {path!r} does not exist; pass a run directory")
+        raise _CliError(f"model {path!r} does not exist; {known_models_hint()}")
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, "config.json")):
         raise _CliError(f"{path!r} has no config.json; pass the directory 'gcompress train "
                         "--out' (or 'gcompress export') wrote")
@@ -468,7 +495,7 @@ def _encode(args):
     plan = _plan_files(args, ".gcz")
     if not plan[0]:
         return _run_files(args, plan, None)  # nothing to code: no model, no TensorFlow
-    _check_model_path(args.model)
+    _check_model_path(args)
     _quiet_tensorflow()
     from compression.codec import encode_image
     from compression.files import write_atomic
@@ -491,15 +518,37 @@ def _decode(args):
     plan = _plan_files(args, ".png")
     if not plan[0]:
         return _run_files(args, plan, None)
-    _check_model_path(args.model)
+    if args.model is not None:
+        _check_model_path(args)
     _quiet_tensorflow()
     from compression.codec import decode_image
     from compression.image_io import write_image
 
-    model = _load(args.model)
+    models = {}
+
+    def model_for(src):
+        """--model, else the shipped model the file's header names by its fingerprint."""
+        if args.model is not None:
+            name = args.model
+        else:
+            from compression.bitstream import read_file
+            from compression.codec import describe_model
+            from compression.errors import ModelMismatchError
+            from compression.shipped import shipped_by_fingerprint, shipped_path
+
+            header, _ = read_file(src, args.max_pixels or None)
+            shipped = shipped_by_fingerprint(header.fingerprint.hex())
+            if shipped is None:
+                raise ModelMismatchError(
+                    f"it was written by model {describe_model(header)}, which is not a "
+                    "shipped model; pass --model with that model's run directory (or export)")
+            name = shipped_path(shipped)
+        if name not in models:
+            models[name] = _load(name)
+        return models[name]
 
     def work(src, dst):
-        image, header = decode_image(model, src, max_pixels=args.max_pixels or None)
+        image, header = decode_image(model_for(src), src, max_pixels=args.max_pixels or None)
         write_image(dst, image, overwrite=args.force)
         return f"{src} -> {dst}: {header.image_width}x{header.image_height}"
 
@@ -525,6 +574,7 @@ def _info(args):
 
 
 def _evaluate(args):
+    _check_model_path(args)
     _quiet_tensorflow()
     from compression.evaluate import evaluate_command
 
@@ -532,17 +582,55 @@ def _evaluate(args):
 
 
 def _compare(args):
+    _check_model_path(args)
     _quiet_tensorflow()
     from compression.compare import compare_command
 
     return compare_command(args)
 
 
+def _models(args):
+    from compression.errors import ModelLoadError
+    from compression.shipped import default_model, shipped_models
+
+    installed = shipped_models()
+    if not installed:
+        print("no shipped models are installed; train one with 'gcompress train'")
+        return 0
+    try:
+        default = default_model()
+    except ModelLoadError:
+        default = None
+    for name, card in installed.items():
+        print(f"{name}{' (default)' if name == default else ''}: "
+              f"{card.get('description', '')}".rstrip(": "))
+        rate = card.get("rate", {})
+        if rate:
+            print(f"  rate: {rate.get('summary', '')}")
+        print(f"  trained: {card.get('data', '?')}; {card.get('steps', card.get('step', '?'))} "
+              f"steps; {card.get('weights_bytes', 0) / 1e6:.1f} MB of {card.get('dtype', '?')} "
+              f"weights; model {card.get('fingerprint', '?')}")
+        for figure in card.get("validation", []):
+            print("  " + figure.get("summary", json.dumps(figure)))
+    return 0
+
+
 def _export(args):
     _quiet_tensorflow()
     from compression.export import export_model
 
-    card = export_model(args.run, args.out_dir, dtype=args.dtype, overwrite=args.force)
+    extra = None
+    if args.card is not None:
+        from compression.files import read_regular
+
+        try:
+            extra = json.loads(read_regular(args.card, 1 << 20, "model card"))
+        except ValueError as e:
+            raise _CliError(f"--card {args.card}: not JSON ({e})") from None
+        if not isinstance(extra, dict):
+            raise _CliError(f"--card {args.card}: must hold a JSON object")
+    card = export_model(args.run, args.out_dir, dtype=args.dtype, overwrite=args.force,
+                        card=extra)
     print(f"{args.out_dir}: {card['parameters']} parameters, {card['weights_bytes']} bytes "
           f"of {card['dtype']} weights from {card['source']}; model {card['fingerprint']}")
     return 0
@@ -583,7 +671,7 @@ def main(argv=None):
         return 2
     handlers = {"train": _train, "encode": _encode, "decode": _decode,
                 "evaluate": _evaluate, "compare": _compare, "info": _info, "demo": _demo,
-                "export": _export}
+                "export": _export, "models": _models}
     # Training handles SIGTERM itself (it saves a checkpoint first).
     handling = (contextlib.nullcontext() if args.command in ("train", "demo")
                 else _terminate_as_interrupt())

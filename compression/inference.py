@@ -31,6 +31,7 @@ from compression.model import (
 )
 from compression.quantizer import dequantize
 from compression.semantic import one_hot_labels
+from compression.shipped import known_models_hint, resolve_name
 from noisegen import sample_noise
 
 __all__ = ["CompressionModel", "load_model", "resolve_run", "latest_checkpoint",
@@ -140,11 +141,12 @@ def latest_checkpoint(run_dir):
 
 
 def resolve_run(path):
-    """``(run_dir, checkpoint_prefix)`` for a run directory or a checkpoint prefix.
+    """``(run_dir, checkpoint_prefix)`` for a run directory, a checkpoint prefix or
+    the name of a shipped model (:mod:`compression.shipped`; paths come first).
 
     Raises :class:`ModelLoadError` with the fix when nothing loadable is there.
     """
-    path = os.fspath(path)
+    path = resolve_name(path)
     if os.path.isdir(path):
         run_dir = path
         ckpt = latest_checkpoint(path)
@@ -161,7 +163,7 @@ def resolve_run(path):
             "(such as RUN/ckpt-1000); pass the directory 'gcompress train --out' wrote"
         )
     else:
-        raise ModelLoadError(f"model {path!r} does not exist; pass a run directory")
+        raise ModelLoadError(f"model {path!r} does not exist; {known_models_hint()}")
     if not os.path.exists(os.path.join(run_dir, CONFIG_NAME)):
         raise ModelLoadError(
             f"{run_dir!r} has no {CONFIG_NAME}; a run directory written by "

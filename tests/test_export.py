@@ -10,6 +10,7 @@ from compression.cli import main
 from compression.codec import decode, encode
 from compression.errors import CompressionError, ModelMismatchError
 from compression.export import export_model
+from compression.image_io import pad_to_multiple, to_float
 from compression.inference import load_model
 
 
@@ -38,9 +39,16 @@ def test_float16_export_halves_the_weights_and_is_another_model(tiny_run, tiny_m
     assert card["dtype"] == "float16" and card["fingerprint"] != card["source_fingerprint"]
     with load_model(tmp_path / "m16") as exported:
         image = _image()
-        ours = decode(exported, encode(exported, image))
-        theirs = decode(tiny_model, encode(tiny_model, image))
-        assert np.abs(ours.astype(int) - theirs).mean() < 2  # float16 rounding only
+        # float16 rounding only: the decoders agree on the same symbols, and the
+        # encoders on nearly every symbol (one that sat on a decision boundary
+        # may flip, and then the whole picture around it changes; seen with the
+        # barely trained tiny model, so the images are not compared end to end).
+        padded = to_float(pad_to_multiple(image, 16)[0])
+        symbols = tiny_model.encode(padded)
+        assert np.mean(exported.encode(padded) == symbols) > 0.95
+        ours = exported.decode(symbols, seed=5, as_uint8=True)
+        theirs = tiny_model.decode(symbols, seed=5, as_uint8=True)
+        assert np.abs(ours.astype(int) - theirs).mean() < 2
         with pytest.raises(ModelMismatchError):  # files name the model that wrote them
             decode(exported, encode(tiny_model, image))
     with pytest.raises(CompressionError, match="not empty"):

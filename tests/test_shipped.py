@@ -1,0 +1,113 @@
+"""compression.shipped: models by name, the default model, decode without --model."""
+
+import json
+import os
+
+import pytest
+from test_cli import run_cli, write_png
+
+from compression import shipped
+from compression.errors import ModelLoadError
+from compression.export import export_model
+from compression.inference import load_model
+
+
+def fake_model(models_dir, name, card):
+    folder = models_dir / name
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "card.json").write_text(json.dumps(card))
+    return folder
+
+
+def test_registry(tmp_path):
+    models = tmp_path / "models"
+    assert shipped.shipped_models(models) == {}
+    with pytest.raises(ModelLoadError, match="no shipped model is installed"):
+        shipped.default_model(models)
+    fake_model(models, "zeta", {"fingerprint": "aa"})
+    assert shipped.default_model(models) == "zeta"  # none preferred: the first installed
+    fake_model(models, "street", {"fingerprint": "bb"})
+    fake_model(models, "general", {"fingerprint": "cc"})
+    (models / "notes").mkdir()  # not a model: no config.json
+    broken = fake_model(models, "broken", {})
+    (broken / "card.json").write_text("{not json")
+    assert list(shipped.shipped_models(models)) == ["general", "street", "zeta"]
+    assert shipped.default_model(models) == "general"
+    assert shipped.shipped_by_fingerprint("bb", models) == "street"
+    assert shipped.shipped_by_fingerprint("dd", models) is None
+    assert shipped.shipped_path("street", models) == os.path.join(models, "street")
+    for bad in ("broken", "notes", "..", "", "street/..", None):
+        assert shipped.shipped_path(bad, models) is None
+
+
+@pytest.fixture
+def installed(tiny_run, tmp_path, monkeypatch):
+    """The tiny run exported as the only shipped model, 'tiny'."""
+    models = tmp_path / "models"
+    export_model(tiny_run, models / "tiny", dtype="float32",
+                 card={"name": "tiny", "description": "a test model",
+                       "rate": {"summary": "0.5 bpp"},
+                       "validation": [{"summary": "synthetic: 10 dB"}]})
+    monkeypatch.setattr(shipped, "MODELS_DIR", str(models))
+    return models / "tiny"
+
+
+def test_names_resolve_after_paths(installed, tmp_path, monkeypatch):
+    assert shipped.resolve_name("tiny") == str(installed)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny").mkdir()  # a local folder of that name wins
+    assert shipped.resolve_name("tiny") == "tiny"
+    assert shipped.resolve_name("elsewhere") == "elsewhere"
+
+
+def test_encode_and_decode_with_no_model(installed, tiny_run, capsys, tmp_path):
+    image = write_png(tmp_path / "photo.png", 40, 56)
+    code, out, err = run_cli(capsys, "encode", image)
+    assert code == 0, err
+    gcz = tmp_path / "photo.gcz"
+    assert gcz.exists() and "(4 of 4 channels" in out
+    _, info, _ = run_cli(capsys, "info", gcz)
+    assert "model_name tiny" in info
+    os.remove(image)
+    code, out, err = run_cli(capsys, "decode", gcz)
+    assert code == 0, err
+    assert (tmp_path / "photo.png").exists() and "56x40" in out
+    # The float32 export is the same model as its run (one fingerprint), so a file
+    # the run wrote decodes with no --model too.
+    other = tmp_path / "other.gcz"
+    assert run_cli(capsys, "encode", write_png(tmp_path / "o.png", 32, 32), "--model",
+                   tiny_run, "-o", other)[0] == 0
+    code, _, err = run_cli(capsys, "decode", other, "-o", tmp_path / "o2.png")
+    assert code == 0, err
+
+
+def test_a_file_of_an_unshipped_model_names_the_model_it_needs(installed, other_run, capsys,
+                                                               tmp_path):
+    gcz = tmp_path / "x.gcz"
+    assert run_cli(capsys, "encode", write_png(tmp_path / "x.png", 32, 32), "--model",
+                   other_run, "-o", gcz)[0] == 0
+    code, _, err = run_cli(capsys, "decode", gcz, "-o", tmp_path / "x2.png")
+    assert code == 1
+    assert "it was written by model 'run' (" in err and "not a shipped model" in err
+    assert "pass --model" in err and "Traceback" not in err
+
+
+def test_models_command_and_load_by_name(installed, capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "models")
+    assert code == 0
+    assert out.startswith("tiny (default): a test model\n")
+    assert "  rate: 0.5 bpp" in out and "  synthetic: 10 dB" in out
+    with load_model("tiny") as model:
+        assert model.name == "tiny" and model.run_dir == str(installed)
+    image = write_png(tmp_path / "x.png", 32, 32)
+    code, _, err = run_cli(capsys, "encode", image, "--model", "nonesuch")
+    assert code == 2 and "or a shipped model (tiny)" in err
+
+
+def test_no_shipped_model_and_no_model_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(shipped, "MODELS_DIR", str(tmp_path / "none"))
+    image = write_png(tmp_path / "p.png", 32, 32)
+    code, _, err = run_cli(capsys, "encode", image)
+    assert code == 2 and "no shipped model is installed" in err
+    assert run_cli(capsys, "models")[1].startswith("no shipped models are installed")
