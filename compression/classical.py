@@ -329,12 +329,15 @@ class MatchResult:
     reached: bool
 
 
-def encode_at_bpp(image, codec, target_bpp):
+def encode_at_bpp(image, codec, target_bpp, at_least=False):
     """The largest file of ``codec`` with ``8 * len(data) / (H * W) <= target_bpp``.
 
     Binary search over the quality, assuming the size grows with it (true up
     to small wiggles; with a wiggle the result is a quality whose file fits
     while the next one up does not).  ``codec`` is a :class:`Codec` or a name.
+    ``at_least=True``: the smallest file with at least ``target_bpp`` instead
+    (``reached`` then means it got there; the codec's largest file otherwise),
+    for showing a classical codec with no fewer bits than ours.
     Returns a :class:`MatchResult`.
     """
     codec = get_codec(codec)
@@ -348,14 +351,19 @@ def encode_at_bpp(image, codec, target_bpp):
     def size_ok(quality):
         if quality not in files:
             files[quality] = codec.encode(image, quality)
-        return bits_per_pixel(len(files[quality]), h, w) <= target_bpp
+        rate = bits_per_pixel(len(files[quality]), h, w)
+        return rate < target_bpp if at_least else rate <= target_bpp
 
     lo = codec.min_quality
-    reached = size_ok(lo)
-    if reached:
+    fits = size_ok(lo)
+    if fits:
         # max_quality + 1 stands for "too big", so the largest, slowest
         # setting is only tried when all others fit.
-        lo, _ = _boundary(lo, codec.max_quality + 1, size_ok)
+        lo, hi = _boundary(lo, codec.max_quality + 1, size_ok)
+        if at_least:
+            lo = min(hi, codec.max_quality)
+            size_ok(lo)
+    reached = (bits_per_pixel(len(files[lo]), h, w) >= target_bpp) if at_least else fits
     data = files[lo]
     return MatchResult(
         codec=codec.name, quality=lo, data=data, bpp=bits_per_pixel(len(data), h, w),

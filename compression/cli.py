@@ -248,11 +248,25 @@ def build_parser():
     _add_compare(sub)
     _add_export(sub)
     _add_models(sub)
-    demo = sub.add_parser("demo", help="train a small model for a few minutes, then code a photo")
+    demo = sub.add_parser(
+        "demo", help="compress a photograph with a shipped model, beside the best classical codec",
+        description="Compress PHOTO (default: scikit-image's 'coffee' sample) with a shipped model "
+        "and write the .gcz, the decoded PNG and a side-by-side PNG (original | ours | the best "
+        "classical codec with no fewer bytes) to --out. With --train: train a small model for a "
+        "few minutes instead, then code a photo (shows training works; not a good model).")
+    demo.add_argument("photo", nargs="?", default=None, help="a photograph (any Pillow format)")
     demo.add_argument("--out", default="demo", help="demo directory (default: demo)")
+    demo.add_argument("--model", default=None,
+                      help="shipped model name or run directory (default: the default model)")
+    demo.add_argument("--bpp", type=float, default=None,
+                      help="target rate of a variable-rate model (default 0.04)")
+    demo.add_argument("--codecs", default=None,
+                      help="classical codecs to try, comma-separated (default: all available)")
+    demo.add_argument("--train", action="store_true",
+                      help="the training demo: train a small model, then code a photo")
     demo.add_argument("--data", default=None,
-                      help="dataset root (default: scikit-image's sample photographs)")
-    demo.add_argument("--steps", type=int, default=300)
+                      help="with --train: dataset root (default: scikit-image's samples)")
+    demo.add_argument("--steps", type=int, default=300, help="with --train: training steps")
     info = sub.add_parser("info", help="print the header of .gcz files (no model needed)")
     info.add_argument("inputs", nargs="+", help=".gcz files, directories or globs" + _DASH_HINT)
     _add_max_pixels(info)
@@ -637,10 +651,27 @@ def _export(args):
 
 
 def _demo(args):
-    _quiet_tensorflow()
-    from compression.demo import run_demo
+    if args.train:
+        if args.photo or args.model or args.bpp is not None or args.codecs:
+            raise _CliError("--train trains its own model on --data: drop the photo, --model, "
+                            "--bpp and --codecs")
+        _quiet_tensorflow()
+        from compression.demo import run_training_demo
 
-    run_demo(args.out, data=args.data, steps=args.steps, progress=sys.stderr.isatty())
+        run_training_demo(args.out, data=args.data, steps=args.steps,
+                          progress=sys.stderr.isatty())
+        return 0
+    if args.bpp is not None and not (math.isfinite(args.bpp) and args.bpp > 0):
+        raise _CliError(f"--bpp must be a positive number of bits per pixel, got {args.bpp}")
+    if args.photo is not None and not os.path.isfile(args.photo):
+        raise _CliError(f"{args.photo} does not exist or is not a file")
+    _check_model_path(args)
+    codecs = [c.strip() for c in args.codecs.split(",") if c.strip()] if args.codecs else None
+    _quiet_tensorflow()
+    from compression.demo import DEMO_BPP, run_demo
+
+    run_demo(args.out, photo=args.photo, model=args.model,
+             bpp=DEMO_BPP if args.bpp is None else args.bpp, codecs=codecs)
     return 0
 
 
@@ -673,7 +704,8 @@ def main(argv=None):
                 "evaluate": _evaluate, "compare": _compare, "info": _info, "demo": _demo,
                 "export": _export, "models": _models}
     # Training handles SIGTERM itself (it saves a checkpoint first).
-    handling = (contextlib.nullcontext() if args.command in ("train", "demo")
+    handling = (contextlib.nullcontext()
+                if args.command == "train" or (args.command == "demo" and args.train)
                 else _terminate_as_interrupt())
     try:
         with handling:

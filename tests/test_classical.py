@@ -66,6 +66,24 @@ def test_quality_search_meets_target(coffee, name):
         assert 8 * len(bigger) / (h * w) > target
 
 
+@pytest.mark.parametrize("name", ["jpeg", "webp"])
+def test_at_least_gives_the_smallest_file_not_below_the_target(coffee, name):
+    _needs(name)
+    h, w = coffee.shape[:2]
+    result = encode_at_bpp(coffee, name, 0.4, at_least=True)
+    assert result.reached and result.bpp >= 0.4
+    codec = available_codecs()[name]
+    if result.quality > codec.min_quality:
+        smaller = codec.encode(coffee, result.quality - 1)
+        assert 8 * len(smaller) / (h * w) < 0.4
+    # Below the smallest file: that file (it has more bits than asked).
+    tiny = encode_at_bpp(coffee, name, 0.001, at_least=True)
+    assert tiny.reached and tiny.quality == codec.min_quality
+    # Above the largest: the largest, and not reached.
+    huge = encode_at_bpp(coffee, name, 1000.0, at_least=True)
+    assert not huge.reached and huge.quality == codec.max_quality
+
+
 def test_unreachable_target_gives_smallest_file(coffee):
     _needs("jpeg")
     result = encode_at_bpp(coffee, "jpeg", 0.01)
