@@ -132,6 +132,9 @@ def _add_encode(sub):
     out.add_argument("--out-dir", help="output directory (default: beside each input)")
     p.add_argument("--seed", type=int, default=None,
                    help="noise seed, 0 to 2**64-1 (default: from content)")
+    p.add_argument("--labels", default=None, metavar="PATH",
+                   help="semantic models: the image's label map (single-channel class ids), "
+                        "or a folder holding <stem>_gtFine_labelIds.png or <stem>.png per image")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
 
@@ -355,6 +358,20 @@ def _plan_files(args, suffix):
     return pairs, failures
 
 
+def _label_path(image, labels):
+    """The label map of ``image``: ``labels`` itself, or the file for it in folder ``labels``."""
+    if not os.path.isdir(labels):
+        return labels
+    stem = os.path.splitext(os.path.basename(image))[0]
+    stems = [stem.removesuffix("_leftImg8bit") + "_gtFine_labelIds", stem]
+    for name in stems:
+        candidate = os.path.join(labels, name + ".png")
+        if os.path.exists(candidate):
+            return candidate
+    raise _CliError(f"no label map for {image} in {labels} (looked for "
+                    + " and ".join(f"{n}.png" for n in stems) + ")")
+
+
 def _check_model_path(args):
     """Set ``args.model`` to a path (the default or a shipped model's folder), and
     report the errors of :func:`compression.inference.resolve_run` that need no TensorFlow.
@@ -507,6 +524,12 @@ def _encode(args):
     if args.bpp is not None and not (math.isfinite(args.bpp) and args.bpp > 0):
         raise _CliError(f"--bpp must be a positive number of bits per pixel, got {args.bpp}")
     plan = _plan_files(args, ".gcz")
+    if args.labels is not None:
+        if not os.path.exists(args.labels):
+            raise _CliError(f"--labels {args.labels} does not exist")
+        if not os.path.isdir(args.labels) and len(plan[0]) > 1:
+            raise _CliError("--labels names one label map but there are several images; "
+                            "pass a folder of label maps")
     if not plan[0]:
         return _run_files(args, plan, None)  # nothing to code: no model, no TensorFlow
     _check_model_path(args)
@@ -517,13 +540,23 @@ def _encode(args):
 
     model = _load(args.model)
     cfg = model.config
+    if args.labels is None and cfg.semantic_classes:
+        raise _CliError(f"{args.model} is a semantic model ({cfg.semantic_classes} classes): "
+                        "pass each image's label map with --labels")
 
     def work(src, dst):
-        result = encode_image(model, read_image(src), seed=args.seed, bpp=args.bpp)
+        labels = None
+        if args.labels is not None:
+            from compression.label_map import read_label_map
+
+            labels = read_label_map(_label_path(src, args.labels))
+        result = encode_image(model, read_image(src), seed=args.seed, bpp=args.bpp,
+                              labels=labels)
         write_atomic(dst, result.data, overwrite=args.force)
+        labelled = f", label map {result.label_bpp:.4f} bpp" if labels is not None else ""
         return (f"{src} -> {dst}: {len(result.data)} bytes, {result.bpp:.4f} bpp "
                 f"({result.channels} of {cfg.channels} channels; "
-                f"bound {result.bound_bpp:.4f} bpp)")
+                f"bound {result.bound_bpp:.4f} bpp{labelled})")
 
     return _run_files(args, plan, work)
 

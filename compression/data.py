@@ -184,6 +184,18 @@ def find_examples(root, split="train", require_labels=False):
     return _find_plain(root, split, require_labels)
 
 
+def label_path_for(image_path):
+    """The Cityscapes label map of an image: ``.../leftImg8bit/S/C/X_leftImg8bit.png`` ->
+    ``.../gtFine/S/C/X_gtFine_labelIds.png``; None for a path not laid out that way."""
+    parts = os.path.normpath(os.fspath(image_path)).split(os.sep)
+    stem, _ = os.path.splitext(parts[-1])
+    if IMAGE_DIR not in parts[:-1] or not stem.endswith(IMAGE_SUFFIX):
+        return None
+    at = len(parts) - 1 - parts[::-1].index(IMAGE_DIR)
+    return os.sep.join(parts[:at] + [LABEL_DIR] + parts[at + 1:-1]
+                       + [stem[: -len(IMAGE_SUFFIX)] + LABEL_SUFFIX])
+
+
 def _find_cityscapes(root, split, require_labels):
     split_dir = os.path.join(root, IMAGE_DIR, split)
     rels = []

@@ -8,6 +8,8 @@ One row per image (see :data:`COLUMNS`):
 * ``bytes``: the size of the file on disk, header and CRC included;
 * ``bpp``: ``8 * bytes / (height * width)``, the honest rate;
 * ``payload_bpp``: the entropy-coded symbols alone;
+* ``label_bpp``: the label map a semantic model's file carries (its label
+  map is found beside the image in the Cityscapes layout), else 0;
 * ``bound_bpp``: ``k log2(L)`` bits per bottleneck pixel (the rate without an
   entropy model), scaled to the original size;
 * ``channels``: ``k``, the leading bottleneck channels the file codes (all
@@ -37,17 +39,17 @@ __all__ = ["COLUMNS", "IMAGE_EXTENSIONS", "evaluate", "evaluate_command", "find_
            "summarize", "check_output_path", "write_rows", "skip_reporter"]
 
 #: Columns of the results, in order.
-COLUMNS = ("image", "height", "width", "bytes", "bpp", "payload_bpp", "bound_bpp",
+COLUMNS = ("image", "height", "width", "bytes", "bpp", "payload_bpp", "label_bpp", "bound_bpp",
            "channels", "psnr", "ms_ssim", "encode_s", "decode_s")
 
 #: File name endings searched for in directories.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm")
 
-_MEAN_COLUMNS = ("bytes", "bpp", "payload_bpp", "bound_bpp", "channels", "psnr", "ms_ssim",
-                 "encode_s", "decode_s")
-_FORMATS = {"bpp": ".4f", "payload_bpp": ".4f", "bound_bpp": ".4f", "channels": ".2f",
-            "psnr": ".2f",
-            "ms_ssim": ".4f", "encode_s": ".3f", "decode_s": ".3f", "bytes": ".0f"}
+_MEAN_COLUMNS = ("bytes", "bpp", "payload_bpp", "label_bpp", "bound_bpp", "channels", "psnr",
+                 "ms_ssim", "encode_s", "decode_s")
+_FORMATS = {"bpp": ".4f", "payload_bpp": ".4f", "label_bpp": ".4f", "bound_bpp": ".4f",
+            "channels": ".2f", "psnr": ".2f", "ms_ssim": ".4f", "encode_s": ".3f",
+            "decode_s": ".3f", "bytes": ".0f"}
 
 
 def find_images(spec, limit=None):
@@ -83,8 +85,20 @@ def _code_one(model, path, work_dir, rate):
 
     image = read_image(path)
     height, width = image.shape[:2]
+    labels = None
+    if model.config.semantic_classes:
+        from compression.data import label_path_for
+        from compression.label_map import read_label_map
+
+        label_path = label_path_for(path)
+        if label_path is None or not os.path.exists(label_path):
+            raise CompressionError(
+                f"{path}: a semantic model needs its label map, "
+                + (f"{label_path} is missing" if label_path else
+                   "and only images in the Cityscapes layout (leftImg8bit/...) have one"))
+        labels = read_label_map(label_path)
     start = time.perf_counter()
-    encoded = encode_image(model, image, **rate)
+    encoded = encode_image(model, image, labels=labels, **rate)
     encode_s = time.perf_counter() - start
     gcz = os.path.join(work_dir, "image.gcz")
     write_atomic(gcz, encoded.data, overwrite=True)  # the run's own scratch file
@@ -101,6 +115,7 @@ def _code_one(model, path, work_dir, rate):
         "bytes": size,
         "bpp": 8.0 * size / (height * width),
         "payload_bpp": encoded.payload_bpp,
+        "label_bpp": encoded.label_bpp,
         "bound_bpp": encoded.bound_bpp,
         "channels": encoded.channels,
         "psnr": psnr(image, decoded),
@@ -133,13 +148,6 @@ def evaluate(model, image_paths, on_error=None, on_row=None, warm_up=True, work_
     Returns:
       One dict per image that was coded, in the order of ``image_paths``.
     """
-    from compression.errors import UnsupportedVersionError
-
-    if model.config.semantic_classes:
-        raise UnsupportedVersionError(
-            "this model is conditioned on semantic label maps, which .gcz files do not "
-            "carry yet; it cannot be evaluated on files"
-        )
     paths = [os.fspath(p) for p in image_paths]
     rate = {"bpp": bpp, "channels": channels}
     rows = []

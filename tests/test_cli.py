@@ -362,3 +362,50 @@ def test_sigterm_handling_ends_with_the_command(capsys, tmp_path):
     before = signal.getsignal(signal.SIGTERM)
     run_cli(capsys, "info", tmp_path / "missing.gcz")
     assert signal.getsignal(signal.SIGTERM) is before  # main() leaves the process as it was
+
+
+@pytest.fixture(scope="module")
+def semantic_run(tmp_path_factory):
+    import dataclasses
+
+    from conftest import TINY
+
+    from compression.inference import initialize_run
+
+    run = tmp_path_factory.mktemp("semantic_cli") / "run"
+    initialize_run(dataclasses.replace(TINY, semantic_classes=5), run)
+    return str(run)
+
+
+def test_semantic_encode_with_label_maps(capsys, semantic_run, tmp_path):
+    images, labels = tmp_path / "leftImg8bit", tmp_path / "gtFine"
+    images.mkdir()
+    labels.mkdir()
+    for i in range(2):
+        write_png(images / f"f{i}_leftImg8bit.png", 48, 64, seed=i)
+        ids = np.zeros((48, 64), np.uint8)
+        ids[24:] = 3 + i
+        Image.fromarray(ids).save(labels / f"f{i}_gtFine_labelIds.png")
+    code, _, err = run_cli(capsys, "encode", images, "--model", semantic_run)
+    assert code == 2 and "semantic model (5 classes): pass each image's label map" in err
+    code, _, err = run_cli(capsys, "encode", images, "--model", semantic_run, "--labels",
+                           labels / "f0_gtFine_labelIds.png")
+    assert code == 2 and "pass a folder of label maps" in err
+    code, out, err = run_cli(capsys, "encode", images, "--model", semantic_run, "--labels",
+                             labels, "--out-dir", tmp_path / "out")
+    assert code == 0, err
+    assert out.count("label map ") == 2
+    gcz = tmp_path / "out" / "f1_leftImg8bit.gcz"
+    _, info, _ = run_cli(capsys, "info", gcz)
+    assert re.search(r"label_bpp 0\.\d+", info) and "label_bpp 0.0000" not in info
+    code, out, err = run_cli(capsys, "decode", gcz, "--model", semantic_run, "-o",
+                             tmp_path / "f1.png")
+    assert code == 0 and "64x48" in out, err
+    # A label map of the wrong size names both sizes and the fix.
+    Image.fromarray(np.zeros((40, 64), np.uint8)).save(labels / "f0_gtFine_labelIds.png")
+    code, _, err = run_cli(capsys, "encode", images / "f0_leftImg8bit.png", "--model",
+                           semantic_run, "--labels", labels, "-o", tmp_path / "x.gcz")
+    assert code == 1 and "the label map is 64x40" in err and "the image is 64x48" in err
+    code, _, err = run_cli(capsys, "encode", images / "f0_leftImg8bit.png", "--model",
+                           semantic_run, "--labels", tmp_path / "nothing")
+    assert code == 2 and "--labels" in err and "does not exist" in err

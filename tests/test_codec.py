@@ -1,5 +1,6 @@
 """compression.codec: real .gcz round trips with the tiny trained model, and every way to fail."""
 
+import dataclasses
 import random
 import struct
 import time
@@ -10,15 +11,24 @@ import pytest
 from skimage import data as skdata
 
 from compression import bitstream
-from compression.codec import decode, decode_image, encode, encode_image, file_stats
+from compression.codec import (
+    decode,
+    decode_image,
+    encode,
+    encode_image,
+    file_stats,
+    read_payload,
+)
 from compression.entropy_model import decode_symbols
 from compression.errors import (
     BitstreamError,
+    ConfigError,
     CorruptFileError,
     ImageReadError,
     ImageTooLargeError,
     ModelMismatchError,
     NotAGczFileError,
+    RateError,
     TruncatedFileError,
     UnsupportedVersionError,
 )
@@ -300,3 +310,83 @@ def test_image_too_small(tiny_model, shape):
 def test_bad_arrays(tiny_model, bad):
     with pytest.raises(ImageReadError, match="expected a uint8 array"):
         encode(tiny_model, bad)
+
+
+# --- semantic models: the label map travels in the file -----------------------
+
+
+@pytest.fixture(scope="module")
+def semantic_model(tmp_path_factory):
+    """An initialised (untrained) semantic TINY with 5 classes: to the codec, a semantic model."""
+    from conftest import TINY
+
+    from compression.inference import initialize_run, load_model
+
+    run = tmp_path_factory.mktemp("semantic") / "run"
+    initialize_run(dataclasses.replace(TINY, semantic_classes=5), run)
+    model = load_model(run)
+    yield model
+    model.close()
+
+
+def street_labels(h, w):
+    labels = np.zeros((h, w), np.uint8)
+    labels[: h // 3] = 0                 # sky
+    labels[h // 3: 2 * h // 3] = 1       # buildings
+    labels[2 * h // 3:] = 3              # road
+    labels[h // 2: 3 * h // 4, w // 4: w // 2] = 4  # a car
+    return labels
+
+
+def test_semantic_round_trip_carries_the_label_map(semantic_model):
+    image, labels = photo("coffee"), street_labels(100, 150)
+    result = encode_image(semantic_model, image, labels=labels)
+    header, symbols, decoded_labels = read_payload(semantic_model, result.data)
+    assert header.flags & bitstream.FLAG_SEMANTIC_MAP
+    np.testing.assert_array_equal(decoded_labels, labels)  # lossless
+    decoded = decode(semantic_model, result.data)  # the file is all the decoder needs
+    assert decoded.shape == image.shape
+    stats = file_stats(result.data)
+    assert stats["label_bpp"] == pytest.approx(result.label_bpp) and result.label_bpp > 0
+    # Every byte is accounted for: header and name, the label map with its
+    # length, the symbols, the CRC.
+    overhead = bitstream.unpack(result.data)[0].overhead + 4
+    assert len(result.data) * 8 == pytest.approx(
+        (result.label_bpp + result.payload_bpp) * 100 * 150 + 8 * overhead)
+    # The label map changes the picture: the decoder uses it.
+    other = labels.copy()
+    other[:] = 2
+    assert not np.array_equal(decode(semantic_model, encode(semantic_model, image,
+                                                            labels=other)), decoded)
+
+
+def test_semantic_models_need_a_matching_label_map(semantic_model, tiny_model):
+    image = photo("coffee")
+    with pytest.raises(ConfigError, match="pass the image's label map"):
+        encode_image(semantic_model, image)
+    with pytest.raises(ConfigError, match="the label map is 150x99.*the image is 150x100"):
+        encode_image(semantic_model, image, labels=street_labels(99, 150))
+    with pytest.raises(ConfigError, match="class id 5, but this model knows 5 classes"):
+        encode_image(semantic_model, image, labels=np.full((100, 150), 5, np.uint8))
+    with pytest.raises(ConfigError, match="takes no label map"):
+        encode_image(tiny_model, image, labels=street_labels(100, 150))
+
+
+def test_a_damaged_label_map_in_a_file_is_a_corrupt_file(semantic_model):
+    data = encode(semantic_model, photo("coffee"), labels=street_labels(100, 150))
+    header, payload = bitstream.unpack(data)
+    for bad in (payload[:3], b"\xff\xff\xff\xff" + payload[4:],
+                payload[:4] + b"GIF8" + payload[8:]):
+        with pytest.raises(CorruptFileError):
+            read_payload(semantic_model, bitstream.pack(header, bad))
+    plain = dataclasses.replace(header, flags=header.flags & ~bitstream.FLAG_SEMANTIC_MAP)
+    with pytest.raises(CorruptFileError, match="label map is missing"):
+        read_payload(semantic_model, bitstream.pack(plain, payload))
+
+
+def test_rate_control_counts_the_label_map(semantic_model):
+    image, labels = photo("coffee"), street_labels(100, 150)
+    full = encode_image(semantic_model, image, labels=labels)
+    assert encode_image(semantic_model, image, labels=labels, bpp=full.bpp).data == full.data
+    with pytest.raises(RateError):
+        encode_image(semantic_model, image, labels=labels, bpp=full.bpp - full.label_bpp / 2)

@@ -396,3 +396,13 @@ def test_graph_mode_iterators_match_eager(tree):
 def test_module_exports():
     for name in data.__all__:
         assert hasattr(data, name)
+
+
+def test_label_path_for_follows_the_cityscapes_layout():
+    from compression.data import label_path_for
+
+    image = os.path.join("root", "leftImg8bit", "val", "city", "x_1_leftImg8bit.png")
+    assert label_path_for(image) == os.path.join("root", "gtFine", "val", "city",
+                                                 "x_1_gtFine_labelIds.png")
+    assert label_path_for(os.path.join("photos", "x_leftImg8bit.png")) is None
+    assert label_path_for(os.path.join("root", "leftImg8bit", "val", "plain.jpg")) is None

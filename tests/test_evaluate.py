@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from compression.cli import main
-from compression.errors import ImageReadError
+from compression.errors import CompressionError, ImageReadError
 from compression.evaluate import COLUMNS, evaluate, find_images, summarize
 
 
@@ -143,3 +143,22 @@ def test_evaluate_at_a_rate_or_a_channel_count(variable_rate_run, val_dir, tmp_p
     code = main(["evaluate", "--model", variable_rate_run, "--images", val_dir, "--bpp", "0.001"])
     err = capsys.readouterr().err
     assert code == 1 and err.count("below the smallest file this model writes") == 2
+
+
+def test_semantic_models_are_evaluated_with_their_label_maps(tiny_data, val_dir, tmp_path):
+    import dataclasses
+
+    from conftest import TINY
+
+    from compression.inference import initialize_run, load_model
+
+    run = tmp_path / "semantic"
+    initialize_run(dataclasses.replace(TINY, semantic_classes=4), run)
+    with load_model(run) as model:
+        rows = evaluate(model, find_images(val_dir))
+        assert len(rows) == 2 and all(row["label_bpp"] > 0 for row in rows)
+        # A photo outside the Cityscapes layout has no label map to find.
+        loose = tmp_path / "loose.png"
+        shutil.copy(rows[0]["image"], loose)
+        with pytest.raises(CompressionError, match="only images in the Cityscapes layout"):
+            evaluate(model, [str(loose)])
