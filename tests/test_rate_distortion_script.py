@@ -7,9 +7,9 @@ import os
 from conftest import REPO_ROOT
 
 
-def load_script():
-    path = os.path.join(REPO_ROOT, "scripts", "rate_distortion.py")
-    spec = importlib.util.spec_from_file_location("rate_distortion", path)
+def load_script(name="rate_distortion"):
+    path = os.path.join(REPO_ROOT, "scripts", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -40,3 +40,16 @@ def test_points_curves_and_rate_control(variable_rate_run, tiny_run, tiny_data, 
     assert all(c["over_target"] == "0" for c in control.values())
     assert len(read(out / "rows.csv")) == 2 * 4 + 2 * 2
     assert (out / "rate_distortion.png").stat().st_size > 1000
+
+    # The card of a model to ship, from those figures.
+    import json
+
+    card_path = tmp_path / "card.json"
+    assert load_script("model_card").main([
+        "--name", "vr", "--method", "vr", "--rd", str(out), "--set", "tiny val",
+        "--description", "a test", "--data", "synthetic", "--steps", "6",
+        "--out", str(card_path)]) == 0
+    card = json.loads(card_path.read_text())
+    assert [v["channels"] for v in card["validation"]] == [2, 4, 6]
+    assert card["rate"]["bpp_min"] == round(rates[0], 4)
+    assert card["validation"][0]["summary"].startswith("tiny val, 2 channels: ")
