@@ -191,7 +191,9 @@ def test_unknown_flags(tiny_model, small_file):
     body[5:7] = struct.pack(">H", 0x8000)
     with pytest.raises(UnsupportedVersionError, match="flags"):
         decode(tiny_model, bytes(body) + struct.pack(">I", zlib.crc32(body)))
-    with pytest.raises(UnsupportedVersionError, match="extensions"):
+    with pytest.raises(UnsupportedVersionError, match="selective mask"):
+        decode(tiny_model, repack(small_file, flags=bitstream.FLAG_SELECTIVE_MASK))
+    with pytest.raises(CorruptFileError, match="a label map is stored, but the model takes none"):
         decode(tiny_model, repack(small_file, flags=bitstream.FLAG_SEMANTIC_MAP))
 
 
