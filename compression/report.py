@@ -62,20 +62,26 @@ def rate_distortion_plot(rows, path, title=None):
     is a larger marker of the same colour.  Non-finite values (PSNR of an
     exact match) are left out.
     """
+    def draw(ax, method, bpps, values, colour):
+        ax.scatter(bpps, values, s=14, alpha=0.45, color=colour)
+        ax.plot([np.mean(bpps)], [np.mean(values)], marker="D", markersize=9,
+                color=colour, markeredgecolor="black", linestyle="none",
+                label=f"{method} (mean of {len(bpps)})")
+
+    _quality_panels(rows, path, title, "bits per pixel", draw)
+
+
+def _quality_panels(rows, path, title, xlabel, draw):
+    """PSNR and MS-SSIM against bpp side by side; ``draw(ax, method, bpps, values, colour)``."""
     # A bare Figure with the Agg canvas: no pyplot, so no global backend
     # switch and no figure kept alive in pyplot's registry.
     fig = Figure(figsize=(10, 4), dpi=100)
     canvas = FigureCanvasAgg(fig)
-    panels = (("psnr", "PSNR [dB]"), ("ms_ssim", "MS-SSIM"))
-    for i, (key, label) in enumerate(panels):
+    for i, (key, label) in enumerate((("psnr", "PSNR [dB]"), ("ms_ssim", "MS-SSIM"))):
         ax = fig.add_subplot(1, 2, i + 1)
         for index, (method, (bpps, values)) in enumerate(_series(rows, key).items()):
-            colour = f"C{index % 10}"
-            ax.scatter(bpps, values, s=14, alpha=0.45, color=colour)
-            ax.plot([np.mean(bpps)], [np.mean(values)], marker="D", markersize=9,
-                    color=colour, markeredgecolor="black", linestyle="none",
-                    label=f"{method} (mean of {len(bpps)})")
-        ax.set_xlabel("bits per pixel")
+            draw(ax, method, bpps, values, f"C{index % 10}")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -99,19 +105,11 @@ def rate_distortion_curves(rows, path, title=None):
     with keys ``method``, ``bpp``, ``psnr``, ``ms_ssim``: a variable-rate
     model's rows make a curve, a fixed-rate model's one point.
     """
-    fig = Figure(figsize=(10, 4), dpi=100)
-    canvas = FigureCanvasAgg(fig)
-    for i, (key, label) in enumerate((("psnr", "PSNR [dB]"), ("ms_ssim", "MS-SSIM"))):
-        ax = fig.add_subplot(1, 2, i + 1)
-        for index, (method, (bpps, values)) in enumerate(_series(rows, key).items()):
-            ax.plot(bpps, values, marker="o", markersize=5, color=f"C{index % 10}",
-                    label=method)
-        ax.set_xlabel("bits per pixel (whole file)")
-        ax.set_ylabel(label)
-        ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="small")
-    _render(fig, canvas, path, title)
+
+    def draw(ax, method, bpps, values, colour):
+        ax.plot(bpps, values, marker="o", markersize=5, color=colour, label=method)
+
+    _quality_panels(rows, path, title, "bits per pixel (whole file)", draw)
 
 
 def _font(size):
