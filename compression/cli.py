@@ -225,11 +225,12 @@ def _add_export(sub):
                        description="Write the weights a model encodes and decodes with (EMA "
                        "decoder side, raw encoder, histogram), the config and a model card to "
                        "OUT_DIR, loadable with --model like a run directory. float16 halves "
-                       "the size again but changes the fingerprint: decode files with the "
-                       "model that encoded them.")
+                       "the size again and int8 (8-bit kernels) quarters it, but both change "
+                       "the fingerprint: decode files with the model that encoded them.")
     p.add_argument("run", help="run directory or checkpoint prefix")
     p.add_argument("out_dir", help="new (or empty) directory")
-    p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    p.add_argument("--dtype", choices=("float16", "float32", "int8"), default="float16",
+                   help="storage of the weights (default float16)")
     p.add_argument("--force", action="store_true", help="write into a non-empty directory")
     p.add_argument("--card", default=None, metavar="JSON",
                    help="a JSON object of model-card fields to add (name, description, data, "

@@ -13,7 +13,8 @@ like a run directory.
 float16 rounds the weights, so an exported model is a (very slightly)
 different model: its fingerprint differs from the run's, and files must be
 decoded with the model that encoded them.  ``dtype="float32"`` keeps the
-weights and the fingerprint exactly.
+weights and the fingerprint exactly; ``dtype="int8"`` stores kernels in 8 bits
+(:mod:`compression.weights`), a quarter of float32, for the shipped models.
 """
 
 import datetime
@@ -25,20 +26,36 @@ import numpy as np
 from compression.errors import CompressionError
 from compression.files import write_atomic
 from compression.inference import CARD_NAME, CONFIG_NAME, checkpoint_step, load_model
+from compression.weights import SCALE_SUFFIX, is_quantized, quantize_int8
 
-__all__ = ["export_model", "CARD_NAME"]
-_DTYPES = {"float16": np.float16, "float32": np.float32}
+__all__ = ["export_model", "CARD_NAME", "DTYPES"]
+#: Storage of the float weights; int8 keeps biases and norm parameters in float16.
+DTYPES = {"float16": np.float16, "float32": np.float32, "int8": np.float16}
+
+
+def _stored(values, dtype):
+    """``{checkpoint key: array}`` of inference ``values`` stored as ``dtype``."""
+    stored = {}
+    for name, value in values.items():
+        if dtype == "int8" and is_quantized(value):
+            stored[name], stored[name + SCALE_SUFFIX] = quantize_int8(value)
+        elif value.dtype == np.float32:
+            stored[name] = value.astype(DTYPES[dtype])
+        else:  # the histogram stays float64
+            stored[name] = value
+    return stored
 
 
 def export_model(run, out_dir, dtype="float16", overwrite=False, card=None):
     """Write the inference weights of ``run`` (run directory or checkpoint) to ``out_dir``.
 
     ``out_dir`` gets ``config.json``, a checkpoint ``ckpt-<step>`` with one
-    tensor per inference variable (float weights in ``dtype``; the histogram
-    stays float64) and ``card.json``: source, step, dtype, parameter count,
-    size, the fingerprint and the ``name`` files will carry (the source's:
-    see :func:`~compression.inference.model_name`), plus the fields of
-    ``card`` (a dict, e.g. data, validation figures or another ``name``).
+    tensor per inference variable (float weights in ``dtype``, int8 kernels
+    with their scales beside them; the histogram stays float64) and
+    ``card.json``: source, step, dtype, parameter count, size, the
+    fingerprint and the ``name`` files will carry (the source's: see
+    :func:`~compression.inference.model_name`), plus the fields of ``card``
+    (a dict, e.g. data, validation figures or another ``name``).
     Returns the card.
 
     Raises:
@@ -48,8 +65,8 @@ def export_model(run, out_dir, dtype="float16", overwrite=False, card=None):
     """
     import tensorflow as tf
 
-    if dtype not in _DTYPES:
-        raise CompressionError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    if dtype not in DTYPES:
+        raise CompressionError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     out_dir = os.fspath(out_dir)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise CompressionError(f"{out_dir} exists and is not a directory")
@@ -60,8 +77,7 @@ def export_model(run, out_dir, dtype="float16", overwrite=False, card=None):
         config = model.config
         source, fingerprint, name = model.checkpoint, model.fingerprint.hex(), model.name
     step = max(checkpoint_step(source), 0)
-    stored = {name: (value.astype(_DTYPES[dtype]) if value.dtype == np.float32 else value)
-              for name, value in values.items()}
+    stored = _stored(values, dtype)
     os.makedirs(out_dir, exist_ok=True)
     config.save(os.path.join(out_dir, CONFIG_NAME))
     variables = {name: tf.Variable(value, trainable=False) for name, value in stored.items()}

@@ -32,6 +32,7 @@ from compression.model import (
 from compression.quantizer import dequantize
 from compression.semantic import one_hot_labels
 from compression.shipped import known_models_hint, resolve_name
+from compression.weights import SCALE_SUFFIX, dequantize_int8
 from noisegen import sample_noise
 
 __all__ = ["CompressionModel", "load_model", "resolve_run", "latest_checkpoint",
@@ -298,12 +299,12 @@ class CompressionModel:
         try:
             if all(dtypes[k] == v.dtype.base_dtype for k, v in var_list.items()):
                 _v1.train.Saver(var_list=var_list).restore(self.session, self.checkpoint)
-            else:  # an export in float16 (compression.export): cast while loading
+            else:  # an export in float16 or int8 (compression.export): cast while loading
                 feeds, assigns = {}, []
                 for key, v in var_list.items():
                     value = _v1.placeholder(v.dtype.base_dtype, v.shape)
                     assigns.append(v.assign(value))
-                    feeds[value] = reader.get_tensor(key).astype(
+                    feeds[value] = self._stored_value(reader, stored, key).astype(
                         v.dtype.base_dtype.as_numpy_dtype)
                 self.session.run(assigns, feeds)
         except tf.errors.OpError as e:  # truncated or damaged .data files
@@ -311,6 +312,18 @@ class CompressionModel:
                 f"cannot read checkpoint {self.checkpoint!r}: {op_error_summary(e)}"
             ) from None
         return uses_ema
+
+    def _stored_value(self, reader, stored, key):
+        value = reader.get_tensor(key)
+        if value.dtype != np.int8:
+            return value
+        if key + SCALE_SUFFIX not in stored:
+            raise ModelLoadError(f"checkpoint {self.checkpoint!r} stores {key} as int8 "
+                                 f"without its scales ({key}{SCALE_SUFFIX}); export it again")
+        try:
+            return dequantize_int8(value, reader.get_tensor(key + SCALE_SUFFIX))
+        except ValueError as e:
+            raise ModelLoadError(f"checkpoint {self.checkpoint!r}: {key}: {e}") from None
 
     def inference_weights(self):
         """``{variable name: value}`` of every weight this model codes with, as loaded.
