@@ -491,8 +491,16 @@ def _train(args):
         config = dataclasses.replace(base, **fields)
         changed = {k: v for k, v in config.to_dict().items() if base.to_dict()[k] != v}
         print(f"config of {source_dir}" + (f", changed: {changed}" if changed else ""))
-    elif args.resume and not fields and args.bpp is None:
-        config = None  # the run's own config.json
+    elif args.resume and args.bpp is None:
+        # The run's own config.json; options given must agree with it (train
+        # names any that do not), options left out keep the run's values.
+        import dataclasses
+
+        from compression.inference import CONFIG_NAME
+
+        saved = os.path.join(args.out, CONFIG_NAME)
+        config = (dataclasses.replace(CompressionConfig.load(saved), **fields)
+                  if fields and os.path.isfile(saved) else None)
     elif args.bpp is not None:
         config = CompressionConfig.for_bpp(args.bpp, **fields)
         for note in config.notes:

@@ -76,15 +76,21 @@ def test_train_resume_refuse_force(tiny_data, tmp_path, capsys):
     # A different config with --resume: refused with the difference spelled out.
     assert main(["train", "--data", str(tiny_data), "--out", str(run), "--resume",
                  "--steps", "7", "--channels", "2", "--no-progress"]) == 2
-    assert_clean_error(capsys, "different config", "channels")
+    err = assert_clean_error(capsys, "different config", "channels")
+    assert "width" not in err  # options left out keep the run's values
     assert global_step(run) == 5
+    # Options that agree with the saved config are accepted.
+    assert main(["train", "--data", str(tiny_data), "--out", str(run), "--resume",
+                 "--steps", "6", "--channels", "4", "--val-images", "0", "--no-progress"]) == 0
+    assert global_step(run) == 6
+    before = sorted(os.listdir(run))
 
     # --force moves the old run aside, whole, and starts over from step 0.
     assert train_cli(tiny_data, run, "--force", steps=1) == 0
     aside = glob.glob(str(run) + ".replaced-*")
     assert len(aside) == 1
     assert sorted(os.listdir(aside[0])) == before
-    assert global_step(aside[0]) == 5
+    assert global_step(aside[0]) == 6
     assert checkpoint_steps(run) == [1]
     assert global_step(run) == 1
 
