@@ -37,7 +37,7 @@ from noisegen import sample_noise
 
 __all__ = ["CompressionModel", "load_model", "resolve_run", "latest_checkpoint",
            "run_checkpoints", "checkpoint_candidates", "checkpoint_files", "checkpoint_problem",
-           "checkpoint_step",
+           "checkpoint_step", "checkpoint_restorer", "stored_value",
            "CONFIG_NAME", "session_config", "initialize_run"]
 
 CONFIG_NAME = "config.json"
@@ -193,6 +193,50 @@ def model_name(run_dir):
     return name if valid else ""
 
 
+def stored_value(reader, key, checkpoint):
+    """The float value of ``key`` in a checkpoint: as stored, or dequantised from int8.
+
+    Exports (:mod:`compression.export`) may keep kernels as int8 with their
+    scales under ``key + SCALE_SUFFIX``; raises :class:`ModelLoadError` when
+    those are missing or do not fit.
+    """
+    value = reader.get_tensor(key)
+    if value.dtype != np.int8:
+        return value
+    if not reader.has_tensor(key + SCALE_SUFFIX):
+        raise ModelLoadError(f"checkpoint {checkpoint!r} stores {key} as int8 "
+                             f"without its scales ({key}{SCALE_SUFFIX}); export it again")
+    try:
+        return dequantize_int8(value, reader.get_tensor(key + SCALE_SUFFIX))
+    except ValueError as e:
+        raise ModelLoadError(f"checkpoint {checkpoint!r}: {key}: {e}") from None
+
+
+def checkpoint_restorer(checkpoint, var_list, reader=None):
+    """``restore(sess)``: loads ``var_list`` (``{checkpoint key: variable}``) from ``checkpoint``.
+
+    Where every stored dtype is the variable's, this is ``Saver.restore``;
+    an export in float16 or int8 is cast (and dequantised) while loading, so
+    a shipped model can seed a run (``train --init-from general``) as well as
+    code with it.  Call it with the variables' graph as default: it adds ops.
+    """
+    reader = reader or tf.train.load_checkpoint(checkpoint)
+    dtypes = reader.get_variable_to_dtype_map()
+    if all(dtypes[k] == v.dtype.base_dtype for k, v in var_list.items()):
+        saver = _v1.train.Saver(var_list=var_list)
+        return lambda sess: saver.restore(sess, checkpoint)
+    placeholders, assigns = {}, []
+    for key, v in var_list.items():
+        placeholders[key] = _v1.placeholder(v.dtype.base_dtype, v.shape)
+        assigns.append(v.assign(placeholders[key]))
+
+    def restore(sess):
+        sess.run(assigns, {ph: stored_value(reader, key, checkpoint).astype(
+            var_list[key].dtype.base_dtype.as_numpy_dtype) for key, ph in placeholders.items()})
+
+    return restore
+
+
 class CompressionModel:
     """A trained compressor, built once, ready to code many images.
 
@@ -274,7 +318,6 @@ class CompressionModel:
         try:
             reader = tf.train.load_checkpoint(self.checkpoint)
             stored = reader.get_variable_to_shape_map()
-            dtypes = reader.get_variable_to_dtype_map()
         except Exception as e:  # corrupt or unreadable checkpoint files
             raise ModelLoadError(
                 f"cannot read checkpoint {self.checkpoint!r}: {op_error_summary(e)}") from None
@@ -297,33 +340,13 @@ class CompressionModel:
                     "config.json needs; was config.json replaced after training?"
                 )
         try:
-            if all(dtypes[k] == v.dtype.base_dtype for k, v in var_list.items()):
-                _v1.train.Saver(var_list=var_list).restore(self.session, self.checkpoint)
-            else:  # an export in float16 or int8 (compression.export): cast while loading
-                feeds, assigns = {}, []
-                for key, v in var_list.items():
-                    value = _v1.placeholder(v.dtype.base_dtype, v.shape)
-                    assigns.append(v.assign(value))
-                    feeds[value] = self._stored_value(reader, stored, key).astype(
-                        v.dtype.base_dtype.as_numpy_dtype)
-                self.session.run(assigns, feeds)
+            with self.graph.as_default():
+                checkpoint_restorer(self.checkpoint, var_list, reader)(self.session)
         except tf.errors.OpError as e:  # truncated or damaged .data files
             raise ModelLoadError(
                 f"cannot read checkpoint {self.checkpoint!r}: {op_error_summary(e)}"
             ) from None
         return uses_ema
-
-    def _stored_value(self, reader, stored, key):
-        value = reader.get_tensor(key)
-        if value.dtype != np.int8:
-            return value
-        if key + SCALE_SUFFIX not in stored:
-            raise ModelLoadError(f"checkpoint {self.checkpoint!r} stores {key} as int8 "
-                                 f"without its scales ({key}{SCALE_SUFFIX}); export it again")
-        try:
-            return dequantize_int8(value, reader.get_tensor(key + SCALE_SUFFIX))
-        except ValueError as e:
-            raise ModelLoadError(f"checkpoint {self.checkpoint!r}: {key}: {e}") from None
 
     def inference_weights(self):
         """``{variable name: value}`` of every weight this model codes with, as loaded.

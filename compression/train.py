@@ -50,6 +50,7 @@ from compression.model import (
     synthesize,
 )
 from compression.semantic import one_hot_labels
+from compression.shipped import resolve_name
 from noisegen import sample_noise
 
 __all__ = ["TrainResult", "train", "prepare_run_dir", "RUN_NAME"]
@@ -184,16 +185,18 @@ class _StopFlag:
 def _initializer_from(source, graph_variables):
     """A Saver that loads this graph's variables from another run (``--init-from``).
 
-    ``source`` is a run directory or checkpoint prefix.  Every variable of the
+    ``source`` is a run directory, a checkpoint prefix, an export or a shipped
+    model's name (their float16 or int8 weights are cast while loading, and
+    hold the EMA averages under the variables' own names).  Every variable of the
     generator side (encoder, noise generator, semantic branch, decoder, with
     its batch-norm statistics) must be there with the same shape, or the two
     runs have different architectures and this raises with the names; the
     discriminator, the optimiser slots, the EMA shadows and the histogram
     are taken when present and otherwise start fresh.  The step counter is
     never taken: the new run's schedule counts from 0.
-    Returns ``(saver, checkpoint, taken, fresh)``.
+    Returns ``(restore, checkpoint, taken, fresh)``; ``restore(sess)`` loads them.
     """
-    from compression.inference import resolve_run
+    from compression.inference import checkpoint_restorer, resolve_run
 
     _, ckpt = resolve_run(source)
     stored = dict(tf.train.list_variables(ckpt))
@@ -217,7 +220,7 @@ def _initializer_from(source, graph_variables):
             f"({len(problems)} variables, e.g. {'; '.join(problems[:3])}); "
             "give the new run the source run's width, channels, residual blocks, "
             "noise and semantic settings (its config.json)")
-    return _v1.train.Saver(var_list=taken), ckpt, len(taken), fresh
+    return checkpoint_restorer(ckpt, taken), ckpt, len(taken), fresh
 
 
 def _restorable_checkpoint(run_dir, log):
@@ -391,7 +394,8 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
     run_info = {"data": stored[0] if len(stored) == 1 else stored, "seed": int(seed),
                 "resize": list(resize) if resize else None}
     if init_from is not None:
-        run_info["init_from"] = os.path.abspath(os.fspath(init_from))
+        # A shipped model's name is recorded as the folder it resolved to.
+        run_info["init_from"] = os.path.abspath(resolve_name(os.fspath(init_from)))
     if not (resume and os.path.exists(os.path.join(os.fspath(run_dir), CONFIG_NAME))):
         # A new run (or --force): check the data before the run directory is
         # created or the old run moved aside, so a mistyped --data leaves
@@ -488,8 +492,8 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
         else:
             sess.run(init)
             if warm is not None:
-                warm_saver, warm_ckpt, taken, fresh = warm
-                warm_saver.restore(sess, warm_ckpt)
+                warm_restore, warm_ckpt, taken, fresh = warm
+                warm_restore(sess)
                 log(f"initialised {taken} variables from {warm_ckpt}; "
                     f"{len(fresh)} start fresh"
                     + (f" (e.g. {', '.join(fresh[:2])})" if fresh else ""))

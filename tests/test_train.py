@@ -487,3 +487,32 @@ def test_training_on_several_datasets(tiny_data, tmp_path):
                     log=lines.append)
     assert resumed.step == 3
     assert "9 training images" in " ".join(lines[-3:])
+
+
+def test_init_from_an_int8_export(tiny_data, tmp_path, capsys):
+    """A shipped (exported, int8) model seeds a new run: its kernels are dequantised."""
+    from compression.export import export_model
+    from compression.weights import SCALE_SUFFIX, dequantize_int8
+
+    mse = tmp_path / "mse"
+    assert train_cli(tiny_data, mse, "--no-gan", steps=3) == 0
+    exported = tmp_path / "exported"
+    export_model(str(mse), str(exported), dtype="int8")
+    stored = tf.train.latest_checkpoint(str(exported))
+    capsys.readouterr()
+    gan = tmp_path / "gan"
+    assert main(["train", "--data", str(tiny_data), "--out", str(gan), "--init-from",
+                 str(exported), "--lambda-gan", "0.1", "--freeze-encoder",
+                 "--gan-start-step", "0", "--steps", "1", "--val-images", "0",
+                 "--no-progress"]) == 0
+    assert "initialised" in capsys.readouterr().out
+    after = tf.train.latest_checkpoint(str(gan))
+    kernels = [n for n, _ in tf.train.list_variables(after)
+               if n.startswith("generator/encoder/") and n.endswith("weights")
+               and "adam" not in n]
+    assert kernels
+    for n in kernels:  # the frozen encoder holds the export's dequantised kernels exactly
+        np.testing.assert_array_equal(
+            tf.train.load_variable(after, n),
+            dequantize_int8(tf.train.load_variable(stored, n),
+                            tf.train.load_variable(stored, n + SCALE_SUFFIX)))
