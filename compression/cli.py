@@ -102,6 +102,12 @@ def _add_train(sub):
     p.add_argument("--init-from", default=None, metavar="RUN",
                    help="start from another run's weights (e.g. a GAN fine-tune of a "
                         "--no-gan run); its config is the base, the options given override it")
+    p.add_argument("--strategy", choices=("none", "mirrored"), default="none",
+                   help="tf.distribute data parallelism: mirrored replicates each step over "
+                        "--devices (default: every local GPU); --batch is the global batch")
+    p.add_argument("--devices", default=None, metavar="LIST",
+                   help="with --strategy mirrored: comma-separated local devices, e.g. "
+                        "/gpu:0,/gpu:1 or /cpu:0,/cpu:1")
     p.add_argument("--seed", type=int, default=0, help="data order seed")
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--keep", type=int, default=2,
@@ -512,6 +518,8 @@ def _train(args):
         seed=args.seed, resize=args.resize, checkpoint_every=args.checkpoint_every,
         keep=args.keep, summary_every=args.summary_every, val_every=args.val_every,
         val_images=args.val_images, progress=not args.no_progress, init_from=args.init_from,
+        strategy=args.strategy,
+        devices=[d for d in args.devices.split(",") if d.strip()] if args.devices else None,
     )
     val = ", ".join(f"{k} {v:.4f}" for k, v in result.validation.items()
                     if isinstance(v, float))

@@ -223,7 +223,11 @@ def checkpoint_restorer(checkpoint, var_list, reader=None):
     reader = reader or tf.train.load_checkpoint(checkpoint)
     dtypes = reader.get_variable_to_dtype_map()
     if all(dtypes[k] == v.dtype.base_dtype for k, v in var_list.items()):
-        saver = _v1.train.Saver(var_list=var_list)
+        # A Saver given {name: MirroredVariable} restores only the first replica's
+        # copy (seen in TF 2.21); given a list it restores every copy.  The list
+        # form keys each variable by its own name, so it serves when those agree.
+        same_names = all(k == v.op.name for k, v in var_list.items())
+        saver = _v1.train.Saver(var_list=list(var_list.values()) if same_names else var_list)
         return lambda sess: saver.restore(sess, checkpoint)
     placeholders, assigns = {}, []
     for key, v in var_list.items():

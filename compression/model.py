@@ -144,6 +144,8 @@ def symbol_counts_variable(config):
         return _v1.get_variable(
             "symbol_counts", [config.channels, config.num_centers], dtype=tf.float64,
             initializer=_v1.zeros_initializer(), trainable=False,
+            # Every replica assigns the same all-reduced value (build_training_graph).
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
         )
 
 
@@ -287,7 +289,10 @@ def build_training_graph(images, config, labels=None, z=None):
     g_opt = _v1.train.AdamOptimizer(_learning_rate(config.g_learning_rate, config, global_step),
                                     beta1=config.beta1, name="g_adam")
     counts = symbol_counts_variable(config)
-    batch_counts = symbol_counts(q.symbols, config.num_centers)
+    # Under tf.distribute every replica adds the histogram of the global batch
+    # (identity on one device), so the entropy model is not replica 0's alone.
+    batch_counts = tf.distribute.get_replica_context().all_reduce(
+        tf.distribute.ReduceOp.SUM, symbol_counts(q.symbols, config.num_centers))
     # num_updates makes the effective decay min(decay, (1 + step) / (10 + step)):
     # without it the average of a short run (or the first thousands of steps
     # at decay 0.999) still holds a large share of the random initial weights.
@@ -309,7 +314,15 @@ def build_training_graph(images, config, labels=None, z=None):
                 updates.append(ema.apply(decoder_side))
         return tf.group(*updates)
 
-    warmup_grads = g_opt.compute_gradients(distortion_term, g_vars)
+    # Under tf.distribute the optimiser sums the replicas' gradients (v1
+    # optimisers scale the loss only for Estimator): each replica's share is
+    # its loss / replicas, so the step is the global batch's mean as on one device.
+    replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+
+    def share(loss):
+        return loss / replicas if replicas > 1 else loss
+
+    warmup_grads = g_opt.compute_gradients(share(distortion_term), g_vars)
     warmup_train_op = generator_update(warmup_grads, [])
     losses, d_vars = dict(warmup_losses), []
     g_train_op = d_train_op = None
@@ -338,8 +351,8 @@ def build_training_graph(images, config, labels=None, z=None):
             _learning_rate(config.d_learning_rate, config, global_step),
             beta1=config.beta1, name="d_adam")
         gan_g_vars = decoder_side if config.freeze_encoder else g_vars
-        g_grads = g_opt.compute_gradients(g_loss, gan_g_vars)
-        d_grads = d_opt.compute_gradients(d_loss, d_vars)
+        g_grads = g_opt.compute_gradients(share(g_loss), gan_g_vars)
+        d_grads = d_opt.compute_gradients(share(d_loss), d_vars)
 
         def g_and_d_step(grads):
             # Both gradient sets are computed before either update is applied,

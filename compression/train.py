@@ -31,6 +31,12 @@ from compression import bitstream
 from compression import data as data_lib
 from compression import metrics as metrics_lib
 from compression.config import CompressionConfig
+from compression.distribute import (
+    check_strategy,
+    make_strategy,
+    replicated_training_graph,
+    session_devices,
+)
 from compression.errors import CompressionError, DataError
 from compression.files import TEMPORARY_SUFFIX, remove_stale_temporaries, write_atomic
 from compression.inference import (
@@ -371,7 +377,8 @@ def _data_dirs(data_dir):
 
 def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0,
           resize=None, checkpoint_every=500, keep=2, summary_every=50, val_every=500,
-          val_images=16, progress=True, log=print, init_from=None):
+          val_images=16, progress=True, log=print, init_from=None, strategy="none",
+          devices=None):
     """Train ``config`` on the data at ``data_dir`` until global step ``steps``.
 
     ``data_dir`` is a Cityscapes-style tree or a plain folder of images, or a
@@ -385,10 +392,15 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
     run (MS-ILLM, HiFiC): see :func:`_initializer_from`.  A resumed run that
     already has a checkpoint continues from it and ignores ``init_from``.  SIGINT and
     SIGTERM write a checkpoint and return (``stopped_early=True``).
+    ``strategy="mirrored"`` replicates the step over ``devices`` (default: the
+    local GPUs) with ``config.batch_size`` as the global batch; see
+    :mod:`compression.distribute`.  Checkpoints do not depend on it.
     Returns a :class:`TrainResult`.
     """
     if not isinstance(steps, int) or steps < 1:
         raise CompressionError(f"--steps must be a positive integer, got {steps!r}")
+    # Checked before the run directory is made (and again once a resumed run's config is read).
+    check_strategy(strategy, devices, config.batch_size if config is not None else None)
     data_dirs = _data_dirs(data_dir)
     stored = [os.path.abspath(d) for d in data_dirs]
     run_info = {"data": stored[0] if len(stored) == 1 else stored, "seed": int(seed),
@@ -433,17 +445,26 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
 
     graph = tf.Graph()
     with graph.as_default():
+        devices = check_strategy(strategy, devices, config.batch_size)
+        replication = make_strategy(devices)
         ds = data_lib.make_dataset(
             examples, crop_size=config.crop_size, batch_size=config.batch_size,
             training=True, num_classes=config.semantic_classes, seed=seed,
             start_step=start_step, resize=resize,
         )
         ds = ds[0] if isinstance(ds, tuple) else ds
-        batch = _v1.data.make_one_shot_iterator(ds).get_next()
-        images = batch["image"]
-        images.set_shape([config.batch_size, config.crop_height, config.crop_width, 3])
-        labels = batch.get("labels") if config.semantic_classes else None
-        tg = build_training_graph(images, config, labels=labels)
+        input_init = None
+        if replication is None:
+            batch = _v1.data.make_one_shot_iterator(ds).get_next()
+            images = batch["image"]
+            images.set_shape([config.batch_size, config.crop_height, config.crop_width, 3])
+            labels = batch.get("labels") if config.semantic_classes else None
+            tg = build_training_graph(images, config, labels=labels)
+        else:
+            tg, input_init = replicated_training_graph(replication, ds, config)
+            images = tg.endpoints["images"]
+            log(f"mirrored over {len(devices)} replicas ({', '.join(devices)}), "
+                f"{config.batch_size // len(devices)} images each")
         validator = (_Validator(config, val_examples, resize, tg.symbol_counts, tg.ema)
                      if val_examples else None)
 
@@ -481,7 +502,12 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
 
     # The loop runs inside the graph's context: Saver.save and friends need it.
     with graph.as_default():
-        sess = _v1.Session(graph=graph, config=session_config(inference=False))
+        tf_config = session_config(inference=False)
+        for kind, count in session_devices(devices).items():
+            tf_config.device_count[kind] = count
+        sess = _v1.Session(graph=graph, config=tf_config)
+        if input_init is not None:
+            sess.run(input_init)
         if ckpt:
             saver.restore(sess, ckpt)
             # A new Saver knows no earlier checkpoints: hand it those of the
