@@ -97,6 +97,9 @@ def _add_train(sub):
     p.add_argument("--ema", type=float, default=None,
                    help="EMA decay of the decoder weights used at inference "
                         "(default 0.999; 0: off)")
+    p.add_argument("--chroma-weight", type=float, default=None,
+                   help="weight of colour errors against grey-level ones in the MSE "
+                        "(default 1: plain RGB MSE; above 1 makes the model code colour)")
     p.add_argument("--lambda-mse", type=float, default=None)
     p.add_argument("--lambda-fm", type=float, default=None)
     p.add_argument("--init-from", default=None, metavar="RUN",
@@ -462,7 +465,8 @@ def _train(args):
                        ("lambda_gan", "lambda_gan"), ("lambda_ms_ssim", "lambda_ms_ssim"),
                        ("lr_decay_step", "lr_decay_step"),
                        ("lr_decay_factor", "lr_decay_factor"), ("beta1", "beta1"),
-                       ("quantizer", "quantizer"), ("min_channels", "min_channels")):
+                       ("quantizer", "quantizer"), ("min_channels", "min_channels"),
+                       ("chroma_weight", "chroma_weight")):
         if getattr(args, arg) is not None:
             fields[field] = getattr(args, arg)
     if args.crop:

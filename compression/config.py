@@ -43,7 +43,7 @@ FOR_BPP_TOLERANCE = 0.02
 _ABSENT_MEANS = {
     "gan_ramp_steps": 0, "d_warmup_steps": 0, "freeze_encoder": False, "lambda_ms_ssim": 0.0,
     "lr_decay_step": 0, "lr_decay_factor": 0.1, "noise_batch": 1, "quantizer": "soft",
-    "min_channels": None,
+    "min_channels": None, "chroma_weight": 1.0,
 }
 
 
@@ -123,6 +123,8 @@ class CompressionConfig:
         ``w_hat``, and so the rate, stays what the distortion phase learnt
         while the decoder learns texture.
       lambda_ms_ssim: weight of a ``1 - MS-SSIM`` distortion term (0: none).
+      chroma_weight: weight of the chroma part of the MSE against its grey
+        part (1: plain RGB MSE; see :func:`compression.losses.distortion_loss`).
       lr_decay_step, lr_decay_factor: both learning rates are multiplied by
         ``lr_decay_factor`` from global step ``lr_decay_step`` on (0: never).
       quantizer: ``"bounded_ste"`` (default: encoder output squashed into
@@ -184,6 +186,7 @@ class CompressionConfig:
     ema_decay: float = 0.999
     histogram_decay: float = 0.999
     min_channels: int = None
+    chroma_weight: float = 1.0
     _notes: tuple = field(default=(), repr=False, compare=False)
 
     def __post_init__(self):
@@ -198,7 +201,8 @@ class CompressionConfig:
             object.__setattr__(self, "discriminator_width", min(1.0, float(self.width)))
         for name in ("sigma", "width", "discriminator_width", "lambda_mse", "lambda_fm",
                      "lambda_gan", "g_learning_rate", "d_learning_rate", "beta1",
-                     "ema_decay", "histogram_decay", "lambda_ms_ssim", "lr_decay_factor"):
+                     "ema_decay", "histogram_decay", "lambda_ms_ssim", "lr_decay_factor",
+                     "chroma_weight"):
             value = getattr(self, name)
             if not _is_number(value):
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
@@ -275,7 +279,7 @@ class CompressionConfig:
                     f"got {getattr(self, name)}"
                 )
         for name in ("lambda_mse", "lambda_fm", "lambda_gan", "g_learning_rate", "d_learning_rate",
-                     "lambda_ms_ssim"):
+                     "lambda_ms_ssim", "chroma_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.lambda_mse == 0 and self.lambda_ms_ssim == 0:

@@ -36,9 +36,25 @@ def generator_adversarial_loss(fake):
     return tf.add_n([tf.reduce_mean(tf.square(f.logits - 1.0)) for f in fake])
 
 
-def distortion_loss(images, reconstruction):
-    """MSE on images in [-1, 1], a scalar."""
-    return tf.reduce_mean(tf.square(images - reconstruction))
+def distortion_loss(images, reconstruction, chroma_weight=1.0):
+    """MSE on images in [-1, 1] ``[B, H, W, 3]``, a scalar; chroma errors weighted.
+
+    Each pixel's RGB error ``e`` splits orthogonally into its grey part
+    ``mean(e) * (1, 1, 1)`` and its chroma part ``e - mean(e)``, so
+    ``|e|^2 = 3 mean(e)^2 + |e - mean(e)|^2``.  The loss is
+    ``mean(3 mean(e)^2 + chroma_weight |e - mean(e)|^2) / 3``: plain MSE at
+    ``chroma_weight=1``.  Natural photographs hold about a tenth of their
+    error energy in chroma, and a fixed-rate bottleneck trained on MSE spends
+    its bits on luminance: the decoded colours do not depend on the input's
+    at all (measured: the same decoded chroma for a photograph and its grey
+    copy).  A weight above 1 makes colour worth coding.
+    """
+    error = images - reconstruction
+    if chroma_weight == 1.0:
+        return tf.reduce_mean(tf.square(error))
+    grey = tf.reduce_mean(error, axis=-1, keepdims=True)
+    chroma = tf.reduce_sum(tf.square(error - grey), axis=-1)
+    return tf.reduce_mean(3.0 * tf.square(grey[..., 0]) + chroma_weight * chroma) / 3.0
 
 
 # Wang et al. (2003) weights of the five MS-SSIM scales, finest first.

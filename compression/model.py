@@ -277,7 +277,7 @@ def build_training_graph(images, config, labels=None, z=None):
                                        kept=kept)
 
     global_step = _v1.train.get_or_create_global_step()
-    distortion = distortion_loss(images, reconstruction)
+    distortion = distortion_loss(images, reconstruction, config.chroma_weight)
     distortion_term = config.lambda_mse * distortion
     warmup_losses = {"distortion": distortion}
     if config.lambda_ms_ssim > 0:

@@ -117,3 +117,23 @@ def test_ms_ssim_loss_matches_the_metric_and_has_finite_gradients():
     assert abs(same_value) < 1e-5
     assert 0.9 < opposite_value <= 1.0
     assert np.all(np.isfinite(g)) and np.any(g != 0)
+
+
+def test_chroma_weight_splits_the_error_into_grey_and_colour():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(-1, 1, (2, 8, 8, 3)).astype(np.float32)
+    b = rng.uniform(-1, 1, (2, 8, 8, 3)).astype(np.float32)
+    grey_shift = a + 0.25  # the same error on every channel: no chroma
+    colour_shift = a + np.array([0.3, -0.15, -0.15], np.float32)  # no grey part
+    with tf.compat.v1.Session(graph=tf.Graph()) as sess:
+        def loss(x, y, w):
+            return sess.run(distortion_loss(tf.constant(x), tf.constant(y), w))
+
+        assert np.isclose(loss(a, b, 1.0), np.mean((a - b) ** 2), rtol=1e-6)  # plain MSE
+        assert np.isclose(loss(a, b, 1.0 + 1e-9), loss(a, b, 1.0), rtol=1e-5)  # one formula
+        assert np.isclose(loss(a, grey_shift, 4.0), loss(a, grey_shift, 1.0), rtol=1e-6)
+        assert np.isclose(loss(a, colour_shift, 4.0), 4 * loss(a, colour_shift, 1.0), rtol=1e-5)
+        # The gradient reaches every channel of the reconstruction.
+        y = tf.constant(b)
+        grad = sess.run(tf.gradients(distortion_loss(tf.constant(a), y, 4.0), y)[0])
+        assert np.all(np.abs(grad).sum(axis=(0, 1, 2)) > 0)
