@@ -19,6 +19,9 @@ One row per image (see :data:`COLUMNS`):
 * ``ms_ssim``: :func:`compression.metrics.ms_ssim`, TensorFlow's multi-scale
   SSIM on the 8-bit scale, with fewer scales for images whose smaller side
   is under 176 pixels (the rule is documented in :mod:`compression.metrics`);
+* ``chroma_error``: :func:`compression.metrics.chroma_error`, the mean
+  absolute colour error in 8-bit levels (a grey reconstruction scores the
+  original's own mean colourfulness; 0 is exact colour);
 * ``encode_s``, ``decode_s``: wall-clock seconds of
   :func:`~compression.codec.encode_image` (padding, encoder network, entropy
   coding, container) and :func:`~compression.codec.decode_image` (container,
@@ -40,15 +43,16 @@ __all__ = ["COLUMNS", "IMAGE_EXTENSIONS", "evaluate", "evaluate_command", "find_
 
 #: Columns of the results, in order.
 COLUMNS = ("image", "height", "width", "bytes", "bpp", "payload_bpp", "label_bpp", "bound_bpp",
-           "channels", "psnr", "ms_ssim", "encode_s", "decode_s")
+           "channels", "psnr", "ms_ssim", "chroma_error", "encode_s", "decode_s")
 
 #: File name endings searched for in directories.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm")
 
 _MEAN_COLUMNS = ("bytes", "bpp", "payload_bpp", "label_bpp", "bound_bpp", "channels", "psnr",
-                 "ms_ssim", "encode_s", "decode_s")
+                 "ms_ssim", "chroma_error", "encode_s", "decode_s")
 _FORMATS = {"bpp": ".4f", "payload_bpp": ".4f", "label_bpp": ".4f", "bound_bpp": ".4f",
-            "channels": ".2f", "psnr": ".2f", "ms_ssim": ".4f", "encode_s": ".3f",
+            "channels": ".2f", "psnr": ".2f", "ms_ssim": ".4f", "chroma_error": ".2f",
+            "encode_s": ".3f",
             "decode_s": ".3f", "bytes": ".0f"}
 
 
@@ -81,7 +85,7 @@ def _code_one(model, path, work_dir, rate):
     """
     from compression.codec import decode_image, encode_image
     from compression.image_io import read_image
-    from compression.metrics import ms_ssim, psnr
+    from compression.metrics import chroma_error, ms_ssim, psnr
 
     image = read_image(path)
     height, width = image.shape[:2]
@@ -120,6 +124,7 @@ def _code_one(model, path, work_dir, rate):
         "channels": encoded.channels,
         "psnr": psnr(image, decoded),
         "ms_ssim": ms_ssim(image, decoded),
+        "chroma_error": chroma_error(image, decoded),
         "encode_s": encode_s,
         "decode_s": decode_s,
     }

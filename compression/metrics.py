@@ -24,6 +24,7 @@ import tensorflow as tf
 
 __all__ = [
     "psnr",
+    "chroma_error",
     "ms_ssim",
     "ms_ssim_parameters",
     "bits_per_pixel",
@@ -65,6 +66,24 @@ def psnr(a, b):
     if mse == 0:
         return math.inf
     return float(10.0 * math.log10(_PEAK**2 / mse))
+
+
+def chroma_error(a, b):
+    """Mean absolute colour error between uint8 RGB images, in 8-bit levels.
+
+    Each pixel's chroma is its RGB value minus the mean of its three
+    channels (what is left when its grey level is taken out); this is the
+    mean over pixels and channels of ``|chroma(a) - chroma(b)|``.  Colour
+    drift shows here while PSNR hardly moves: a reconstruction decoded in
+    grey scores the original's own mean ``|chroma|``, a faithful one 0.
+    Returns a Python float.
+    """
+    a, b = _as_pair(a, b, "chroma_error")
+    if a.ndim != 3 or a.shape[-1] != 3:
+        raise ValueError(f"chroma_error expects RGB images [H, W, 3], got shape {a.shape}")
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return float(np.mean(np.abs((a - a.mean(-1, keepdims=True))
+                                - (b - b.mean(-1, keepdims=True)))))
 
 
 def ms_ssim_parameters(height, width):

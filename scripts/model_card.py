@@ -36,6 +36,8 @@ def card(name, method, rd_dirs, sets, description, data, steps):
                 "set": label, "images": int(p["images"]), "channels": int(p["channels"]),
                 "bpp": round(float(p["bpp"]), 4), "psnr": round(float(p["psnr"]), 2),
                 "ms_ssim": round(float(p["ms_ssim"]), 4),
+                **({"chroma_error": round(float(p["chroma_error"]), 2)}
+                   if p.get("chroma_error") else {}),
                 "summary": f"{label}, {p['channels']} channels: {float(p['bpp']):.4f} bpp, "
                            f"PSNR {float(p['psnr']):.2f} dB, MS-SSIM {float(p['ms_ssim']):.4f} "
                            f"(mean of {p['images']} images, real files)"})

@@ -35,7 +35,7 @@ from compression.report import (  # noqa: E402
 )
 
 POINT_COLUMNS = ("method", "channels", "images", "bpp", "payload_bpp", "psnr", "ms_ssim",
-                 "max_bpp")
+                 "chroma_error", "max_bpp")
 CONTROL_COLUMNS = ("method", "target_bpp", "images", "coded", "below_range", "over_target",
                    "bpp", "max_bpp", "mean_to_target", "channels", "psnr", "ms_ssim")
 
@@ -52,6 +52,7 @@ def _point(method, setting, rows):
     return {"method": method, "channels": setting, "images": len(rows),
             "bpp": _mean(rows, "bpp"), "payload_bpp": _mean(rows, "payload_bpp"),
             "psnr": _mean(rows, "psnr"), "ms_ssim": _mean(rows, "ms_ssim"),
+            "chroma_error": _mean(rows, "chroma_error"),
             "max_bpp": max(float(r["bpp"]) for r in rows)}
 
 

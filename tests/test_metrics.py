@@ -99,3 +99,17 @@ def test_bits_per_pixel():
     assert bits_per_pixel(0, 16, 16) == 0.0
     with pytest.raises(ValueError):
         bits_per_pixel(10, 0, 16)
+
+
+def test_chroma_error_measures_colour_not_grey_level():
+    photo = samples.coffee()
+    grey = np.repeat(photo.mean(axis=-1, keepdims=True).round().astype(np.uint8), 3, axis=-1)
+    assert metrics.chroma_error(photo, photo) == 0
+    # A grey copy loses exactly the photograph's own colourfulness.
+    f = photo.astype(np.float64)
+    colourfulness = np.mean(np.abs(f - f.mean(-1, keepdims=True)))
+    assert metrics.chroma_error(photo, grey) == pytest.approx(colourfulness, abs=0.5)
+    brighter = np.clip(photo.astype(np.int16) + 10, 0, 255).astype(np.uint8)
+    assert metrics.chroma_error(photo, brighter) < 0.5 < colourfulness  # grey level: no error
+    with pytest.raises(ValueError, match="RGB"):
+        metrics.chroma_error(photo[..., 0], grey[..., 0])
