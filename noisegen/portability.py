@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 
+import numpy as np
 import tensorflow as tf
 from tensorflow.python.util import deprecation
 
@@ -177,11 +178,35 @@ def load_generator_weights(sess, checkpoint, scope=None, checkpoint_scope=None, 
                 "upsample_dim and kernel_size as the trained one"
             )
         var_lists.setdefault(_split(_var_name(v))[0], {})[name] = v
+    reader = tf.train.load_checkpoint(path)
+    dtypes = reader.get_variable_to_dtype_map()
     restored = {}
     for var_list in var_lists.values():
-        _v1.train.Saver(var_list=var_list).restore(sess, path)
+        if all(dtypes[name] == v.dtype.base_dtype for name, v in var_list.items()):
+            _v1.train.Saver(var_list=var_list).restore(sess, path)
+        else:
+            # A gcompress export or shipped model: float16 weights, or int8 kernels
+            # with per-channel scales.  Feeding each variable's initial value loads
+            # it without adding ops, so a finalized graph works too.
+            for name, v in var_list.items():
+                value = _stored_float(reader, name, path)
+                sess.run(v.initializer,
+                         {v.initial_value: value.astype(v.dtype.base_dtype.as_numpy_dtype)})
         restored.update({_var_name(v): name for name, v in var_list.items()})
     return restored
+
+
+def _stored_float(reader, name, path):
+    """The value of ``name`` in a checkpoint; int8 kernels are dequantised with their scales."""
+    from compression.weights import SCALE_SUFFIX, dequantize_int8
+
+    value = reader.get_tensor(name)
+    if value.dtype != np.int8:
+        return value
+    if not reader.has_tensor(name + SCALE_SUFFIX):
+        raise ValueError(f"checkpoint {path!r} stores {name} as int8 without its scales "
+                         f"({name}{SCALE_SUFFIX})")
+    return dequantize_int8(value, reader.get_tensor(name + SCALE_SUFFIX))
 
 
 def _generator_hyperparameters(path, checkpoint_scope):

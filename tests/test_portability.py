@@ -164,6 +164,41 @@ def test_load_prefers_ema_weights(trained):
     )
 
 
+def test_load_from_an_int8_export(trained, tmp_path):
+    """Shipped models store kernels as int8 with per-channel scales, the rest float16."""
+    from compression.weights import SCALE_SUFFIX, dequantize_int8, is_quantized, quantize_int8
+
+    source = trained.paths["plain"]
+    stored = {}
+    for name, _ in tf.train.list_variables(source):
+        value = tf.train.load_variable(source, name)
+        if is_quantized(value):
+            stored[name], stored[name + SCALE_SUFFIX] = quantize_int8(value)
+        else:
+            stored[name] = value.astype(np.float16) if value.dtype == np.float32 else value
+    with tf.Graph().as_default():
+        variables = {k: tf.Variable(v) for k, v in stored.items()}
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            prefix = v1.train.Saver(var_list=variables).save(sess, str(tmp_path / "ckpt"))
+    restored, outputs = load_outputs(trained, prefix)
+    assert len(restored) == 26
+    for size in SIZES:  # the int8 model's noise is close to the float one's
+        np.testing.assert_allclose(outputs[size], trained.refs["plain"][size], atol=0.05)
+    kernel = f"generator/{SCOPE}/fc1/weights"
+    with tf.Graph().as_default():
+        z_ph = v1.placeholder(tf.float32, [None, NOISE_DIM])
+        with v1.variable_scope("other/scope"):
+            dcgan_generator(z_ph, None, False, C, upsample_dim=UP)
+        with v1.Session() as sess:
+            load_generator_weights(sess, prefix)
+            var, = [v for v in v1.global_variables()
+                    if v.op.name == f"other/scope/{SCOPE}/fc1/weights"]
+            loaded = sess.run(var)
+    np.testing.assert_array_equal(
+        loaded, dequantize_int8(stored[kernel], stored[kernel + SCALE_SUFFIX]))
+
+
 def test_load_without_ema(trained):
     restored, outputs = load_outputs(trained, trained.paths["ema"], prefer_ema=False)
     assert_same(outputs, trained.refs["plain"])
