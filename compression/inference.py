@@ -32,12 +32,12 @@ from compression.model import (
 from compression.quantizer import dequantize
 from compression.semantic import one_hot_labels
 from compression.shipped import known_models_hint, resolve_name
-from compression.weights import SCALE_SUFFIX, dequantize_int8
+from compression.weights import stored_float
 from noisegen import sample_noise
 
 __all__ = ["CompressionModel", "load_model", "resolve_run", "latest_checkpoint",
            "run_checkpoints", "checkpoint_candidates", "checkpoint_files", "checkpoint_problem",
-           "checkpoint_step", "checkpoint_restorer", "stored_value",
+           "checkpoint_step", "checkpoint_restorer",
            "CONFIG_NAME", "session_config", "initialize_run"]
 
 CONFIG_NAME = "config.json"
@@ -193,25 +193,6 @@ def model_name(run_dir):
     return name if valid else ""
 
 
-def stored_value(reader, key, checkpoint):
-    """The float value of ``key`` in a checkpoint: as stored, or dequantised from int8.
-
-    Exports (:mod:`compression.export`) may keep kernels as int8 with their
-    scales under ``key + SCALE_SUFFIX``; raises :class:`ModelLoadError` when
-    those are missing or do not fit.
-    """
-    value = reader.get_tensor(key)
-    if value.dtype != np.int8:
-        return value
-    if not reader.has_tensor(key + SCALE_SUFFIX):
-        raise ModelLoadError(f"checkpoint {checkpoint!r} stores {key} as int8 "
-                             f"without its scales ({key}{SCALE_SUFFIX}); export it again")
-    try:
-        return dequantize_int8(value, reader.get_tensor(key + SCALE_SUFFIX))
-    except ValueError as e:
-        raise ModelLoadError(f"checkpoint {checkpoint!r}: {key}: {e}") from None
-
-
 def checkpoint_restorer(checkpoint, var_list, reader=None):
     """``restore(sess)``: loads ``var_list`` (``{checkpoint key: variable}``) from ``checkpoint``.
 
@@ -235,8 +216,13 @@ def checkpoint_restorer(checkpoint, var_list, reader=None):
         assigns.append(v.assign(placeholders[key]))
 
     def restore(sess):
-        sess.run(assigns, {ph: stored_value(reader, key, checkpoint).astype(
-            var_list[key].dtype.base_dtype.as_numpy_dtype) for key, ph in placeholders.items()})
+        try:
+            values = {ph: stored_float(reader, key, checkpoint).astype(
+                var_list[key].dtype.base_dtype.as_numpy_dtype)
+                for key, ph in placeholders.items()}
+        except ValueError as e:  # int8 kernels without fitting scales
+            raise ModelLoadError(str(e)) from None
+        sess.run(assigns, values)
 
     return restore
 

@@ -12,7 +12,8 @@ rounded, like float16 but coarser (docs/benchmarks.md has what it costs).
 
 import numpy as np
 
-__all__ = ["SCALE_SUFFIX", "quantize_int8", "dequantize_int8", "is_quantized"]
+__all__ = ["SCALE_SUFFIX", "quantize_int8", "dequantize_int8", "is_quantized",
+           "stored_float"]
 
 #: A kernel ``name`` stored as int8 has its scales under ``name + SCALE_SUFFIX``.
 SCALE_SUFFIX = "/int8_scale"
@@ -44,3 +45,23 @@ def dequantize_int8(q, scale):
         raise ValueError(f"int8 weights of shape {q.shape} ({q.dtype}) need {q.shape[-1]} "
                          f"float scales, got shape {scale.shape}")
     return q.astype(np.float32) * scale
+
+
+def stored_float(reader, key, checkpoint):
+    """The float value of ``key`` from a checkpoint ``reader``: as stored, or
+    dequantised from int8 with its scales under ``key + SCALE_SUFFIX``.
+
+    ``reader`` is a ``tf.train.load_checkpoint`` reader (anything with
+    ``get_tensor`` and ``has_tensor``).  Raises ValueError, naming
+    ``checkpoint``, when the scales are missing or do not fit.
+    """
+    value = reader.get_tensor(key)
+    if value.dtype != np.int8:
+        return value
+    if not reader.has_tensor(key + SCALE_SUFFIX):
+        raise ValueError(f"checkpoint {checkpoint!r} stores {key} as int8 without its scales "
+                         f"({key}{SCALE_SUFFIX}); export it again")
+    try:
+        return dequantize_int8(value, reader.get_tensor(key + SCALE_SUFFIX))
+    except ValueError as e:
+        raise ValueError(f"checkpoint {checkpoint!r}: {key}: {e}") from None

@@ -19,7 +19,6 @@ import os
 import shutil
 import tempfile
 
-import numpy as np
 import tensorflow as tf
 from tensorflow.python.util import deprecation
 
@@ -188,25 +187,14 @@ def load_generator_weights(sess, checkpoint, scope=None, checkpoint_scope=None, 
             # A gcompress export or shipped model: float16 weights, or int8 kernels
             # with per-channel scales.  Feeding each variable's initial value loads
             # it without adding ops, so a finalized graph works too.
+            from compression.weights import stored_float
+
             for name, v in var_list.items():
-                value = _stored_float(reader, name, path)
+                value = stored_float(reader, name, path)
                 sess.run(v.initializer,
                          {v.initial_value: value.astype(v.dtype.base_dtype.as_numpy_dtype)})
         restored.update({_var_name(v): name for name, v in var_list.items()})
     return restored
-
-
-def _stored_float(reader, name, path):
-    """The value of ``name`` in a checkpoint; int8 kernels are dequantised with their scales."""
-    from compression.weights import SCALE_SUFFIX, dequantize_int8
-
-    value = reader.get_tensor(name)
-    if value.dtype != np.int8:
-        return value
-    if not reader.has_tensor(name + SCALE_SUFFIX):
-        raise ValueError(f"checkpoint {path!r} stores {name} as int8 without its scales "
-                         f"({name}{SCALE_SUFFIX})")
-    return dequantize_int8(value, reader.get_tensor(name + SCALE_SUFFIX))
 
 
 def _generator_hyperparameters(path, checkpoint_scope):
