@@ -105,9 +105,14 @@ def _add_train(sub):
     p.add_argument("--init-from", default=None, metavar="RUN",
                    help="start from another run's weights (e.g. a GAN fine-tune of a "
                         "--no-gan run); its config is the base, the options given override it")
-    p.add_argument("--strategy", choices=("none", "mirrored"), default="none",
+    p.add_argument("--strategy", choices=("none", "mirrored", "multiworker"), default="none",
                    help="tf.distribute data parallelism: mirrored replicates each step over "
-                        "--devices (default: every local GPU); --batch is the global batch")
+                        "--devices (default: every local GPU), multiworker over the machines "
+                        "of TF_CONFIG (every worker runs the same command with the same --out "
+                        "on shared storage); --batch is the global batch")
+    p.add_argument("--step-timeout", type=float, default=600, metavar="SECONDS",
+                   help="multiworker: a step that waits longer for the other workers ends "
+                        "the job with an error (default 600)")
     p.add_argument("--devices", default=None, metavar="LIST",
                    help="with --strategy mirrored: comma-separated local devices, e.g. "
                         "/gpu:0,/gpu:1 or /cpu:0,/cpu:1")
@@ -522,7 +527,7 @@ def _train(args):
         seed=args.seed, resize=args.resize, checkpoint_every=args.checkpoint_every,
         keep=args.keep, summary_every=args.summary_every, val_every=args.val_every,
         val_images=args.val_images, progress=not args.no_progress, init_from=args.init_from,
-        strategy=args.strategy,
+        strategy=args.strategy, step_timeout=args.step_timeout,
         devices=[d for d in args.devices.split(",") if d.strip()] if args.devices else None,
     )
     val = ", ".join(f"{k} {v:.4f}" for k, v in result.validation.items()

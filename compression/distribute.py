@@ -19,6 +19,17 @@ Variables are mirrored under their single-device names, so checkpoints,
 ``config.json`` and everything that loads them are the same whatever the
 strategy: a run resumes with another strategy or replica count.
 
+``--strategy multiworker`` does the same across machines with
+``tf.compat.v1.distribute.experimental.MultiWorkerMirroredStrategy``
+(collective all-reduce), each worker described by the standard
+``TF_CONFIG`` environment variable.  Every worker runs the same command
+with the same ``--out`` on shared storage: each reads its own slice of every
+global batch, only the chief (task ``chief``, else ``worker`` 0) writes
+checkpoints, ``config.json``, summaries and validation, and ``--resume``
+makes every worker restore the chief's newest checkpoint.  A step that
+waits longer than ``step_timeout`` seconds for the others (a worker died or
+is unreachable) ends the job with a clear error instead of a hang.
+
 What may legitimately differ from one device with the same global batch:
 per-replica random draws (the noise vector ``z``, nested-dropout ``k``),
 batch-norm statistics of the noise generator over each replica's own ``z``
@@ -26,6 +37,9 @@ batch, and float summation order.  Instance norm is per example, so it is
 the same.  ``tests/test_distribute.py`` measures the rest.
 """
 
+import dataclasses
+import json
+import os
 import threading
 import warnings
 
@@ -35,11 +49,12 @@ from tensorflow.python.util import deprecation
 from compression.errors import CompressionError
 from compression.model import TrainingGraph, build_training_graph
 
-__all__ = ["STRATEGIES", "check_strategy", "make_strategy", "replicated_training_graph",
-           "session_devices"]
+__all__ = ["STRATEGIES", "Replication", "check_strategy", "make_strategy", "open_session",
+           "replicated_training_graph"]
 
-#: ``--strategy`` values: one device, or MirroredStrategy over local devices.
-STRATEGIES = ("none", "mirrored")
+#: ``--strategy`` values: one device, MirroredStrategy over local devices, or
+#: MultiWorkerMirroredStrategy over the machines of ``TF_CONFIG``.
+STRATEGIES = ("none", "mirrored", "multiworker")
 
 _v1 = tf.compat.v1
 
@@ -58,14 +73,77 @@ def _normalise(device):
     return f"/{kind}:{int(index)}"
 
 
-def session_devices(devices):
-    """``ConfigProto.device_count`` for ``devices``: logical CPUs need ``{"CPU": n}``."""
-    cpus = [d for d in devices if d.startswith("/cpu:")]
-    return {"CPU": max(int(d.split(":")[1]) for d in cpus) + 1} if cpus else {}
+@dataclasses.dataclass(frozen=True)
+class Replication:
+    """Where a training step runs (from :func:`check_strategy`).
+
+    ``kind`` is one of :data:`STRATEGIES`; ``devices`` the local replicas of
+    ``mirrored``; ``cluster``, ``task_type`` and ``task_id`` the parsed
+    ``TF_CONFIG`` of ``multiworker``.
+    """
+
+    kind: str = "none"
+    devices: tuple = ()
+    cluster: dict = None
+    task_type: str = None
+    task_id: int = 0
+
+    @property
+    def is_chief(self):
+        """Whether this process writes the run directory (all but multiworker non-chiefs)."""
+        if self.kind != "multiworker":
+            return True
+        if "chief" in self.cluster:
+            return self.task_type == "chief"
+        return self.task_type == "worker" and self.task_id == 0
+
+    @property
+    def workers(self):
+        return sum(len(self.cluster.get(job, ())) for job in ("chief", "worker"))
+
+    def describe(self):
+        if self.kind == "mirrored":
+            return f"mirrored over {', '.join(self.devices)}"
+        if self.kind == "multiworker":
+            role = "the chief" if self.is_chief else "not the chief: it writes nothing"
+            return (f"multiworker, {self.task_type} {self.task_id} of {self.workers} "
+                    f"workers ({role})")
+        return "one device"
+
+
+def _tf_config():
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        raise CompressionError(
+            "--strategy multiworker needs the TF_CONFIG environment variable, e.g. "
+            'TF_CONFIG=\'{"cluster": {"worker": ["host1:2222", "host2:2222"]}, '
+            '"task": {"type": "worker", "index": 0}}\' (see README, training on a cluster)')
+    try:
+        parsed = json.loads(text)
+        cluster, task = parsed["cluster"], parsed["task"]
+        task_type, task_id = task["type"], int(task["index"])
+        jobs = {job: list(addresses) for job, addresses in cluster.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise CompressionError(
+            f"TF_CONFIG is not a cluster description ({type(e).__name__}: {e}); it must be "
+            'JSON like {"cluster": {"worker": ["host1:2222", "host2:2222"]}, '
+            '"task": {"type": "worker", "index": 0}}') from None
+    if task_type not in ("chief", "worker"):
+        raise CompressionError(
+            f"TF_CONFIG task type {task_type!r}: training runs on 'chief' and 'worker' tasks")
+    if not 0 <= task_id < len(jobs.get(task_type, ())):
+        raise CompressionError(
+            f"TF_CONFIG task {task_type} {task_id} is not in its cluster {jobs}")
+    unknown = sorted(set(jobs) - {"chief", "worker"})
+    if unknown or len(jobs.get("chief", ())) > 1:
+        raise CompressionError(
+            f"TF_CONFIG cluster {jobs}: only one 'chief' and any number of 'worker' "
+            "tasks are used here (no parameter servers: gradients are all-reduced)")
+    return jobs, task_type, task_id
 
 
 def check_strategy(name, devices=None, batch_size=None):
-    """The replica devices of ``--strategy name``, validated: ``[]`` for ``"none"``.
+    """Validate ``--strategy name`` (and ``--devices``) -> :class:`Replication`.
 
     Args:
       name: one of :data:`STRATEGIES`.
@@ -76,38 +154,72 @@ def check_strategy(name, devices=None, batch_size=None):
 
     Raises:
       CompressionError: an unknown name, bad device names, no GPU and no
-        devices named, or a batch that does not divide over the replicas.
+        devices named, a missing or malformed ``TF_CONFIG``, or a batch that
+        does not divide over the replicas.
     """
     if name not in STRATEGIES:
         raise CompressionError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
+    if name != "mirrored" and devices:
+        raise CompressionError("--devices needs --strategy mirrored")
     if name == "none":
-        if devices:
-            raise CompressionError("--devices needs --strategy mirrored")
-        return []
-    if devices:
-        devices = [_normalise(d) for d in devices]
-        if len(set(devices)) != len(devices):
-            raise CompressionError(f"--devices names a device twice: {', '.join(devices)}")
+        return Replication()
+    if name == "multiworker":
+        cluster, task_type, task_id = _tf_config()
+        plan = Replication("multiworker", (), cluster, task_type, task_id)
+        # Every worker replicates over its local GPUs, or its CPU.
+        replicas = plan.workers * max(1, len(tf.config.list_physical_devices("GPU")))
+        where = f"{plan.workers} workers"
     else:
-        devices = [f"/gpu:{i}" for i in range(len(tf.config.list_physical_devices("GPU")))]
-        if not devices:
-            raise CompressionError(
-                "--strategy mirrored found no GPU; name the devices to replicate over "
-                "(e.g. --devices /cpu:0,/cpu:1 for two CPU replicas, which share the cores)")
-    if batch_size is not None and batch_size % len(devices):
+        if devices:
+            devices = [_normalise(d) for d in devices]
+            if len(set(devices)) != len(devices):
+                raise CompressionError(f"--devices names a device twice: {', '.join(devices)}")
+        else:
+            devices = [f"/gpu:{i}" for i in range(len(tf.config.list_physical_devices("GPU")))]
+            if not devices:
+                raise CompressionError(
+                    "--strategy mirrored found no GPU; name the devices to replicate over "
+                    "(e.g. --devices /cpu:0,/cpu:1 for two CPU replicas, which share the cores)")
+        plan = Replication("mirrored", tuple(devices))
+        replicas, where = len(devices), ", ".join(devices)
+    if batch_size is not None and batch_size % replicas:
         raise CompressionError(
-            f"--batch {batch_size} does not divide over {len(devices)} replicas "
-            f"({', '.join(devices)}); --batch is the global batch: use a multiple of "
-            f"{len(devices)}")
-    return devices
+            f"--batch {batch_size} does not divide over {replicas} replicas ({where}); "
+            f"--batch is the global batch: use a multiple of {replicas}")
+    return plan
 
 
-def make_strategy(devices):
-    """``MirroredStrategy`` over ``devices`` (from :func:`check_strategy`), or None for ``[]``.
+def make_strategy(plan):
+    """The ``tf.compat.v1.distribute`` strategy of ``plan``, or None for one device.
 
     Call it inside the training graph: the strategy binds to the default graph.
     """
-    return _v1.distribute.MirroredStrategy(devices) if devices else None
+    if plan.kind == "mirrored":
+        return _v1.distribute.MirroredStrategy(list(plan.devices))
+    if plan.kind == "multiworker":
+        resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+            tf.train.ClusterSpec(plan.cluster), task_type=plan.task_type,
+            task_id=plan.task_id, rpc_layer="grpc")
+        return _v1.distribute.experimental.MultiWorkerMirroredStrategy(
+            cluster_resolver=resolver)
+    return None
+
+
+def open_session(plan, strategy, graph, tf_config):
+    """A session for ``plan``: local (with logical CPUs for ``mirrored``), or on this
+    worker's ``tf.distribute.Server`` for ``multiworker``."""
+    if plan.kind == "mirrored":
+        cpus = [int(d.split(":")[1]) for d in plan.devices if d.startswith("/cpu:")]
+        if cpus:  # logical CPU devices exist only when the session asks for them
+            tf_config.device_count["CPU"] = max(cpus) + 1
+    if plan.kind != "multiworker":
+        return _v1.Session(graph=graph, config=tf_config)
+    tf_config = strategy.update_config_proto(tf_config)
+    server = tf.distribute.Server(tf.train.ClusterSpec(plan.cluster), job_name=plan.task_type,
+                                  task_index=plan.task_id, config=tf_config, start=True)
+    session = _v1.Session(server.target, graph=graph, config=tf_config)
+    session._gcompress_server = server  # the server lives as long as its session
+    return session
 
 
 def replicated_training_graph(strategy, dataset, config):
@@ -140,6 +252,9 @@ def replicated_training_graph(strategy, dataset, config):
         input_initializer = iterator.initializer
         _v1.train.get_or_create_global_step()
 
+        # Not for AutoGraph: the step is plain graph code (and converting tf-slim's
+        # batch_norm fails over tf_keras, which TF 2.21 no longer bundles, with a warning).
+        @tf.autograph.experimental.do_not_convert
         def step_fn(batch):
             images = batch["image"]
             images.set_shape([per_replica, config.crop_height, config.crop_width, 3])
@@ -166,7 +281,7 @@ def replicated_training_graph(strategy, dataset, config):
                    for k, v in out["metrics"].items()}
     endpoints = {k: first(v) for k, v in out["endpoints"].items()}
     endpoints.setdefault("noise", None)
-    base = built[0]
+    base = built[min(built)]  # this worker's first replica (ids are global)
     graph = TrainingGraph(
         config=config, endpoints=endpoints, losses=phase_losses["gan"], metrics=metrics,
         g_train_op=None, d_train_op=None, train_op=phase_ops["gan"],

@@ -34,8 +34,8 @@ from compression.config import CompressionConfig
 from compression.distribute import (
     check_strategy,
     make_strategy,
+    open_session,
     replicated_training_graph,
-    session_devices,
 )
 from compression.errors import CompressionError, DataError
 from compression.files import TEMPORARY_SUFFIX, remove_stale_temporaries, write_atomic
@@ -378,7 +378,7 @@ def _data_dirs(data_dir):
 def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0,
           resize=None, checkpoint_every=500, keep=2, summary_every=50, val_every=500,
           val_images=16, progress=True, log=print, init_from=None, strategy="none",
-          devices=None):
+          devices=None, step_timeout=600):
     """Train ``config`` on the data at ``data_dir`` until global step ``steps``.
 
     ``data_dir`` is a Cityscapes-style tree or a plain folder of images, or a
@@ -393,14 +393,19 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
     already has a checkpoint continues from it and ignores ``init_from``.  SIGINT and
     SIGTERM write a checkpoint and return (``stopped_early=True``).
     ``strategy="mirrored"`` replicates the step over ``devices`` (default: the
-    local GPUs) with ``config.batch_size`` as the global batch; see
-    :mod:`compression.distribute`.  Checkpoints do not depend on it.
+    local GPUs), ``"multiworker"`` over the workers of ``TF_CONFIG``, with
+    ``config.batch_size`` as the global batch; a multiworker step waiting
+    longer than ``step_timeout`` seconds for the others is an error.  See
+    :mod:`compression.distribute`.  Checkpoints do not depend on the strategy.
     Returns a :class:`TrainResult`.
     """
     if not isinstance(steps, int) or steps < 1:
         raise CompressionError(f"--steps must be a positive integer, got {steps!r}")
+    if not (isinstance(step_timeout, (int, float)) and 0 < step_timeout < math.inf):
+        raise CompressionError(
+            f"--step-timeout must be a positive number of seconds, got {step_timeout!r}")
     # Checked before the run directory is made (and again once a resumed run's config is read).
-    check_strategy(strategy, devices, config.batch_size if config is not None else None)
+    plan = check_strategy(strategy, devices, config.batch_size if config is not None else None)
     data_dirs = _data_dirs(data_dir)
     stored = [os.path.abspath(d) for d in data_dirs]
     run_info = {"data": stored[0] if len(stored) == 1 else stored, "seed": int(seed),
@@ -416,7 +421,10 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
             data_lib.find_examples(d, "train", require_labels=bool(
                 config is not None and config.semantic_classes))
     fresh_dir = not (os.path.isdir(run_dir) and os.listdir(run_dir)) or (force and not resume)
-    config, info, ckpt = prepare_run_dir(run_dir, config, resume, force, run_info, log)
+    if plan.is_chief:
+        config, info, ckpt = prepare_run_dir(run_dir, config, resume, force, run_info, log)
+    else:
+        config, info, ckpt = _worker_view(run_dir, config, resume, log)
     seed = int(info.get("seed", seed))
     resize = tuple(info["resize"]) if info.get("resize") else resize
     if resume and not all(os.path.isdir(d) for d in data_dirs) and info.get("data"):
@@ -445,8 +453,8 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
 
     graph = tf.Graph()
     with graph.as_default():
-        devices = check_strategy(strategy, devices, config.batch_size)
-        replication = make_strategy(devices)
+        plan = check_strategy(strategy, devices, config.batch_size)
+        replication = make_strategy(plan)
         ds = data_lib.make_dataset(
             examples, crop_size=config.crop_size, batch_size=config.batch_size,
             training=True, num_classes=config.semantic_classes, seed=seed,
@@ -463,10 +471,12 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
         else:
             tg, input_init = replicated_training_graph(replication, ds, config)
             images = tg.endpoints["images"]
-            log(f"mirrored over {len(devices)} replicas ({', '.join(devices)}), "
-                f"{config.batch_size // len(devices)} images each")
+            replicas = replication.num_replicas_in_sync
+            log(f"{plan.describe()}: {replicas} replicas, "
+                f"{config.batch_size // replicas} images each")
+        # Only the chief validates and writes (its replicas hold the same weights).
         validator = (_Validator(config, val_examples, resize, tg.symbol_counts, tg.ema)
-                     if val_examples else None)
+                     if val_examples and plan.is_chief else None)
 
         # One summary op per phase: a warm-up summary must not pull D into the step.
         common = [_v1.summary.scalar(f"train/{k}", v) for k, v in tg.metrics.items()]
@@ -496,18 +506,31 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
                     with contextlib.suppress(OSError):
                         os.rmdir(run_dir)
                 raise
-        writer = _v1.summary.FileWriter(run_dir, graph if ckpt is None else None)
+        writer = (_v1.summary.FileWriter(run_dir, graph if ckpt is None else None)
+                  if plan.is_chief else None)
+        weights = tg.generator_variables + tg.discriminator_variables
         init = _v1.global_variables_initializer()
     graph.finalize()
 
     # The loop runs inside the graph's context: Saver.save and friends need it.
     with graph.as_default():
-        tf_config = session_config(inference=False)
-        for kind, count in session_devices(devices).items():
-            tf_config.device_count[kind] = count
-        sess = _v1.Session(graph=graph, config=tf_config)
-        if input_init is not None:
-            sess.run(input_init)
+        if plan.kind == "multiworker":
+            log(f"waiting up to {step_timeout:g} s for the {plan.workers} workers of TF_CONFIG "
+                "(TensorFlow logs 'failed to connect' while the others start)")
+        sess = open_session(plan, replication, graph, session_config(inference=False))
+        # A multiworker step (and the initial broadcast of the weights) waits for
+        # every worker: a dead one would block the others forever without a deadline.
+        run_options = (_v1.RunOptions(timeout_in_ms=int(step_timeout * 1000))
+                       if plan.kind == "multiworker" else None)
+        # The first run joins every worker: it is where a missing one shows.
+        first = ([] if ckpt else [init]) + ([input_init] if input_init is not None else [])
+        try:
+            if first:
+                sess.run(first, options=run_options)
+        except tf.errors.DeadlineExceededError:
+            raise CompressionError(
+                f"the other workers did not start within {step_timeout:g} s; start every "
+                "worker of TF_CONFIG with the same command") from None
         if ckpt:
             saver.restore(sess, ckpt)
             # A new Saver knows no earlier checkpoints: hand it those of the
@@ -515,14 +538,11 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
             # leave its predecessors on disk.
             saver.recover_last_checkpoints(run_checkpoints(run_dir))
             log(f"resumed from {os.path.basename(ckpt)} at step {start_step}")
-        else:
-            sess.run(init)
-            if warm is not None:
-                warm_restore, warm_ckpt, taken, fresh = warm
-                warm_restore(sess)
-                log(f"initialised {taken} variables from {warm_ckpt}; "
-                    f"{len(fresh)} start fresh"
-                    + (f" (e.g. {', '.join(fresh[:2])})" if fresh else ""))
+        elif warm is not None:
+            warm_restore, warm_ckpt, taken, fresh = warm
+            warm_restore(sess)
+            log(f"initialised {taken} variables from {warm_ckpt}; {len(fresh)} start fresh"
+                + (f" (e.g. {', '.join(fresh[:2])})" if fresh else ""))
         prefix = os.path.join(run_dir, "ckpt")
         step, last_saved = start_step, start_step if ckpt else -1
         losses, validation = {}, {}
@@ -536,7 +556,7 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
 
         def save():
             nonlocal last_saved
-            if step != last_saved:
+            if step != last_saved and plan.is_chief:
                 saver.save(sess, prefix, global_step=step, write_meta_graph=False)
                 last_saved = step
 
@@ -547,13 +567,25 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
                     # The step is counted here rather than fetched: a read of
                     # global_step in the same run as its increment may see either value.
                     fetches = {"op": tg.phase_ops[phase], "losses": tg.phase_losses[phase]}
-                    want_summary = summary_every and (step % summary_every == 0)
+                    # Every worker fetches the summaries (their means over replicas
+                    # are collectives that all workers must join); only the chief writes.
+                    want_summary = summary_every and step % summary_every == 0
                     if want_summary:
                         fetches["summary"] = summary_ops[phase]
                         if step % (summary_every * IMAGE_SUMMARY_FACTOR) == 0:
                             fetches["images"] = image_summary_op
                     try:
-                        out = sess.run(fetches)
+                        out = sess.run(fetches, options=run_options)
+                    except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
+                            tf.errors.CancelledError, tf.errors.AbortedError) as e:
+                        if plan.kind != "multiworker":
+                            raise
+                        save()
+                        raise CompressionError(
+                            f"step {step + 1} got no answer from the other workers within "
+                            f"{step_timeout:g} s ({type(e).__name__}): a worker has stopped or "
+                            "cannot be reached; restart every worker with --resume to continue "
+                            f"from the chief's last checkpoint in {run_dir}") from None
                     except tf.errors.InvalidArgumentError as e:
                         clean = data_lib.data_error_from(e)
                         if clean is None:
@@ -569,7 +601,7 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
                             f"loss became non-finite at step {step} ({losses}); lower the learning "
                             f"rates or resume from an earlier checkpoint in {run_dir}"
                         )
-                    if want_summary:
+                    if want_summary and writer is not None:
                         writer.add_summary(out["summary"], step)
                         if "images" in out:
                             writer.add_summary(out["images"], step)
@@ -588,10 +620,13 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
             if validator is not None and validation.get("step") != step and step > start_step:
                 validation = validator.run(sess)
                 _record_validation(run_dir, writer, step, losses, validation, log)
+            if plan.kind == "multiworker":  # every worker's copy must be the same
+                log(f"step {step}: weights digest {_digest(sess.run(weights))}")
         finally:
             if bar is not None:
                 bar.close()
-            writer.close()
+            if writer is not None:
+                writer.close()
             sess.close()
     seconds = time.time() - t_start
     if stop.signal is not None:
@@ -601,6 +636,37 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
         images_per_second=images_seen / seconds if seconds > 0 else 0.0,
         losses=losses, validation=validation, stopped_early=stop.signal is not None,
     )
+
+
+def _digest(values):
+    """A short hex digest of arrays, to show that workers hold identical weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for value in values:
+        h.update(np.ascontiguousarray(value).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _worker_view(run_dir, config, resume, log):
+    """A multiworker non-chief's ``(config, run_info, checkpoint)``; it writes nothing.
+
+    The chief owns ``run_dir`` (shared storage): with ``resume`` this worker
+    reads the run's config and restores the same newest checkpoint.
+    """
+    config_path = os.path.join(os.fspath(run_dir), CONFIG_NAME)
+    if resume and os.path.exists(config_path):
+        saved = CompressionConfig.load(config_path)
+        info = {}
+        with contextlib.suppress(OSError, ValueError):
+            with open(os.path.join(run_dir, RUN_NAME), encoding="utf-8") as f:
+                info = json.load(f)
+        return saved, info if isinstance(info, dict) else {}, _restorable_checkpoint(run_dir, log)
+    if config is None:
+        raise CompressionError(
+            f"cannot resume: {run_dir!r} has no {CONFIG_NAME} yet; every worker needs the "
+            "chief's run directory (shared storage) for --resume")
+    return config, {}, None
 
 
 def _record_validation(run_dir, writer, step, losses, validation, log):

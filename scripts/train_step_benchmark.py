@@ -14,6 +14,16 @@ For a config (``--width``, ``--channels``, ``--crop``, ``--batch``,
 
     python scripts/train_step_benchmark.py --width 0.25 --crop 256x256 --batch 2
 
+``--replicas 1,2`` also times the GAN step under ``MirroredStrategy`` over
+that many logical CPU devices (the same global batch, fed by a tf.data
+pipeline of fixed images as ``--strategy mirrored`` is), images/s per count.
+CPU replicas share the same cores, so this shows the overhead of
+replication here, not the speed-up of GPUs.
+
+``--input DATA`` (repeatable; with ``--resize``) times the training input
+pipeline alone (reading, decoding, cropping, batching; parallel and
+prefetched as in training): the images/s it can feed a step.
+
 Everything runs in this process with ``gcompress train``'s session settings
 and oneDNN on (as the CLI sets it).  Stop other heavy work first: the
 figures are only as quiet as the machine.
@@ -106,6 +116,54 @@ def measure(config, batch, warmup=2, runs=5, phases=("warmup", "d_warmup", "gan"
     return out
 
 
+def measure_replicated(config, batch, replicas, warmup=2, runs=5):
+    """Seconds per GAN step and images/s with MirroredStrategy over ``replicas`` CPUs."""
+    from compression.distribute import (
+        Replication,
+        make_strategy,
+        open_session,
+        replicated_training_graph,
+    )
+
+    height, width = config.crop_size
+    images = (np.random.default_rng(0).uniform(-1, 1, (batch, height, width, 3))
+              .astype(np.float32))
+    plan = Replication("mirrored", tuple(f"/cpu:{i}" for i in range(replicas)))
+    graph = tf.Graph()
+    with graph.as_default():
+        _v1.set_random_seed(0)
+        strategy = make_strategy(plan)
+        ds = tf.data.Dataset.from_tensors({"image": images}).repeat()
+        tg, input_init = replicated_training_graph(strategy, ds, config)
+        init = _v1.global_variables_initializer()
+    graph.finalize()
+    with graph.as_default(), open_session(plan, strategy, graph,
+                                          session_config(inference=False)) as sess:
+        sess.run([init, input_init])
+        op, losses = tg.phase_ops["gan"], tg.phase_losses["gan"]
+        seconds = _median_seconds(lambda: sess.run([op, losses]), warmup, runs)
+    return {"replicas": replicas, "step_s": seconds, "images_per_s": batch / seconds}
+
+
+def measure_input(data_dirs, crop, batch, resize=None, batches=60, warmup=5):
+    """Images/s of the training input pipeline alone over ``data_dirs``' train split."""
+    from compression import data as data_lib
+
+    examples = [ex for d in data_dirs for ex in data_lib.find_examples(d, "train")]
+    with tf.Graph().as_default():
+        ds = data_lib.make_dataset(examples, crop_size=crop, batch_size=batch, training=True,
+                                   resize=resize)
+        nxt = _v1.data.make_one_shot_iterator(ds).get_next()
+        with _v1.Session(config=session_config(inference=False)) as sess:
+            for _ in range(warmup):
+                sess.run(nxt)
+            t0 = time.perf_counter()
+            for _ in range(batches):
+                sess.run(nxt)
+            seconds = time.perf_counter() - t0
+    return {"images": len(examples), "images_per_s": batches * batch / seconds}
+
+
 def _size(text):
     try:
         h, w = (int(v) for v in text.lower().split("x"))
@@ -124,8 +182,20 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--replicas", default=None, metavar="LIST",
+                   help="also time the GAN step mirrored over these counts of CPU devices, "
+                        "e.g. 1,2")
+    p.add_argument("--input", action="append", default=[], metavar="DATA",
+                   help="also time the input pipeline alone on this dataset (repeatable)")
+    p.add_argument("--resize", type=_size, default=None,
+                   help="with --input: resample images to HxW before cropping")
     p.add_argument("--out", help="also write the figures as JSON here")
     args = p.parse_args(argv)
+    replica_counts = [int(n) for n in args.replicas.split(",")] if args.replicas else []
+    if replica_counts:  # logical devices must exist before TensorFlow starts its runtime
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * max(replica_counts))
     fields = dict(width=args.width, channels=args.channels, crop_height=args.crop[0],
                   crop_width=args.crop[1], batch_size=args.batch, gan_start_step=1)
     if args.d_width is not None:
@@ -140,6 +210,18 @@ def main(argv=None):
     for phase, r in result["phases"].items():
         print(f"{phase:<9} {r['gflop']:8.2f} {r['step_s']:8.3f} {r['images_per_s']:7.2f} "
               f"{r['gflops']:8.1f} {r['gflops'] / ceiling:10.2f}")
+    if replica_counts:
+        result["replicated"] = [measure_replicated(config, args.batch, n, args.warmup, args.runs)
+                                for n in replica_counts]
+        for r in result["replicated"]:
+            print(f"gan step mirrored over {r['replicas']} CPU device(s): {r['step_s']:.3f} s, "
+                  f"{r['images_per_s']:.2f} images/s")
+    if args.input:
+        result["input"] = measure_input(args.input, args.crop, args.batch, args.resize)
+        print(f"input pipeline alone ({result['input']['images']} images, crop "
+              f"{args.crop[0]}x{args.crop[1]}"
+              + (f", resized to {args.resize[0]}x{args.resize[1]}" if args.resize else "")
+              + f"): {result['input']['images_per_s']:.1f} images/s")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=2)

@@ -1,15 +1,20 @@
 """compression.distribute: MirroredStrategy training matches one device, checkpoints travel."""
 
 import dataclasses
+import json
+import socket
+import subprocess
+import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TINY
+from conftest import PYTHON, TINY, subprocess_env
 from test_cli import run_cli
 
-from compression.distribute import check_strategy, session_devices
+from compression.distribute import check_strategy
 from compression.errors import CompressionError
+from compression.inference import checkpoint_step
 from compression.train import train
 
 # Deterministic apart from the replication: no noise vector, one rate, GAN from step 1
@@ -76,9 +81,8 @@ def test_mirrored_on_two_cpus_matches_one_device(tiny_data, tmp_path):
 def test_resume_with_another_strategy(tiny_data, tmp_path):
     run = tmp_path / "run"
     _train(DETERMINISTIC, tiny_data, run, 2, strategy="mirrored", devices=CPUS)
+    # Another strategy, and another replica count (1).
     assert _train(DETERMINISTIC, tiny_data, run, 3, resume=True).step == 3
-    assert _train(DETERMINISTIC, tiny_data, run, 4, resume=True, strategy="mirrored",
-                  devices=["/cpu:0", "/device:CPU:1"]).step == 4
 
 
 def test_strategy_errors_name_the_fix(tiny_data, tmp_path, capsys):
@@ -90,16 +94,47 @@ def test_strategy_errors_name_the_fix(tiny_data, tmp_path, capsys):
         check_strategy("mirrored", ["/cpu:0", "/CPU:0"])
     with pytest.raises(CompressionError, match="--devices needs --strategy mirrored"):
         check_strategy("none", ["/cpu:0"])
+    assert check_strategy("mirrored", ["/cpu:0", "/device:CPU:1"]).devices == tuple(CPUS)
     if not tf.config.list_physical_devices("GPU"):
         with pytest.raises(CompressionError, match="found no GPU; name the devices"):
             check_strategy("mirrored")
-    assert session_devices(["/cpu:0", "/cpu:1"]) == {"CPU": 2}
-    assert session_devices(["/gpu:0"]) == {}
     code, _, err = run_cli(capsys, "train", "--data", tiny_data, "--out", tmp_path / "r",
                            "--strategy", "mirrored", "--devices", "/cpu:0,/cpu:1",
                            "--batch", "3", "--steps", "1", "--no-progress")
     assert code != 0 and "--batch 3 does not divide over 2 replicas" in err
     assert not (tmp_path / "r").exists()  # refused before the run directory is made
+
+
+def test_tf_config_errors_name_the_fix(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(CompressionError, match="needs the TF_CONFIG environment variable"):
+        check_strategy("multiworker")
+    two = {"worker": ["localhost:1", "localhost:2"]}
+    for bad, message in [
+        ("{not json", "TF_CONFIG is not a cluster description"),
+        (json.dumps({"cluster": two}), "TF_CONFIG is not a cluster description"),
+        (json.dumps({"cluster": two, "task": {"type": "ps", "index": 0}}),
+         "training runs on 'chief' and 'worker' tasks"),
+        (json.dumps({"cluster": two, "task": {"type": "worker", "index": 2}}),
+         "is not in its cluster"),
+        (json.dumps({"cluster": {**two, "ps": ["localhost:3"]},
+                     "task": {"type": "worker", "index": 0}}), "no parameter servers"),
+    ]:
+        monkeypatch.setenv("TF_CONFIG", bad)
+        with pytest.raises(CompressionError, match=message):
+            check_strategy("multiworker")
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": two,
+                                                "task": {"type": "worker", "index": 1}}))
+    with pytest.raises(CompressionError, match="--batch 3 does not divide over 2 replicas"):
+        check_strategy("multiworker", batch_size=3)
+    with pytest.raises(CompressionError, match="--step-timeout must be a positive number"):
+        train(TINY, "unused", "unused", 1, strategy="multiworker", step_timeout=0)
+    plan = check_strategy("multiworker", batch_size=4)
+    assert not plan.is_chief and plan.workers == 2
+    monkeypatch.setenv("TF_CONFIG", json.dumps({
+        "cluster": {"chief": ["localhost:0"], **two}, "task": {"type": "chief", "index": 0}}))
+    plan = check_strategy("multiworker")
+    assert plan.is_chief and plan.workers == 3
 
 
 def test_mirrored_cli_trains_and_validates(tiny_data, tmp_path, capsys):
@@ -111,6 +146,101 @@ def test_mirrored_cli_trains_and_validates(tiny_data, tmp_path, capsys):
                              "--steps", "2", "--val-every", "2", "--val-images", "2",
                              "--no-progress")
     assert code == 0, err
-    assert "mirrored over 2 replicas (/cpu:0, /cpu:1), 1 images each" in out
+    assert "mirrored over /cpu:0, /cpu:1: 2 replicas, 1 images each" in out
     assert "val_psnr" in out
     assert "deprecat" not in err.lower() and "Warning" not in err
+
+
+# --- multiworker: real processes on localhost ------------------------------
+
+
+def _free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+TINY_FLAGS = ["--channels", "4", "--width", "0.0625", "--residual-blocks", "1",
+              "--d-scales", "2", "--crop", "32x64", "--batch", "2", "--no-noise",
+              "--val-images", "2", "--no-progress"]
+
+
+def _workers(data, outs, steps, *extra, ports):
+    """Start one `gcompress train --strategy multiworker` per port (worker i writes to
+    ``outs[i]``); returns the processes."""
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    procs = []
+    for index, out in enumerate(outs):
+        env = subprocess_env()
+        env["TF_CONFIG"] = json.dumps({"cluster": cluster,
+                                       "task": {"type": "worker", "index": index}})
+        procs.append(subprocess.Popen(
+            [PYTHON, "-m", "compression.cli", "train", "--data", str(data), "--out", str(out),
+             "--strategy", "multiworker", "--steps", str(steps), *TINY_FLAGS, *extra],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    return procs
+
+
+def _finish(procs, timeout=180):
+    outs = []
+    for p in procs:
+        out, _ = p.communicate(timeout=timeout)
+        outs.append((p.returncode, out))
+    return outs
+
+
+def _digest_of(out):
+    lines = [line for line in out.splitlines() if "weights digest" in line]
+    assert lines, out
+    return lines[-1].split()[-1]
+
+
+def test_multiworker_trains_resumes_and_fails_cleanly(tiny_data, tmp_path):
+    """2 workers on localhost: identical weights, chief-only writes, resume, a killed worker.
+
+    About a minute on 2 idle cores: each launch starts TensorFlow and builds the graph in
+    two processes.
+    """
+    run, other_out = tmp_path / "run", tmp_path / "other"
+    (chief_code, chief), (other_code, other) = _finish(
+        _workers(tiny_data, [run, other_out], 3, "--val-every", "3", ports=_free_ports(2)))
+    assert chief_code == 0 and other_code == 0, chief + other
+    assert "multiworker, worker 0 of 2 workers (the chief): 2 replicas, 1 images each" in chief
+    assert "worker 1 of 2 workers (not the chief: it writes nothing)" in other
+    assert _digest_of(chief) == _digest_of(other)  # identical weights on both workers
+    assert "val_psnr" in chief and "val_psnr" not in other  # only the chief validates
+    assert tf.train.latest_checkpoint(str(run)).endswith("ckpt-3")
+    assert not other_out.exists()  # only the chief's directory has checkpoints
+
+    # --resume: every worker restores the chief's checkpoint (shared storage: the
+    # same --out), and they train on in step; then one is killed, and the other stops
+    # with a clear error, not a hang.
+    procs = _workers(tiny_data, [run, run], 100000, "--resume", "--step-timeout", "5",
+                     "--checkpoint-every", "0", "--val-every", "2", ports=_free_ports(2))
+    _wait_for_validation(run, step=6, procs=procs)  # both workers are stepping
+    procs[1].kill()
+    killed = time.time()
+    (chief_code, chief), (_, other) = _finish(procs, timeout=120)
+    assert "resumed from ckpt-3 at step 3" in chief and "resumed from ckpt-3 at step 3" in other
+    assert chief_code != 0
+    assert "got no answer from the other workers within 5 s" in chief, chief
+    assert "restart every worker with --resume" in chief and "Traceback" not in chief
+    assert time.time() - killed < 60
+    # The chief saved the step it had reached (no periodic checkpoints in this run).
+    assert checkpoint_step(tf.train.latest_checkpoint(str(run))) >= 6
+
+
+def _wait_for_validation(run, step, procs, timeout=150):
+    """Wait until the chief has validated ``step`` (a line in metrics.jsonl)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert all(p.poll() is None for p in procs), _finish(procs)
+        with open(run / "metrics.jsonl") as f:
+            if any(json.loads(line)["step"] >= step for line in f if line.strip()):
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"no validation at step {step} within {timeout} s")
