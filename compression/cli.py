@@ -113,6 +113,9 @@ def _add_train(sub):
     p.add_argument("--step-timeout", type=float, default=600, metavar="SECONDS",
                    help="multiworker: a step that waits longer for the other workers ends "
                         "the job with an error (default 600)")
+    p.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32",
+                   help="mixed_bfloat16: convolutions in bfloat16 on CPUs with native "
+                        "bfloat16 (avx512_bf16, amx); the weights stay float32")
     p.add_argument("--devices", default=None, metavar="LIST",
                    help="with --strategy mirrored: comma-separated local devices, e.g. "
                         "/gpu:0,/gpu:1 or /cpu:0,/cpu:1")
@@ -527,7 +530,7 @@ def _train(args):
         seed=args.seed, resize=args.resize, checkpoint_every=args.checkpoint_every,
         keep=args.keep, summary_every=args.summary_every, val_every=args.val_every,
         val_images=args.val_images, progress=not args.no_progress, init_from=args.init_from,
-        strategy=args.strategy, step_timeout=args.step_timeout,
+        strategy=args.strategy, step_timeout=args.step_timeout, precision=args.precision,
         devices=[d for d in args.devices.split(",") if d.strip()] if args.devices else None,
     )
     val = ", ".join(f"{k} {v:.4f}" for k, v in result.validation.items()

@@ -55,6 +55,7 @@ from compression.model import (
     kept_channel_mask,
     synthesize,
 )
+from compression.precision import apply_precision, check_precision
 from compression.semantic import one_hot_labels
 from compression.shipped import resolve_name
 from noisegen import sample_noise
@@ -378,7 +379,7 @@ def _data_dirs(data_dir):
 def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0,
           resize=None, checkpoint_every=500, keep=2, summary_every=50, val_every=500,
           val_images=16, progress=True, log=print, init_from=None, strategy="none",
-          devices=None, step_timeout=600):
+          devices=None, step_timeout=600, precision="float32"):
     """Train ``config`` on the data at ``data_dir`` until global step ``steps``.
 
     ``data_dir`` is a Cityscapes-style tree or a plain folder of images, or a
@@ -396,11 +397,13 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
     local GPUs), ``"multiworker"`` over the workers of ``TF_CONFIG``, with
     ``config.batch_size`` as the global batch; a multiworker step waiting
     longer than ``step_timeout`` seconds for the others is an error.  See
-    :mod:`compression.distribute`.  Checkpoints do not depend on the strategy.
+    :mod:`compression.distribute`.  ``precision="mixed_bfloat16"`` computes in
+    bfloat16 (see :mod:`compression.precision`).  Checkpoints depend on neither.
     Returns a :class:`TrainResult`.
     """
     if not isinstance(steps, int) or steps < 1:
         raise CompressionError(f"--steps must be a positive integer, got {steps!r}")
+    check_precision(precision)
     if not (isinstance(step_timeout, (int, float)) and 0 < step_timeout < math.inf):
         raise CompressionError(
             f"--step-timeout must be a positive number of seconds, got {step_timeout!r}")
@@ -517,7 +520,10 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
         if plan.kind == "multiworker":
             log(f"waiting up to {step_timeout:g} s for the {plan.workers} workers of TF_CONFIG "
                 "(TensorFlow logs 'failed to connect' while the others start)")
-        sess = open_session(plan, replication, graph, session_config(inference=False))
+        if precision != "float32":
+            log(f"precision: {precision} (float32 weights)")
+        sess = open_session(plan, replication, graph,
+                            apply_precision(session_config(inference=False), precision, log))
         # A multiworker step (and the initial broadcast of the weights) waits for
         # every worker: a dead one would block the others forever without a deadline.
         run_options = (_v1.RunOptions(timeout_in_ms=int(step_timeout * 1000))

@@ -1,0 +1,65 @@
+"""Mixed-precision training by TensorFlow's graph rewrite (``train --precision``).
+
+``mixed_bfloat16`` turns on Grappler's oneDNN bfloat16 rewrite
+(``auto_mixed_precision_onednn_bfloat16``): convolutions, matmuls and the
+element-wise ops between them run in bfloat16 on the CPU, while variables,
+Adam's moments, reductions and the losses stay float32.  bfloat16 has
+float32's exponent range, so no loss scaling is needed.  It is fast on
+CPUs with native bfloat16 (``avx512_bf16`` or ``amx_bf16``): measured here
+(2 cores with avx512_bf16), a width-0.25 distortion step at 256x256, batch 2,
+takes 0.25 s instead of 0.41 s.  The rewrite acts on CPU ops only.
+
+Checkpoints do not change: the weights are float32 in every mode, so a run
+resumes, exports and decodes the same whatever precision trained it.  The
+validation inside a bfloat16 run is computed in bfloat16 too; evaluate a
+checkpoint with ``gcompress evaluate`` for float32 figures.
+
+``mixed_float16`` (the GPU's tensor cores) is not offered: it needs dynamic
+loss scaling around both optimisers and a global step that counts skipped
+steps, which cannot be checked without a GPU here.
+"""
+
+import os
+
+from compression.errors import CompressionError
+
+__all__ = ["PRECISIONS", "apply_precision", "check_precision", "native_bfloat16"]
+
+#: ``--precision`` values.
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+def check_precision(name):
+    """Validate a ``--precision`` value; returns it."""
+    if name not in PRECISIONS:
+        raise CompressionError(
+            f"--precision must be one of {', '.join(PRECISIONS)}, got {name!r}"
+            + (" (float16 needs a GPU and loss scaling, which this trainer does not offer; "
+               "on CPUs use mixed_bfloat16)" if "16" in str(name) else ""))
+    return name
+
+
+def native_bfloat16(cpuinfo="/proc/cpuinfo"):
+    """Whether this CPU has bfloat16 instructions (None when it cannot be told)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            flags = f.read()
+    except OSError:
+        return None
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def apply_precision(tf_config, name, log=print):
+    """Set ``tf_config``'s (a ``ConfigProto``) graph rewrite for precision ``name``."""
+    from tensorflow.core.protobuf import rewriter_config_pb2
+
+    check_precision(name)
+    if name == "mixed_bfloat16":
+        rewrites = tf_config.graph_options.rewrite_options
+        rewrites.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
+        if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
+            log("note: TF_ENABLE_ONEDNN_OPTS=0 turns oneDNN off; the bfloat16 rewrite needs it")
+        if native_bfloat16() is False:
+            log("note: this CPU has no native bfloat16 (avx512_bf16 or amx_bf16); "
+                "mixed_bfloat16 is emulated and may be slower than float32")
+    return tf_config
