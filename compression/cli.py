@@ -113,9 +113,11 @@ def _add_train(sub):
     p.add_argument("--step-timeout", type=float, default=600, metavar="SECONDS",
                    help="multiworker: a step that waits longer for the other workers ends "
                         "the job with an error (default 600)")
-    p.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32",
-                   help="mixed_bfloat16: convolutions in bfloat16 on CPUs with native "
-                        "bfloat16 (avx512_bf16, amx); the weights stay float32")
+    p.add_argument("--precision", choices=("float32", "mixed_float16", "mixed_bfloat16"),
+                   default="float32",
+                   help="mixed_float16: float16 on GPUs, with dynamic loss scaling; "
+                        "mixed_bfloat16: bfloat16 on CPUs with native bfloat16 (avx512_bf16, "
+                        "amx); the weights stay float32 either way")
     p.add_argument("--devices", default=None, metavar="LIST",
                    help="with --strategy mirrored: comma-separated local devices, e.g. "
                         "/gpu:0,/gpu:1 or /cpu:0,/cpu:1")

@@ -222,7 +222,7 @@ def open_session(plan, strategy, graph, tf_config):
     return session
 
 
-def replicated_training_graph(strategy, dataset, config):
+def replicated_training_graph(strategy, dataset, config, loss_scale=None):
     """Build the training graph once per replica of ``strategy`` and join them.
 
     Args:
@@ -231,6 +231,7 @@ def replicated_training_graph(strategy, dataset, config):
         ``[B, H, W, 3]`` and, for semantic models, ``labels``), as
         :func:`compression.data.make_dataset` makes for training.
       config: the :class:`~compression.config.CompressionConfig`.
+      loss_scale: as in :func:`~compression.model.build_training_graph`.
 
     Returns:
       ``(TrainingGraph, input_initializer)``.  The graph's ``phase_ops`` run
@@ -258,7 +259,8 @@ def replicated_training_graph(strategy, dataset, config):
         def step_fn(batch):
             images = batch["image"]
             images.set_shape([per_replica, config.crop_height, config.crop_width, 3])
-            tg = build_training_graph(images, config, labels=batch.get("labels"))
+            tg = build_training_graph(images, config, labels=batch.get("labels"),
+                                      loss_scale=loss_scale)
             replica = int(tf.get_static_value(
                 tf.distribute.get_replica_context().replica_id_in_sync_group))
             with lock:  # replicas build in their own threads

@@ -16,8 +16,10 @@ inference and by the codec.
 """
 
 import dataclasses
+import threading
 
 import tensorflow as tf
+from tensorflow.python.util import deprecation
 
 from compression.decoder import (
     DECODER_SCOPE,
@@ -242,7 +244,30 @@ def _learning_rate(base, config, global_step):
                     base * config.lr_decay_factor, base)
 
 
-def build_training_graph(images, config, labels=None, z=None):
+#: Collection of the loss-scale variables of float16 training.  They are not
+#: checkpointed (a run resumes in any precision) and start afresh every run.
+LOSS_SCALE_VARIABLES = "gcompress_loss_scale_variables"
+_scale_lock = threading.Lock()
+
+
+def _scaled(optimizer, loss_scale):
+    """``optimizer`` with float16 loss scaling, or as it is for ``loss_scale=None``."""
+    if loss_scale is None:
+        return optimizer
+    graph = _v1.get_default_graph()
+    with _scale_lock:  # replicas build in threads of their own
+        before = {id(v) for v in graph.get_collection(_v1.GraphKeys.GLOBAL_VARIABLES)}
+        with deprecation.silence():
+            wrapped = _v1.mixed_precision.MixedPrecisionLossScaleOptimizer(optimizer, loss_scale)
+        everything = graph.get_collection_ref(_v1.GraphKeys.GLOBAL_VARIABLES)
+        created = [v for v in everything if id(v) not in before]
+        everything[:] = [v for v in everything if id(v) in before]
+        for v in created:
+            graph.add_to_collection(LOSS_SCALE_VARIABLES, v)
+    return wrapped
+
+
+def build_training_graph(images, config, labels=None, z=None, loss_scale=None):
     """Build the full training graph.
 
     Args:
@@ -252,6 +277,10 @@ def build_training_graph(images, config, labels=None, z=None):
       z: optional ``[B', noise_dim]``, ``B' >= B``; default a fresh normal draw
         of ``max(B, config.noise_batch)`` rows every step (the noise generator's
         batch norm normalises over all of them; the map keeps the first ``B``).
+      loss_scale: ``"dynamic"`` wraps both optimisers in TensorFlow's
+        ``MixedPrecisionLossScaleOptimizer`` for float16 training: a step whose
+        scaled gradients are not finite is skipped (no update, ``global_step``
+        not counted) and the scale halves.  None for float32 and bfloat16.
 
     Returns:
       a :class:`TrainingGraph`.
@@ -286,8 +315,9 @@ def build_training_graph(images, config, labels=None, z=None):
     warmup_losses["g_loss"] = distortion_term
 
     g_vars = _variables_under(GENERATOR_SCOPE)
-    g_opt = _v1.train.AdamOptimizer(_learning_rate(config.g_learning_rate, config, global_step),
-                                    beta1=config.beta1, name="g_adam")
+    g_opt = _scaled(_v1.train.AdamOptimizer(
+        _learning_rate(config.g_learning_rate, config, global_step),
+        beta1=config.beta1, name="g_adam"), loss_scale)
     counts = symbol_counts_variable(config)
     # Under tf.distribute every replica adds the histogram of the global batch
     # (identity on one device), so the entropy model is not replica 0's alone.
@@ -347,9 +377,9 @@ def build_training_graph(images, config, labels=None, z=None):
         losses.update(g_loss=g_loss, d_loss=d_loss, g_gan=g_gan, feature_matching=fm)
 
         d_vars = _variables_under("discriminator")
-        d_opt = _v1.train.AdamOptimizer(
+        d_opt = _scaled(_v1.train.AdamOptimizer(
             _learning_rate(config.d_learning_rate, config, global_step),
-            beta1=config.beta1, name="d_adam")
+            beta1=config.beta1, name="d_adam"), loss_scale)
         gan_g_vars = decoder_side if config.freeze_encoder else g_vars
         g_grads = g_opt.compute_gradients(share(g_loss), gan_g_vars)
         d_grads = d_opt.compute_gradients(share(d_loss), d_vars)

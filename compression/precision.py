@@ -1,4 +1,4 @@
-"""Mixed-precision training by TensorFlow's graph rewrite (``train --precision``).
+"""Mixed-precision training by TensorFlow's graph rewrites (``train --precision``).
 
 ``mixed_bfloat16`` turns on Grappler's oneDNN bfloat16 rewrite
 (``auto_mixed_precision_onednn_bfloat16``): convolutions, matmuls and the
@@ -14,29 +14,51 @@ resumes, exports and decodes the same whatever precision trained it.  The
 validation inside a bfloat16 run is computed in bfloat16 too; evaluate a
 checkpoint with ``gcompress evaluate`` for float32 figures.
 
-``mixed_float16`` (the GPU's tensor cores) is not offered: it needs dynamic
-loss scaling around both optimisers and a global step that counts skipped
-steps, which cannot be checked without a GPU here.
+``mixed_float16`` is for GPUs (tensor cores): Grappler's
+``auto_mixed_precision`` rewrite casts the GPU ops to float16, and both
+optimisers are wrapped in ``MixedPrecisionLossScaleOptimizer`` with a dynamic
+loss scale (float16's range is too small for raw gradients).  A step whose
+scaled gradients overflow is skipped and not counted: ``global_step`` counts
+applied updates, and the trainer follows it.  The scale's variables start
+afresh each run (they are not checkpointed).  Without a GPU it is refused:
+the rewrite would do nothing, and TensorFlow 2.21's CPU emulation of it
+(``auto_mixed_precision_cpu``) crashes the process on this model's graph.
 """
 
 import os
 
 from compression.errors import CompressionError
 
-__all__ = ["PRECISIONS", "apply_precision", "check_precision", "native_bfloat16"]
+__all__ = ["PRECISIONS", "apply_precision", "check_precision", "loss_scale",
+           "native_bfloat16"]
 
 #: ``--precision`` values.
-PRECISIONS = ("float32", "mixed_bfloat16")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
-def check_precision(name):
-    """Validate a ``--precision`` value; returns it."""
+def check_precision(name, gpus=None):
+    """Validate a ``--precision`` value; returns it.
+
+    ``gpus``: how many GPUs this process sees (default: ask TensorFlow);
+    ``mixed_float16`` needs one.
+    """
     if name not in PRECISIONS:
-        raise CompressionError(
-            f"--precision must be one of {', '.join(PRECISIONS)}, got {name!r}"
-            + (" (float16 needs a GPU and loss scaling, which this trainer does not offer; "
-               "on CPUs use mixed_bfloat16)" if "16" in str(name) else ""))
+        raise CompressionError(f"--precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
+    if name == "mixed_float16":
+        if gpus is None:
+            import tensorflow as tf
+
+            gpus = len(tf.config.list_physical_devices("GPU"))
+        if not gpus:
+            raise CompressionError(
+                "--precision mixed_float16 needs a GPU (float16 math is for tensor cores), "
+                "and TensorFlow sees none; on a CPU use --precision mixed_bfloat16")
     return name
+
+
+def loss_scale(name):
+    """The loss scale that precision ``name`` trains with: ``"dynamic"`` or None."""
+    return "dynamic" if check_precision(name, gpus=1) == "mixed_float16" else None
 
 
 def native_bfloat16(cpuinfo="/proc/cpuinfo"):
@@ -53,7 +75,10 @@ def apply_precision(tf_config, name, log=print):
     """Set ``tf_config``'s (a ``ConfigProto``) graph rewrite for precision ``name``."""
     from tensorflow.core.protobuf import rewriter_config_pb2
 
-    check_precision(name)
+    check_precision(name, gpus=1)
+    if name == "mixed_float16":
+        rewrites = tf_config.graph_options.rewrite_options
+        rewrites.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
     if name == "mixed_bfloat16":
         rewrites = tf_config.graph_options.rewrite_options
         rewrites.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON

@@ -49,13 +49,14 @@ from compression.inference import (
     session_config,
 )
 from compression.model import (
+    LOSS_SCALE_VARIABLES,
     build_training_graph,
     encode,
     estimated_bits,
     kept_channel_mask,
     synthesize,
 )
-from compression.precision import apply_precision, check_precision
+from compression.precision import apply_precision, check_precision, loss_scale
 from compression.semantic import one_hot_labels
 from compression.shipped import resolve_name
 from noisegen import sample_noise
@@ -404,6 +405,7 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
     if not isinstance(steps, int) or steps < 1:
         raise CompressionError(f"--steps must be a positive integer, got {steps!r}")
     check_precision(precision)
+    scaled = loss_scale(precision)
     if not (isinstance(step_timeout, (int, float)) and 0 < step_timeout < math.inf):
         raise CompressionError(
             f"--step-timeout must be a positive number of seconds, got {step_timeout!r}")
@@ -470,9 +472,9 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
             images = batch["image"]
             images.set_shape([config.batch_size, config.crop_height, config.crop_width, 3])
             labels = batch.get("labels") if config.semantic_classes else None
-            tg = build_training_graph(images, config, labels=labels)
+            tg = build_training_graph(images, config, labels=labels, loss_scale=scaled)
         else:
-            tg, input_init = replicated_training_graph(replication, ds, config)
+            tg, input_init = replicated_training_graph(replication, ds, config, scaled)
             images = tg.endpoints["images"]
             replicas = replication.num_replicas_in_sync
             log(f"{plan.describe()}: {replicas} replicas, "
@@ -513,6 +515,8 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
                   if plan.is_chief else None)
         weights = tg.generator_variables + tg.discriminator_variables
         init = _v1.global_variables_initializer()
+        # float16's loss scale is not checkpointed: it starts afresh on resume too.
+        scale_init = _v1.variables_initializer(graph.get_collection(LOSS_SCALE_VARIABLES))
     graph.finalize()
 
     # The loop runs inside the graph's context: Saver.save and friends need it.
@@ -529,7 +533,8 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
         run_options = (_v1.RunOptions(timeout_in_ms=int(step_timeout * 1000))
                        if plan.kind == "multiworker" else None)
         # The first run joins every worker: it is where a missing one shows.
-        first = ([] if ckpt else [init]) + ([input_init] if input_init is not None else [])
+        first = ([] if ckpt else [init]) + [scale_init] + (
+            [input_init] if input_init is not None else [])
         try:
             if first:
                 sess.run(first, options=run_options)
@@ -598,7 +603,9 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
                             raise
                         save()
                         raise clean from None
-                    step += 1
+                    # float16 skips an update whose scaled gradients overflowed, and
+                    # global_step counts applied ones: follow it (a separate run).
+                    step = int(sess.run(tg.global_step)) if scaled else step + 1
                     images_seen += config.batch_size
                     losses = {k: float(v) for k, v in out["losses"].items()}
                     if not all(math.isfinite(v) for v in losses.values()):
