@@ -230,6 +230,12 @@ def _add_compare(sub):
                    help="comma-separated subset of jpeg,webp,avif,heic,jxl (default: all)")
     p.add_argument("--grids", type=int, default=3,
                    help="side-by-side images for this many of the first images (default 3)")
+    rate = p.add_mutually_exclusive_group()
+    rate.add_argument("--bpp", type=float, default=None,
+                      help="our files at most this many bits per pixel (variable-rate models "
+                           "pick their channels per image; default: every channel)")
+    rate.add_argument("--channels", type=int, default=None, metavar="K",
+                      help="code exactly K leading channels (variable-rate models)")
     p.add_argument("--force", action="store_true", help="replace an earlier comparison")
 
 

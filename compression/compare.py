@@ -20,6 +20,7 @@ Outputs in ``--out-dir``:
 * ``files/``: every compressed file that was measured.
 """
 
+import math
 import os
 import sys
 
@@ -96,11 +97,11 @@ def codec_rows(image, target_bpp, codecs, name="image"):
     return rows, results, notes
 
 
-def _ours(model, image, name):
+def _ours(model, image, name, bpp=None, channels=None):
     from compression.codec import decode_image, encode_image
     from compression.metrics import ms_ssim, psnr
 
-    encoded = encode_image(model, image)
+    encoded = encode_image(model, image, bpp=bpp, channels=channels)
     decoded, _ = decode_image(model, encoded.data)
     h, w = image.shape[:2]
     row = {
@@ -150,7 +151,8 @@ def _stem(index, path):
     return f"{index:03d}_{safe}"
 
 
-def compare(model, image_paths, out_dir, codecs=None, grids=3, on_error=None, log=print):
+def compare(model, image_paths, out_dir, codecs=None, grids=3, on_error=None, log=print,
+            bpp=None, channels=None):
     """Code every image with ``model`` and every classical codec at our rate; write reports.
 
     Args:
@@ -164,6 +166,11 @@ def compare(model, image_paths, out_dir, codecs=None, grids=3, on_error=None, lo
       on_error: ``on_error(path, exception)`` for an image that cannot be
         coded, which is skipped; without it the error is raised.
       log: receives progress and notes, one line per call.
+      bpp, channels: our rate, as for :func:`~compression.codec.encode_image`:
+        the whole file at most ``bpp`` (a variable-rate model picks its
+        channels per image), or exactly ``channels`` leading channels; neither:
+        every channel.  An image the model cannot code that small is an error
+        for ``on_error``.
 
     Returns:
       ``(rows, summary, notes)``.
@@ -199,7 +206,7 @@ def compare(model, image_paths, out_dir, codecs=None, grids=3, on_error=None, lo
         try:
             image = read_image(path)
             stem = _stem(index, path)
-            ours, data, decoded = _ours(model, image, path)
+            ours, data, decoded = _ours(model, image, path, bpp, channels)
             _write_file(os.path.join(files, stem + ".gcz"), data)
             classical_rows, results, unreachable = codec_rows(image, ours["bpp"], codecs, path)
         except Exception as e:  # one bad image must not stop the comparison
@@ -252,11 +259,13 @@ def compare_command(args):
     """``gcompress compare`` / ``scripts/compare_codecs.py``; returns the exit status.
 
     ``args`` has ``model``, ``images``, ``out_dir``, ``limit``, ``codecs``
-    (comma-separated names or None), ``grids`` and ``force``.
+    (comma-separated names or None), ``grids`` and ``force``, and may have
+    ``bpp`` or ``channels`` (our rate; default: every channel).
     """
     from compression.classical import CODEC_NAMES
     from compression.evaluate import find_images, skip_reporter
     from compression.inference import load_model
+    from compression.rate_control import channel_choices
 
     codecs = None
     if args.codecs:
@@ -273,14 +282,23 @@ def compare_command(args):
         raise CompressionError(
             f"{out_dir} already holds a comparison ({_RESULTS}); pass --force to replace it"
         )
+    bpp, channels = getattr(args, "bpp", None), getattr(args, "channels", None)
+    if bpp is not None and not (math.isfinite(bpp) and bpp > 0):
+        raise CompressionError(f"--bpp must be a positive number of bits per pixel, got {bpp}")
     paths = find_images(args.images, args.limit)
     model = load_model(args.model)
+    choices = channel_choices(model.config)
+    if channels is not None and channels not in choices:
+        model.close()
+        raise CompressionError(f"--channels {channels}: this model codes {choices.start}.."
+                               f"{choices.stop - 1} leading channels")
     os.makedirs(out_dir, exist_ok=True)
     failures = []
     on_error = skip_reporter(failures)
     try:
         rows, _, _ = compare(model, paths, out_dir, codecs=codecs,
-                             grids=3 if args.grids is None else args.grids, on_error=on_error)
+                             grids=3 if args.grids is None else args.grids, on_error=on_error,
+                             bpp=bpp, channels=channels)
     finally:
         model.close()
     if rows:

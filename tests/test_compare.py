@@ -124,3 +124,27 @@ def test_a_codec_failing_on_an_image_costs_only_its_row(photo):
     rows, results, notes = codec_rows(photo, 0.5, [Broken(), jpeg], name="coffee")
     assert [r["method"] for r in rows] == ["jpeg"] and len(results) == 1
     assert any("broken failed on coffee: tool crashed" in n for n in notes)
+
+
+def test_compare_at_a_rate_of_a_variable_rate_model(variable_rate_run, tiny_data, tmp_path,
+                                                    capsys):
+    images = os.path.join(str(tiny_data), "leftImg8bit", "val")
+    base = ["compare", "--model", variable_rate_run, "--images", images, "--codecs", "webp",
+            "--grids", "0"]
+
+    def ours(out):
+        with open(out / "results.csv", newline="") as f:
+            return [r for r in csv.DictReader(f) if r["method"] == OURS]
+
+    assert main(base + ["--out-dir", str(tmp_path / "all")]) == 0
+    assert main(base + ["--out-dir", str(tmp_path / "k2"), "--channels", "2"]) == 0
+    full, two = ours(tmp_path / "all"), ours(tmp_path / "k2")
+    assert all(float(a["bpp"]) < float(b["bpp"]) for a, b in zip(two, full))
+    target = max(float(r["bpp"]) for r in two) * 1.01
+    assert main(base + ["--out-dir", str(tmp_path / "bpp"), "--bpp", f"{target:.5f}"]) == 0
+    assert all(float(r["bpp"]) <= target for r in ours(tmp_path / "bpp"))
+    capsys.readouterr()
+    assert main(base + ["--out-dir", str(tmp_path / "bad"), "--channels", "9"]) == 2
+    assert "this model codes 2..6 leading channels" in capsys.readouterr().err
+    assert main(base + ["--out-dir", str(tmp_path / "bad"), "--bpp", "0"]) == 2
+    assert "--bpp must be a positive number" in capsys.readouterr().err
