@@ -8,8 +8,10 @@ issue: TensorFlow would have to call ``absl::InitializeLog``).  They are not
 errors, but look like ones.  :func:`filter_startup_lines` routes file
 descriptor 2 through a pipe and drops exactly those lines (absl's format:
 ``I0000 00:00:<time> <thread> <file>.cc:<line>]`` at levels I and W, the
-CUDA probe's E line, and absl's ``WARNING: All log messages before ...``
-banner); everything else, progress bars included, passes through at once.
+CUDA probe's E line, oneDNN's E line about float16 (seen when ``export``
+writes reduced-precision weights; TensorFlow falls back to Eigen, nothing
+fails), and absl's ``WARNING: All log messages before ...`` banner);
+everything else, progress bars included, passes through at once.
 ``GCOMPRESS_TF_LOGS=1`` turns the filter off.
 """
 
@@ -24,7 +26,8 @@ __all__ = ["filter_startup_lines", "is_startup_line"]
 _STARTUP = re.compile(
     rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
     rb"|[IW]\d{4} [\d:.]+ +\d+ [\w./-]+\.cc:\d+\]"
-    rb"|E\d{4} [\d:.]+ +\d+ cuda_\w+\.cc:\d+\] failed call to cuInit)")
+    rb"|E\d{4} [\d:.]+ +\d+ cuda_\w+\.cc:\d+\] failed call to cuInit"
+    rb"|E\d{4} [\d:.]+ +\d+ util\.cc:\d+\] oneDNN supports DT_HALF only on platforms)")
 _installed = []
 
 

@@ -139,7 +139,7 @@ def test_compare_at_a_rate_of_a_variable_rate_model(variable_rate_run, tiny_data
     assert main(base + ["--out-dir", str(tmp_path / "all")]) == 0
     assert main(base + ["--out-dir", str(tmp_path / "k2"), "--channels", "2"]) == 0
     full, two = ours(tmp_path / "all"), ours(tmp_path / "k2")
-    assert all(float(a["bpp"]) < float(b["bpp"]) for a, b in zip(two, full))
+    assert all(float(a["bpp"]) < float(b["bpp"]) for a, b in zip(two, full, strict=True))
     target = max(float(r["bpp"]) for r in two) * 1.01
     assert main(base + ["--out-dir", str(tmp_path / "bpp"), "--bpp", f"{target:.5f}"]) == 0
     assert all(float(r["bpp"]) <= target for r in ours(tmp_path / "bpp"))

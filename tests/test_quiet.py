@@ -14,6 +14,8 @@ STARTUP = [
     b"I0000 00:00:1795566600.468664   23683 cudart_stub.cc:31] Could not find cuda drivers",
     b"E0000 00:00:1795566892.507000   30367 cuda_platform.cc:52] failed call to cuInit: "
     b"INTERNAL: CUDA error",
+    b"E0000 00:00:1795972103.428191   17350 util.cc:131] oneDNN supports DT_HALF only on "
+    b"platforms with AVX-512. Falling back to the default Eigen-based implementation if present.",
 ]
 KEPT = [
     b"gcompress: error: model 'x' does not exist",
