@@ -16,6 +16,7 @@ coded with:
 import collections
 import contextlib
 import dataclasses
+import hashlib
 import itertools
 import json
 import math
@@ -626,7 +627,9 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
                         bar.update(step - bar.n)
                     if checkpoint_every and step % checkpoint_every == 0:
                         save()
-                    if validator is not None and val_every and step % val_every == 0:
+                    # (A skipped float16 step leaves ``step`` where it was: validate once.)
+                    if (validator is not None and val_every and step % val_every == 0
+                            and validation.get("step") != step):
                         validation = validator.run(sess)
                         _record_validation(run_dir, writer, step, losses, validation, log)
             save()
@@ -653,8 +656,6 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
 
 def _digest(values):
     """A short hex digest of arrays, to show that workers hold identical weights."""
-    import hashlib
-
     h = hashlib.sha256()
     for value in values:
         h.update(np.ascontiguousarray(value).tobytes())
