@@ -558,8 +558,7 @@ def _load(path):
 def _encode(args):
     if args.seed is not None and not 0 <= args.seed < 2**64:
         raise _CliError(f"--seed must be in 0..2**64-1 (the file stores a u64), got {args.seed}")
-    if args.bpp is not None and not (math.isfinite(args.bpp) and args.bpp > 0):
-        raise _CliError(f"--bpp must be a positive number of bits per pixel, got {args.bpp}")
+    _check_bpp(args.bpp)
     plan = _plan_files(args, ".gcz")
     if args.labels is not None:
         if not os.path.exists(args.labels):
@@ -665,7 +664,13 @@ def _evaluate(args):
     return evaluate_command(args)
 
 
+def _check_bpp(bpp):
+    if bpp is not None and not (math.isfinite(bpp) and bpp > 0):
+        raise _CliError(f"--bpp must be a positive number of bits per pixel, got {bpp}")
+
+
 def _compare(args):
+    _check_bpp(args.bpp)
     _check_model_path(args)
     _quiet_tensorflow()
     from compression.compare import compare_command
@@ -731,8 +736,7 @@ def _demo(args):
         run_training_demo(args.out, data=args.data, steps=args.steps,
                           progress=sys.stderr.isatty())
         return 0
-    if args.bpp is not None and not (math.isfinite(args.bpp) and args.bpp > 0):
-        raise _CliError(f"--bpp must be a positive number of bits per pixel, got {args.bpp}")
+    _check_bpp(args.bpp)
     if args.photo is not None and not os.path.isfile(args.photo):
         raise _CliError(f"{args.photo} does not exist or is not a file")
     _check_model_path(args)

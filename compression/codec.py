@@ -27,12 +27,16 @@ from compression.errors import (
     ConfigError,
     CorruptFileError,
     ModelMismatchError,
-    RateError,
     UnsupportedVersionError,
 )
 from compression.image_io import crop_to, image_from_array, pad_to_multiple, to_float
 from compression.label_map import check_label_map, decode_label_map, encode_label_map
-from compression.rate_control import channel_choices, choose_channels, file_bpp
+from compression.rate_control import (
+    channel_choices,
+    check_channels,
+    choose_channels,
+    file_bpp,
+)
 
 __all__ = ["EncodeResult", "encode", "decode", "encode_image", "decode_image", "read_symbols",
            "read_payload", "split_payload", "file_stats", "describe_model", "DEFAULT_MAX_PIXELS"]
@@ -90,9 +94,7 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None):
     if channels is not None:
         if bpp is not None:
             raise ValueError("pass bpp or channels, not both")
-        if channels not in choices:
-            raise RateError(f"this model codes {choices.start}..{choices.stop - 1} leading "
-                            f"channels, not {channels}")
+        check_channels(model.config, channels)
         choices = range(channels, channels + 1)
     image = image_from_array(image)
     if seed is not None and not 0 <= int(seed) < 2**64:

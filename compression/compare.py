@@ -20,7 +20,6 @@ Outputs in ``--out-dir``:
 * ``files/``: every compressed file that was measured.
 """
 
-import math
 import os
 import sys
 
@@ -265,7 +264,7 @@ def compare_command(args):
     from compression.classical import CODEC_NAMES
     from compression.evaluate import find_images, skip_reporter
     from compression.inference import load_model
-    from compression.rate_control import channel_choices
+    from compression.rate_control import check_channels
 
     codecs = None
     if args.codecs:
@@ -283,15 +282,14 @@ def compare_command(args):
             f"{out_dir} already holds a comparison ({_RESULTS}); pass --force to replace it"
         )
     bpp, channels = getattr(args, "bpp", None), getattr(args, "channels", None)
-    if bpp is not None and not (math.isfinite(bpp) and bpp > 0):
-        raise CompressionError(f"--bpp must be a positive number of bits per pixel, got {bpp}")
     paths = find_images(args.images, args.limit)
     model = load_model(args.model)
-    choices = channel_choices(model.config)
-    if channels is not None and channels not in choices:
-        model.close()
-        raise CompressionError(f"--channels {channels}: this model codes {choices.start}.."
-                               f"{choices.stop - 1} leading channels")
+    if channels is not None:
+        try:  # before any image: a wrong K would fail every one of them
+            check_channels(model.config, channels)
+        except CompressionError:
+            model.close()
+            raise
     os.makedirs(out_dir, exist_ok=True)
     failures = []
     on_error = skip_reporter(failures)

@@ -76,11 +76,10 @@ def apply_precision(tf_config, name, log=print):
     from tensorflow.core.protobuf import rewriter_config_pb2
 
     check_precision(name, gpus=1)
+    rewrites = tf_config.graph_options.rewrite_options
     if name == "mixed_float16":
-        rewrites = tf_config.graph_options.rewrite_options
         rewrites.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
     if name == "mixed_bfloat16":
-        rewrites = tf_config.graph_options.rewrite_options
         rewrites.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
         if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
             log("note: TF_ENABLE_ONEDNN_OPTS=0 turns oneDNN off; the bfloat16 rewrite needs it")

@@ -10,12 +10,22 @@ decode, and only real sizes guarantee the target.  A fixed-rate model has one
 
 from compression.errors import RateError
 
-__all__ = ["channel_choices", "choose_channels", "file_bpp"]
+__all__ = ["channel_choices", "check_channels", "choose_channels", "file_bpp"]
 
 
 def channel_choices(config):
     """The channel counts a file of ``config``'s model may code, ascending."""
     return range(config.smallest_channels, config.channels + 1)
+
+
+def check_channels(config, channels):
+    """``channels`` if a file of ``config``'s model may code that many leading
+    channels; else :class:`~compression.errors.RateError` naming the range."""
+    choices = channel_choices(config)
+    if channels not in choices:
+        raise RateError(f"this model codes {choices.start}..{choices.stop - 1} leading "
+                        f"channels, not {channels}")
+    return channels
 
 
 def file_bpp(size, pixels):
