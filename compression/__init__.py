@@ -84,6 +84,12 @@ _EXPORTS = {
     "unpack": ("bitstream", "unpack"),
     "write_image": ("image_io", "write_image"),
     "write_synthetic_cityscapes": ("data", "write_synthetic_cityscapes"),
+    "sample_masks": ("selective", "sample_masks"),
+    "apply_mask": ("selective", "apply_mask"),
+    "mask_from_labels": ("mask", "mask_from_labels"),
+    "class_ids": ("mask", "class_ids"),
+    "encode_mask_bitmap": ("mask", "encode_mask_bitmap"),
+    "decode_mask": ("mask", "decode_mask"),
 }
 
 
@@ -105,6 +111,8 @@ __all__ = [
     "reconstruct_from_symbols", "semantic_encoder", "symbol_counts", "synthesize",
     "train", "uniform_probabilities", "unpack", "write_image",
     "write_synthetic_cityscapes",
+    "sample_masks", "apply_mask", "mask_from_labels", "class_ids", "encode_mask_bitmap",
+    "decode_mask",
 ]
 
 

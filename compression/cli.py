@@ -40,6 +40,18 @@ def _size(text):
     return h, w
 
 
+def _classes(text):
+    """``--classes``: a count of label ids, or their names in id order."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    names = tuple(n.strip() for n in text.split(","))
+    if len(names) < 2 or not all(names):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a number of classes nor a comma-separated list of names")
+    return names
+
+
 def _add_train(sub):
     p = sub.add_parser(
         "train", help="train a compressor on Cityscapes-style data",
@@ -70,8 +82,14 @@ def _add_train(sub):
     p.add_argument("--resize", type=_size, default=None,
                    help="resample images to HxW before cropping (the paper: 512x1024)")
     p.add_argument("--semantic", action="store_true", help="condition on gtFine label maps")
-    p.add_argument("--classes", type=int, default=None,
-                   help="number of label ids with --semantic (CamVid: 12, Cityscapes: 34)")
+    p.add_argument("--classes", type=_classes, default=None, metavar="N|NAMES",
+                   help="with --semantic: the number of label ids (CamVid: 12, Cityscapes: "
+                        "34), or their names in id order, comma-separated, so that "
+                        "'encode --keep car,pedestrian' can name them")
+    p.add_argument("--selective", type=float, default=None, metavar="P",
+                   help="with --semantic: train for selective compression (paper 4.2); this "
+                        "share of training examples codes only a sampled mask of classes or "
+                        "a box and synthesises the rest (e.g. 0.5)")
     p.add_argument("--no-noise", action="store_true", help="no noise generator")
     p.add_argument("--gan-start-step", type=int, default=None,
                    help="train on distortion only, with no discriminator, before this step")
@@ -154,6 +172,15 @@ def _add_encode(sub):
     p.add_argument("--labels", default=None, metavar="PATH",
                    help="semantic models: the image's label map (single-channel class ids), "
                         "or a folder holding <stem>_gtFine_labelIds.png or <stem>.png per image")
+    part = p.add_mutually_exclusive_group()
+    part.add_argument("--keep", default=None, metavar="CLASSES",
+                      help="selective compression (models trained with --selective): code only "
+                           "the regions of these classes (names or ids, comma-separated, e.g. "
+                           "car,pedestrian,sign; 'none' codes nothing) and synthesise the rest "
+                           "from the label map")
+    part.add_argument("--synthesize", default=None, metavar="CLASSES",
+                      help="selective compression: synthesise these classes from the label map "
+                           "(e.g. road,sky,building,tree) and code everything else")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
 
@@ -500,9 +527,16 @@ def _train(args):
     if args.semantic:
         if not args.classes:
             raise _CliError("--semantic needs --classes (the number of label ids in the data)")
-        fields["semantic_classes"] = args.classes
+        if isinstance(args.classes, tuple):
+            fields["semantic_classes"], fields["class_names"] = len(args.classes), args.classes
+        else:
+            fields["semantic_classes"] = args.classes
     elif args.classes:
         raise _CliError("--classes only applies with --semantic")
+    if args.selective is not None:
+        if not args.semantic and args.init_from is None and not args.resume:
+            raise _CliError("--selective needs a semantic model: add --semantic --classes N")
+        fields["selective_probability"] = args.selective
     if args.init_from is not None and not args.resume:
         # A fine-tune keeps the source run's architecture and settings; the
         # options given on this command line override them.
@@ -579,6 +613,19 @@ def _encode(args):
     if args.labels is None and cfg.semantic_classes:
         raise _CliError(f"{args.model} is a semantic model ({cfg.semantic_classes} classes): "
                         "pass each image's label map with --labels")
+    keep = None
+    if args.keep is not None or args.synthesize is not None:
+        from compression.mask import class_ids
+
+        if not cfg.selective:
+            raise _CliError(f"{args.model} was not trained for selective compression: "
+                            "--keep/--synthesize need a model trained with "
+                            "'gcompress train --semantic --classes ... --selective 0.5'")
+        if args.keep is not None:
+            keep = class_ids(args.keep, cfg)
+        else:
+            dropped = set(class_ids(args.synthesize, cfg))
+            keep = [i for i in range(cfg.semantic_classes) if i not in dropped]
 
     def work(src, dst):
         labels = None
@@ -587,9 +634,12 @@ def _encode(args):
 
             labels = read_label_map(_label_path(src, args.labels))
         result = encode_image(model, read_image(src), seed=args.seed, bpp=args.bpp,
-                              labels=labels)
+                              labels=labels, keep=keep)
         write_atomic(dst, result.data, overwrite=args.force)
         labelled = f", label map {result.label_bpp:.4f} bpp" if labels is not None else ""
+        if keep is not None:
+            labelled += (f", kept {100 * result.kept_fraction:.1f}% of the bottleneck, "
+                         f"mask {result.mask_bpp:.4f} bpp")
         return (f"{src} -> {dst}: {len(result.data)} bytes, {result.bpp:.4f} bpp "
                 f"({result.channels} of {cfg.channels} channels; "
                 f"bound {result.bound_bpp:.4f} bpp{labelled})")

@@ -27,10 +27,17 @@ from compression.errors import (
     ConfigError,
     CorruptFileError,
     ModelMismatchError,
-    UnsupportedVersionError,
 )
 from compression.image_io import crop_to, image_from_array, pad_to_multiple, to_float
 from compression.label_map import check_label_map, decode_label_map, encode_label_map
+from compression.mask import (
+    MASK_CLASSES,
+    class_ids,
+    decode_mask,
+    encode_mask_bitmap,
+    encode_mask_classes,
+    mask_from_labels,
+)
 from compression.rate_control import (
     channel_choices,
     check_channels,
@@ -56,7 +63,10 @@ class EncodeResult:
     ``channels`` is ``k``, the leading bottleneck channels the file codes
     (all ``C`` for a fixed-rate model); ``payload_bpp`` is the entropy-coded
     bottleneck alone and ``label_bpp`` the label map a semantic model's file
-    carries (0 otherwise).
+    carries (0 otherwise).  A selective file (``keep`` or ``mask``) codes
+    only the bottleneck entries inside its mask: ``kept_fraction`` is the
+    share of bottleneck cells inside it (1.0 for other files) and
+    ``mask_bpp`` the mask's own bits.
     """
 
     data: bytes
@@ -67,6 +77,8 @@ class EncodeResult:
     bound_bpp: float
     channels: int = 0
     label_bpp: float = 0.0
+    mask_bpp: float = 0.0
+    kept_fraction: float = 1.0
 
 
 def _default_seed(symbols):
@@ -75,7 +87,8 @@ def _default_seed(symbols):
     return int.from_bytes(digest, "big") & (2**63 - 1)
 
 
-def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None):
+def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, keep=None,
+                 mask=None):
     """Encode ``image`` (uint8 ``[H, W, 3]`` or ``[H, W]``) -> :class:`EncodeResult`.
 
     ``bpp``: the whole file must be at most this many bits per pixel.  A
@@ -89,6 +102,14 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None):
     ``labels``: the image's label map ``[H, W]`` of class ids, required by a
     semantic model (and refused by others); the file carries it losslessly
     (:mod:`compression.label_map`) and its bytes count towards ``bpp``.
+
+    Selective compression (paper section 4.2; a model trained with
+    ``selective_probability > 0``): ``keep``, class names or ids (``"car,
+    pedestrian"``, ``"none"``), codes only the bottleneck cells those
+    classes touch in ``labels`` and lets the decoder synthesise the rest
+    from the label map; ``mask``, a uint8 ``[ceil(H/16), ceil(W/16)]`` array
+    of 0 and 1, codes exactly the cells it marks.  The file stores the mask
+    (:mod:`compression.mask`) and entropy-codes only the kept entries.
     """
     choices = channel_choices(model.config)
     if channels is not None:
@@ -106,19 +127,26 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None):
         if labels is None:
             raise ConfigError("this model is conditioned on semantic label maps: pass the "
                               "image's label map (--labels LABELMAP.png, labels=...)")
-        label_bytes = encode_label_map(check_label_map(labels, h, w, classes))
+        labels = check_label_map(labels, h, w, classes)
+        label_bytes = encode_label_map(labels)
     elif labels is not None:
         raise ConfigError("this model takes no label map (it is not a semantic model); "
                           "drop --labels")
+    cells, mask_bytes = _selective_mask(model, labels, keep, mask,
+                                        (math.ceil(h / DOWNSAMPLING), math.ceil(w / DOWNSAMPLING)))
     padded, _ = pad_to_multiple(image, DOWNSAMPLING)
     symbols = model.encode(to_float(padded))
     payloads = {}
 
     def code(k):
         kept = symbols[:, :, :k]
+        if cells is not None:
+            kept = kept[cells.astype(bool)][None]  # [1, kept cells, k]: only they are coded
         payloads[k] = encode_symbols(kept, model.probabilities[:k])
+        flags = ((bitstream.FLAG_SEMANTIC_MAP if classes else 0)
+                 | (bitstream.FLAG_SELECTIVE_MASK if cells is not None else 0))
         header = bitstream.Header(
-            flags=bitstream.FLAG_SEMANTIC_MAP if classes else 0,
+            flags=flags,
             fingerprint=model.fingerprint,
             image_height=h, image_width=w,
             bottleneck_channels=k,
@@ -127,7 +155,7 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None):
             seed=_default_seed(kept) if seed is None else int(seed),
             model_name=getattr(model, "name", ""),
         )
-        return bitstream.pack(header, _join(label_bytes, payloads[k]) if classes
+        return bitstream.pack(header, _join(label_bytes, mask_bytes, payloads[k]) if classes
                               else payloads[k])
 
     k, data = choose_channels(code, choices, h * w, bpp)
@@ -139,29 +167,71 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None):
         bound_bpp=bound_bits(symbols[:, :, :k].shape, model.config.num_centers) / pixels,
         channels=k,
         label_bpp=file_bpp(len(label_bytes), pixels),
+        mask_bpp=file_bpp(len(mask_bytes or b""), pixels),
+        kept_fraction=1.0 if cells is None else float(cells.mean()),
     )
 
 
-_LABEL_LENGTH = struct.Struct(">I")
+def _selective_mask(model, labels, keep, mask, cells_shape):
+    """``(cells [h, w] uint8 or None, stored mask bytes or None)`` for ``encode_image``."""
+    if keep is None and mask is None:
+        return None, None
+    cfg = model.config
+    if keep is not None and mask is not None:
+        raise ValueError("pass keep (classes) or mask, not both")
+    if not cfg.semantic_classes or not cfg.selective:
+        what = ("is not a semantic model" if not cfg.semantic_classes
+                else "was not trained for selective compression")
+        raise ConfigError(
+            f"selective compression (--keep/--synthesize) synthesises the regions it does not "
+            f"code from the label map; this model {what}: train one with "
+            "'gcompress train --semantic --classes ... --selective 0.5'")
+    if keep is not None:
+        ids = class_ids(keep, cfg)
+        return mask_from_labels(labels, ids), encode_mask_classes(ids)
+    mask = np.asarray(mask)
+    if mask.shape != cells_shape or not np.isin(mask, (0, 1)).all():
+        raise ConfigError(
+            f"mask must be a {cells_shape[0]}x{cells_shape[1]} array of 0 and 1 (one cell per "
+            f"16x16 block of the image), got shape {mask.shape}")
+    mask = mask.astype(np.uint8)
+    return mask, encode_mask_bitmap(mask)
 
 
-def _join(label_bytes, symbol_bytes):
-    """A semantic file's payload: u32 label-map length, the label map, the symbol stream."""
-    return _LABEL_LENGTH.pack(len(label_bytes)) + label_bytes + symbol_bytes
+_LENGTH = struct.Struct(">I")
+
+
+def _join(label_bytes, mask_bytes, symbol_bytes):
+    """A semantic file's payload: u32 label-map length, the label map, for a selective
+    file u32 mask length and the mask, then the symbol stream (docs/format.md)."""
+    mask_part = b"" if mask_bytes is None else _LENGTH.pack(len(mask_bytes)) + mask_bytes
+    return _LENGTH.pack(len(label_bytes)) + label_bytes + mask_part + symbol_bytes
+
+
+def _take(payload, start, what):
+    """``(section, end)``: the u32-length-prefixed section at ``start`` of ``payload``."""
+    if len(payload) < start + _LENGTH.size:
+        raise CorruptFileError(f"corrupt .gcz file: the payload is too short for its {what}")
+    (length,) = _LENGTH.unpack_from(payload, start)
+    begin = start + _LENGTH.size
+    end = begin + length
+    if end > len(payload):
+        raise CorruptFileError(f"corrupt .gcz file: a {what} of {length} bytes does not fit "
+                               f"the {len(payload)}-byte payload")
+    return payload[begin:end], end
 
 
 def split_payload(header, payload):
-    """``(label_map_bytes or None, symbol_stream)`` of a file's payload (see docs/format.md)."""
+    """``(label map bytes or None, mask bytes or None, symbol stream)`` of a file's payload."""
     if not header.flags & bitstream.FLAG_SEMANTIC_MAP:
-        return None, payload
-    if len(payload) < _LABEL_LENGTH.size:
-        raise CorruptFileError("corrupt .gcz file: the payload is too short for its label map")
-    (length,) = _LABEL_LENGTH.unpack_from(payload)
-    end = _LABEL_LENGTH.size + length
-    if end > len(payload):
-        raise CorruptFileError(f"corrupt .gcz file: a label map of {length} bytes does not fit "
-                               f"the {len(payload)}-byte payload")
-    return payload[_LABEL_LENGTH.size:end], payload[end:]
+        if header.flags & bitstream.FLAG_SELECTIVE_MASK:
+            raise CorruptFileError("corrupt .gcz file: a selective mask without a label map")
+        return None, None, payload
+    label_bytes, end = _take(payload, 0, "label map")
+    mask_bytes = None
+    if header.flags & bitstream.FLAG_SELECTIVE_MASK:
+        mask_bytes, end = _take(payload, end, "selective mask")
+    return label_bytes, mask_bytes, payload[end:]
 
 
 def encode(model, image, seed=None, bpp=None, labels=None):
@@ -171,11 +241,6 @@ def encode(model, image, seed=None, bpp=None, labels=None):
 
 def _check_header(model, header):
     cfg = model.config
-    if header.flags & bitstream.FLAG_SELECTIVE_MASK:
-        raise UnsupportedVersionError(
-            f"the file uses an extension (flags {header.flags:#06x}: selective mask) that this "
-            "version of gcompress cannot decode yet"
-        )
     if header.fingerprint != model.fingerprint:
         raise ModelMismatchError(
             f"this file was written by model {describe_model(header)}, "
@@ -212,14 +277,17 @@ def describe_model(header):
 
 
 def read_payload(model, data, max_pixels=DEFAULT_MAX_PIXELS):
-    """Everything of decoding below the neural decoder: ``(header, symbols [h, w, k], labels)``.
+    """Everything of decoding below the neural decoder: ``(header, symbols [h, w, k], labels,
+    mask)``.
 
     Reads and verifies the container (bytes or a path), checks the pixel
     limit and the header against ``model`` (its ``config``, ``fingerprint``
     and ``probabilities``; no TensorFlow is needed) and entropy-decodes the
     payload; ``labels`` is the label map ``[H, W]`` of a semantic model's
-    file, else None.  Raises only the project's errors (``BitstreamError``
-    subclasses, ``ModelMismatchError``); ``TypeError`` for a wrong ``data``.
+    file, else None; ``mask`` the uint8 ``[h, w]`` mask of a selective file
+    (its symbols are 0 outside it), else None.  Raises only the project's
+    errors (``BitstreamError`` subclasses, ``ModelMismatchError``);
+    ``TypeError`` for a wrong ``data``.
     """
     if isinstance(data, (str, os.PathLike)):
         header, payload = bitstream.read_file(data, max_pixels)
@@ -230,17 +298,28 @@ def read_payload(model, data, max_pixels=DEFAULT_MAX_PIXELS):
                         f"got {type(data).__name__}")
     bitstream.check_pixels(header.image_height, header.image_width, max_pixels)
     _check_header(model, header)
-    label_bytes, payload = split_payload(header, payload)
-    labels = None
+    label_bytes, mask_bytes, payload = split_payload(header, payload)
+    cfg = model.config
+    labels = mask = None
     if label_bytes is not None:
         labels = decode_label_map(label_bytes, (header.image_height, header.image_width),
-                                  model.config.semantic_classes)
+                                  cfg.semantic_classes)
     probabilities = model.probabilities[:header.bottleneck_channels]
-    return header, decode_symbols(payload, header.bottleneck_shape, probabilities), labels
+    if mask_bytes is None:
+        return header, decode_symbols(payload, header.bottleneck_shape, probabilities), labels, None
+    if not cfg.selective:
+        raise CorruptFileError("header is inconsistent: a selective mask is stored, but the "
+                               "model was not trained for selective compression")
+    h, w, k = header.bottleneck_shape
+    mask = decode_mask(mask_bytes, (h, w), labels, cfg.semantic_classes)
+    kept = decode_symbols(payload, (1, int(mask.sum()), k), probabilities)
+    symbols = np.zeros((h, w, k), np.int32)
+    symbols[mask.astype(bool)] = kept[0]
+    return header, symbols, labels, mask
 
 
 def read_symbols(model, data, max_pixels=DEFAULT_MAX_PIXELS):
-    """``(header, symbols [h, w, k])`` of a file: :func:`read_payload` without the label map."""
+    """``(header, symbols [h, w, k])`` of a file: :func:`read_payload` without the maps."""
     return read_payload(model, data, max_pixels)[:2]
 
 
@@ -252,12 +331,14 @@ def decode_image(model, data, max_pixels=DEFAULT_MAX_PIXELS):
     pixels raises :class:`~compression.errors.ImageTooLargeError` (``None``:
     no limit), a payload too short for the claimed size or not exactly the
     coder's stream raises :class:`~compression.errors.CorruptFileError`, and
-    large images decode in tiles straight into the uint8 result.
+    large images decode in tiles straight into the uint8 result.  A selective
+    file's unkept cells are synthesised from its label map.
     """
-    header, symbols, labels = read_payload(model, data, max_pixels)
+    header, symbols, labels, mask = read_payload(model, data, max_pixels)
     if labels is not None:
         labels = pad_to_multiple(labels, DOWNSAMPLING)[0]
-    reconstruction = model.decode(symbols, header.seed, labels=labels, as_uint8=True)
+    reconstruction = model.decode(symbols, header.seed, labels=labels, mask=mask,
+                                  as_uint8=True)
     image = crop_to(reconstruction, (header.image_height, header.image_width))
     return image, header
 
@@ -279,7 +360,13 @@ def file_stats(data, max_pixels=DEFAULT_MAX_PIXELS):
         header, payload = bitstream.unpack(data)
         data_size = len(data)
     pixels = header.image_height * header.image_width
-    label_bytes, payload = split_payload(header, payload)
+    label_bytes, mask_bytes, payload = split_payload(header, payload)
+    kept = 1.0
+    if mask_bytes is not None:
+        labels = None
+        if mask_bytes[:1] == bytes([MASK_CLASSES]):
+            labels = decode_label_map(label_bytes, (header.image_height, header.image_width), 256)
+        kept = float(decode_mask(mask_bytes, header.bottleneck_shape[:2], labels).mean())
     return {
         "height": header.image_height,
         "width": header.image_width,
@@ -287,6 +374,8 @@ def file_stats(data, max_pixels=DEFAULT_MAX_PIXELS):
         "bpp": 8 * data_size / pixels,
         "payload_bpp": 8 * len(payload) / pixels,
         "label_bpp": 8 * len(label_bytes or b"") / pixels,
+        "mask_bpp": 8 * len(mask_bytes or b"") / pixels,
+        "kept_fraction": kept,
         "bound_bpp": bound_bits(header.bottleneck_shape, header.num_centers) / pixels,
         "channels": header.bottleneck_channels,
         "model": bitstream.fingerprint_hex(header.fingerprint),

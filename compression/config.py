@@ -43,7 +43,8 @@ FOR_BPP_TOLERANCE = 0.02
 _ABSENT_MEANS = {
     "gan_ramp_steps": 0, "d_warmup_steps": 0, "freeze_encoder": False, "lambda_ms_ssim": 0.0,
     "lr_decay_step": 0, "lr_decay_factor": 0.1, "noise_batch": 1, "quantizer": "soft",
-    "min_channels": None, "chroma_weight": 1.0,
+    "min_channels": None, "chroma_weight": 1.0, "selective_probability": 0.0,
+    "class_names": (),
 }
 
 
@@ -151,6 +152,15 @@ class CompressionConfig:
         picks it per image for a target bpp (:mod:`compression.rate_control`).
         Default (None): the paper's fixed-rate model, every file codes all
         ``channels`` (as does ``min_channels == channels``).
+      selective_probability: a selective-compression model (paper section
+        4.2) when above 0: this share of the training examples gets a sampled
+        bottleneck mask (kept classes of its label map, or a kept box; see
+        :func:`compression.selective.sample_masks`), ``w_hat`` is zeroed
+        outside it and the distortion terms count only inside it, so the
+        decoder learns to synthesise the rest from the label map.  Needs a
+        semantic GAN model: outside the mask only the adversarial terms teach.
+      class_names: one name per label id (``semantic_classes`` of them), so
+        ``encode --keep car,pedestrian`` can name classes; empty: ids only.
     """
 
     channels: int = 8
@@ -187,6 +197,8 @@ class CompressionConfig:
     histogram_decay: float = 0.999
     min_channels: int = None
     chroma_weight: float = 1.0
+    selective_probability: float = 0.0
+    class_names: tuple = ()
     _notes: tuple = field(default=(), repr=False, compare=False)
 
     def __post_init__(self):
@@ -202,13 +214,46 @@ class CompressionConfig:
         for name in ("sigma", "width", "discriminator_width", "lambda_mse", "lambda_fm",
                      "lambda_gan", "g_learning_rate", "d_learning_rate", "beta1",
                      "ema_decay", "histogram_decay", "lambda_ms_ssim", "lr_decay_factor",
-                     "chroma_weight"):
+                     "chroma_weight", "selective_probability"):
             value = getattr(self, name)
             if not _is_number(value):
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
             object.__setattr__(self, name, float(value))
         self._check_ints()
         self._check_ranges()
+        self._check_semantic()
+
+    def _check_semantic(self):
+        names = self.class_names
+        if isinstance(names, (str, bytes)) or not all(
+                isinstance(n, str) for n in _iterable(names)):
+            raise ConfigError(f"class_names must be a list of strings, got {names!r}")
+        names = tuple(names)
+        object.__setattr__(self, "class_names", names)
+        if names:
+            if len(names) != self.semantic_classes:
+                raise ConfigError(
+                    f"class_names has {len(names)} names but semantic_classes is "
+                    f"{self.semantic_classes}; give one name per label id")
+            bad = [n for n in names if not n or n != n.strip() or "," in n]
+            if bad:
+                raise ConfigError(f"class names must be non-empty, without commas or "
+                                  f"surrounding spaces; got {bad[:3]}")
+            if len(set(names)) != len(names):
+                raise ConfigError(f"class_names has duplicates: {sorted(names)}")
+        if not 0 <= self.selective_probability <= 1:
+            raise ConfigError(f"selective_probability must be in [0, 1], "
+                              f"got {self.selective_probability}")
+        if self.selective_probability > 0:
+            if not self.semantic_classes:
+                raise ConfigError(
+                    "selective compression (selective_probability > 0) synthesises the "
+                    "regions it does not code from the label map: it needs a semantic model "
+                    "(--semantic --classes N)")
+            if not self.gan:
+                raise ConfigError(
+                    "selective compression needs the adversarial terms: outside the mask "
+                    "nothing else teaches the decoder; drop --no-gan / lambda_gan 0")
 
     def _check_ints(self):
         minimums = {
@@ -313,6 +358,11 @@ class CompressionConfig:
         return self.channels if self.min_channels is None else self.min_channels
 
     @property
+    def selective(self):
+        """True when the model was trained to code only a masked part of the bottleneck."""
+        return self.selective_probability > 0
+
+    @property
     def num_centers(self):
         """``L``, the number of quantiser centres."""
         return len(self.centers)
@@ -385,6 +435,7 @@ class CompressionConfig:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                if not f.name.startswith("_")}
         out["centers"] = list(self.centers)
+        out["class_names"] = list(self.class_names)
         return out
 
     def to_json(self):

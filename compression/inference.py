@@ -30,6 +30,7 @@ from compression.model import (
     symbol_counts_variable,
 )
 from compression.quantizer import dequantize
+from compression.selective import apply_mask
 from compression.semantic import one_hot_labels
 from compression.shipped import known_models_hint, resolve_name
 from compression.weights import stored_float
@@ -277,6 +278,11 @@ class CompressionModel:
             self._symbols_out = q.symbols
             z = sample_noise(1, cfg.noise_dim, self._seed) if cfg.noise else None
             w_hat = dequantize(self._symbols_in, cfg.centers)
+            # Selective files: 1 where the bottleneck was coded, 0 where the decoder
+            # synthesises (w_hat zeroed as in training, compression.selective).
+            self._mask = _v1.placeholder_with_default(
+                tf.ones_like(w_hat[..., :1]), [1, None, None, 1], name="selective_mask")
+            w_hat = apply_mask(w_hat, self._mask)
             # How many leading channels are real (variable-rate models; the rest are filled).
             self._kept = _v1.placeholder_with_default(
                 tf.constant(cfg.channels, tf.int32), [], name="kept_channels")
@@ -391,7 +397,7 @@ class CompressionModel:
         feed = {self._images: image[None]}
         return self.session.run(self._symbols_out, feed)[0]
 
-    def decode(self, symbols, seed, labels=None, tile=None, as_uint8=False):
+    def decode(self, symbols, seed, labels=None, tile=None, as_uint8=False, mask=None):
         """Symbols ``[h, w, k]`` and the noise seed -> float image ``[16h, 16w, 3]`` in [-1, 1].
 
         ``k`` is ``C``, or for a variable-rate model any count of leading
@@ -404,7 +410,8 @@ class CompressionModel:
         stays bounded; ``tile=0`` forces one pass.  Tiling is seam-free: see
         :meth:`decode_tiled`.  ``as_uint8``: return uint8 (see
         :func:`~compression.image_io.to_uint8`), converted tile by tile, so
-        no float image of the whole size is ever held.
+        no float image of the whole size is ever held.  ``mask`` (uint8
+        ``[h, w]``, selective files): cells where it is 0 are synthesised.
         """
         symbols = np.asarray(symbols)
         cfg = self.config
@@ -421,6 +428,11 @@ class CompressionModel:
         feed = {self._symbols_in: padded, self._kept: kept,
                 self._seed: seed - 2**64 if seed >= 2**63 else seed}
         feed.update(self._check_labels(labels, 16 * h, 16 * w))
+        if mask is not None:
+            mask = np.asarray(mask)
+            if mask.shape != (h, w):
+                raise ConfigError(f"mask must have shape {(h, w)}, got {mask.shape}")
+            feed[self._mask] = mask.reshape(1, h, w, 1).astype(np.float32)
         if tile is None:
             tile = self.tile_for(h, w)
         if not tile or (h <= tile and w <= tile):

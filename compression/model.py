@@ -39,6 +39,7 @@ from compression.losses import (
     ms_ssim_loss,
 )
 from compression.quantizer import dequantize, quantize, symbol_counts
+from compression.selective import apply_mask, keep_inside, sample_masks
 from compression.semantic import one_hot_labels, semantic_encoder
 from noisegen import dcgan_generator
 
@@ -161,8 +162,9 @@ def estimated_bits(symbols, counts, mask=None):
 
     Uses the same smoothing as :func:`compression.entropy_model.probabilities_from_counts`
     (every symbol has probability > 0), so it estimates the payload size.
-    ``mask`` (``[B, 1, 1, C]``, see :func:`kept_channel_mask`): count only the
-    channels a variable-rate file would code.
+    ``mask`` (float64, broadcastable to ``[B, h, w, C]``: :func:`kept_channel_mask`,
+    a selective mask ``[B, h, w, 1]``, or their product): count only the
+    entries a file would code.
     """
     num_centers = int(counts.shape[-1])
     total = tf.reduce_sum(counts, axis=-1, keepdims=True)
@@ -202,7 +204,8 @@ class TrainingGraph:
     update alone) and ``d_train_op`` (D's alone) are None then.
     ``endpoints`` has ``w``, ``w_hat``, ``symbols``, ``noise`` (or None),
     ``reconstruction``, ``images`` and, for variable-rate configs only,
-    ``kept`` (how many leading channels each example kept, ``[B]``); ``losses`` are the GAN phase's
+    ``kept`` (how many leading channels each example kept, ``[B]``), for
+    selective ones ``mask`` (``[B, h, w, 1]``, 1 = coded); ``losses`` are the GAN phase's
     (``g_loss``, ``d_loss``, ``distortion``, ``g_gan``, ``feature_matching``;
     ``ms_ssim`` when that term is on); ``metrics`` has ``psnr``,
     ``bpp_bound`` and ``bpp_estimate``.
@@ -302,15 +305,22 @@ def build_training_graph(images, config, labels=None, z=None, loss_scale=None):
     if config.variable_rate:
         # Nested dropout: each example keeps a uniform k of its leading channels.
         kept = tf.random.uniform([batch], config.min_channels, config.channels + 1, tf.int32)
-    reconstruction, noise = synthesize(q.w_hat, config, True, z=z, labels_one_hot=one_hot,
+    w_hat, mask = q.w_hat, None
+    if config.selective:
+        # Section 4.2: the decoder sees only the masked entries and must
+        # synthesise the rest; distortion counts only where something was coded.
+        mask = sample_masks(one_hot, config.selective_probability)
+        w_hat = apply_mask(w_hat, mask)
+    reconstruction, noise = synthesize(w_hat, config, True, z=z, labels_one_hot=one_hot,
                                        kept=kept)
+    scored = reconstruction if mask is None else keep_inside(images, reconstruction, mask)
 
     global_step = _v1.train.get_or_create_global_step()
-    distortion = distortion_loss(images, reconstruction, config.chroma_weight)
+    distortion = distortion_loss(images, scored, config.chroma_weight)
     distortion_term = config.lambda_mse * distortion
     warmup_losses = {"distortion": distortion}
     if config.lambda_ms_ssim > 0:
-        warmup_losses["ms_ssim"] = ms_ssim_loss(images, reconstruction)
+        warmup_losses["ms_ssim"] = ms_ssim_loss(images, scored)
         distortion_term += config.lambda_ms_ssim * warmup_losses["ms_ssim"]
     warmup_losses["g_loss"] = distortion_term
 
@@ -401,12 +411,13 @@ def build_training_graph(images, config, labels=None, z=None, loss_scale=None):
 
     pixels = tf.cast(batch * tf.shape(images)[1] * tf.shape(images)[2], tf.float64)
     mse_8bit = tf.reduce_mean(tf.square((images - reconstruction) * 127.5))
+    coded = None if kept is None else kept_channel_mask(kept, config.channels)
+    if mask is not None:
+        coded = tf.cast(mask, tf.float64) * (1.0 if coded is None else coded)
     metrics = {
         "psnr": 10.0 * tf.math.log(255.0**2 / tf.maximum(mse_8bit, 1e-10)) / tf.math.log(10.0),
         "bpp_bound": tf.constant(config.bpp_bound(), tf.float64),
-        "bpp_estimate": estimated_bits(
-            q.symbols, counts,
-            None if kept is None else kept_channel_mask(kept, config.channels)) / pixels,
+        "bpp_estimate": estimated_bits(q.symbols, counts, coded) / pixels,
     }
     return TrainingGraph(
         config=config,
@@ -414,6 +425,7 @@ def build_training_graph(images, config, labels=None, z=None, loss_scale=None):
             "images": images, "w": w, "w_hat": q.w_hat, "symbols": q.symbols,
             "noise": noise, "reconstruction": reconstruction,
             **({"kept": kept} if kept is not None else {}),
+            **({"mask": mask} if mask is not None else {}),
         },
         losses=losses,
         metrics=metrics,

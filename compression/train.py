@@ -60,6 +60,7 @@ from compression.model import (
 from compression.precision import apply_precision, check_precision, loss_scale
 from compression.semantic import one_hot_labels
 from compression.shipped import resolve_name
+from compression.weights import stored_float
 from noisegen import sample_noise
 
 __all__ = ["TrainResult", "train", "prepare_run_dir", "RUN_NAME"]
@@ -191,7 +192,7 @@ class _StopFlag:
                 signal.signal(s, handler)
 
 
-def _initializer_from(source, graph_variables):
+def _initializer_from(source, graph_variables, log=print):
     """A Saver that loads this graph's variables from another run (``--init-from``).
 
     ``source`` is a run directory, a checkpoint prefix, an export or a shipped
@@ -201,27 +202,43 @@ def _initializer_from(source, graph_variables):
     its batch-norm statistics) must be there with the same shape, or the two
     runs have different architectures and this raises with the names; the
     discriminator, the optimiser slots, the EMA shadows and the histogram
-    are taken when present and otherwise start fresh.  The step counter is
-    never taken: the new run's schedule counts from 0.
+    are taken when present (and of the same shape) and otherwise start fresh.
+    The step counter is never taken: the new run's schedule counts from 0.
+
+    One architecture change is bridged: a semantic model seeded from a
+    non-semantic one.  Its semantic branch starts fresh, and the decoder's
+    first convolution, which reads the semantic features as extra input
+    channels after ``w_hat`` and the noise, keeps the source's kernel with
+    zeros for the new channels, so the new model starts out decoding exactly
+    as the source did and learns to use the label map from there.
     Returns ``(restore, checkpoint, taken, fresh)``; ``restore(sess)`` loads them.
     """
     from compression.inference import checkpoint_restorer, resolve_run
 
     _, ckpt = resolve_run(source)
     stored = dict(tf.train.list_variables(ckpt))
-    taken, fresh, mismatched = {}, [], []
+    source_semantic = any(n.startswith("generator/semantic_encoder/") for n in stored)
+    taken, fresh, mismatched, widened = {}, [], [], {}
     for v in graph_variables:
         name = v.op.name
         if name == "global_step":
             continue
+        shape = v.shape.as_list()
         if name not in stored:
             fresh.append(name)
-        elif list(stored[name]) != v.shape.as_list():
-            mismatched.append(f"{name} {stored[name]} vs {v.shape.as_list()}")
-        else:
+        elif list(stored[name]) == shape:
             taken[name] = v
+        elif not name.startswith("generator/") or "adam" in name or _EMA_SHADOW in name:
+            fresh.append(name)
+        elif (not source_semantic and len(shape) == 4 and "/decoder/c3s1/" in name
+              and list(stored[name][:2]) + list(stored[name][3:]) == shape[:2] + shape[3:]
+              and stored[name][2] < shape[2]):
+            widened[name] = v
+        else:
+            mismatched.append(f"{name} {stored[name]} vs {shape}")
     required = [n for n in fresh if n.startswith("generator/")
-                and "adam" not in n and "ExponentialMovingAverage" not in n]
+                and "adam" not in n and _EMA_SHADOW not in n
+                and not (n.startswith("generator/semantic_encoder/") and not source_semantic)]
     if mismatched or required:
         problems = mismatched + [f"{n} missing" for n in required]
         raise CompressionError(
@@ -229,7 +246,29 @@ def _initializer_from(source, graph_variables):
             f"({len(problems)} variables, e.g. {'; '.join(problems[:3])}); "
             "give the new run the source run's width, channels, residual blocks, "
             "noise and semantic settings (its config.json)")
-    return checkpoint_restorer(ckpt, taken), ckpt, len(taken), fresh
+    restore_taken = checkpoint_restorer(ckpt, taken)
+    if not widened:
+        return restore_taken, ckpt, len(taken), fresh
+    log(f"--init-from: a semantic branch is new; {', '.join(widened)} keeps the source's "
+        "kernel with zeros for the semantic channels")
+    reader = tf.train.load_checkpoint(ckpt)
+    placeholders = {n: _v1.placeholder(tf.float32, v.shape) for n, v in widened.items()}
+    assigns = [v.assign(placeholders[n]) for n, v in widened.items()]
+
+    def restore(sess):
+        restore_taken(sess)
+        feed = {}
+        for n, v in widened.items():
+            kernel = np.zeros(v.shape.as_list(), np.float32)
+            old = stored_float(reader, n, ckpt)
+            kernel[:, :, :old.shape[2]] = old
+            feed[placeholders[n]] = kernel
+        sess.run(assigns, feed)
+
+    return restore, ckpt, len(taken) + len(widened), fresh
+
+
+_EMA_SHADOW = "ExponentialMovingAverage"
 
 
 def _restorable_checkpoint(run_dir, log):
@@ -504,7 +543,7 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
         warm = None
         if init_from is not None and ckpt is None:
             try:
-                warm = _initializer_from(init_from, _v1.global_variables())
+                warm = _initializer_from(init_from, _v1.global_variables(), log)
             except CompressionError:
                 if fresh_dir:  # leave nothing that the corrected command would refuse
                     for name in (CONFIG_NAME, RUN_NAME):

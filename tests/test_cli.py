@@ -409,3 +409,43 @@ def test_semantic_encode_with_label_maps(capsys, semantic_run, tmp_path):
     code, _, err = run_cli(capsys, "encode", images / "f0_leftImg8bit.png", "--model",
                            semantic_run, "--labels", tmp_path / "nothing")
     assert code == 2 and "--labels" in err and "does not exist" in err
+
+
+def test_selective_encode_keep_and_synthesize(capsys, semantic_run, tmp_path):
+    import dataclasses
+
+    from conftest import TINY
+
+    from compression.inference import initialize_run
+
+    run = tmp_path / "selective"
+    initialize_run(dataclasses.replace(
+        TINY, semantic_classes=5, selective_probability=0.5,
+        class_names=("sky", "building", "road", "car", "person")), run)
+    write_png(tmp_path / "street.png", 48, 64)
+    ids = np.zeros((48, 64), np.uint8)
+    ids[24:] = 2
+    ids[30:40, 10:20] = 3  # a car
+    Image.fromarray(ids).save(tmp_path / "street_labels.png")
+    common = ["--model", run, "--labels", tmp_path / "street_labels.png"]
+    code, out, err = run_cli(capsys, "encode", tmp_path / "street.png", *common, "--keep",
+                             "car", "-o", tmp_path / "car.gcz")
+    assert code == 0, err
+    assert "kept 33.3% of the bottleneck" in out and "mask 0.0" in out   # 4 of 12 cells
+    code, out, err = run_cli(capsys, "encode", tmp_path / "street.png", *common,
+                             "--synthesize", "sky,building,road,person", "-o",
+                             tmp_path / "synth.gcz")
+    assert code == 0 and "kept 33.3%" in out, err
+    assert (tmp_path / "car.gcz").read_bytes() == (tmp_path / "synth.gcz").read_bytes()
+    _, info, _ = run_cli(capsys, "info", tmp_path / "car.gcz")
+    assert "kept_fraction 0.3333" in info and re.search(r"mask_bpp 0\.0\d+", info)
+    code, out, err = run_cli(capsys, "decode", tmp_path / "car.gcz", "--model", run, "-o",
+                             tmp_path / "car.png")
+    assert code == 0 and "64x48" in out, err
+    code, _, err = run_cli(capsys, "encode", tmp_path / "street.png", *common, "--keep",
+                           "bus", "-o", tmp_path / "bus.gcz")
+    assert code == 2 and "unknown class 'bus'" in err and "3 car" in err
+    code, _, err = run_cli(capsys, "encode", tmp_path / "street.png", "--model", semantic_run,
+                           "--labels", tmp_path / "street_labels.png", "--keep", "3", "-o",
+                           tmp_path / "x.gcz")
+    assert code == 2 and "not trained for selective compression" in err

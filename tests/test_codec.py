@@ -191,7 +191,7 @@ def test_unknown_flags(tiny_model, small_file):
     body[5:7] = struct.pack(">H", 0x8000)
     with pytest.raises(UnsupportedVersionError, match="flags"):
         decode(tiny_model, bytes(body) + struct.pack(">I", zlib.crc32(body)))
-    with pytest.raises(UnsupportedVersionError, match="selective mask"):
+    with pytest.raises(CorruptFileError, match="a selective mask without a label map"):
         decode(tiny_model, repack(small_file, flags=bitstream.FLAG_SELECTIVE_MASK))
     with pytest.raises(CorruptFileError, match="a label map is stored, but the model takes none"):
         decode(tiny_model, repack(small_file, flags=bitstream.FLAG_SEMANTIC_MAP))
@@ -343,7 +343,8 @@ def street_labels(h, w):
 def test_semantic_round_trip_carries_the_label_map(semantic_model):
     image, labels = photo("coffee"), street_labels(100, 150)
     result = encode_image(semantic_model, image, labels=labels)
-    header, symbols, decoded_labels = read_payload(semantic_model, result.data)
+    header, symbols, decoded_labels, mask = read_payload(semantic_model, result.data)
+    assert mask is None  # not a selective file
     assert header.flags & bitstream.FLAG_SEMANTIC_MAP
     np.testing.assert_array_equal(decoded_labels, labels)  # lossless
     decoded = decode(semantic_model, result.data)  # the file is all the decoder needs
@@ -392,3 +393,113 @@ def test_rate_control_counts_the_label_map(semantic_model):
     assert encode_image(semantic_model, image, labels=labels, bpp=full.bpp).data == full.data
     with pytest.raises(RateError):
         encode_image(semantic_model, image, labels=labels, bpp=full.bpp - full.label_bpp / 2)
+
+
+# -- selective compression (paper section 4.2) --------------------------------
+
+STREET_CLASSES = ("sky", "building", "pole", "road", "car")
+
+
+@pytest.fixture(scope="module")
+def selective_model(tmp_path_factory):
+    """An initialised semantic TINY trained-for-selective by config, with class names."""
+    from conftest import TINY
+
+    from compression.inference import initialize_run, load_model
+
+    run = tmp_path_factory.mktemp("selective") / "run"
+    initialize_run(dataclasses.replace(TINY, semantic_classes=5, class_names=STREET_CLASSES,
+                                       selective_probability=0.5), run)
+    model = load_model(run)
+    yield model
+    model.close()
+
+
+def test_selective_file_codes_only_the_kept_cells(selective_model):
+    from compression.mask import mask_from_labels
+
+    image, labels = photo("coffee"), street_labels(100, 150)
+    full = encode_image(selective_model, image, labels=labels)
+    cars = encode_image(selective_model, image, labels=labels, keep="car")
+    header, symbols, decoded_labels, mask = read_payload(selective_model, cars.data)
+    assert header.flags & bitstream.FLAG_SELECTIVE_MASK
+    np.testing.assert_array_equal(mask, mask_from_labels(labels, [4]))
+    np.testing.assert_array_equal(decoded_labels, labels)
+    _, all_symbols, _, _ = read_payload(selective_model, full.data)
+    kept = mask.astype(bool)
+    # Inside the mask the symbols are the full file's; outside nothing was stored.
+    np.testing.assert_array_equal(symbols[kept], all_symbols[kept])
+    assert (symbols[~kept] == 0).all()
+    assert cars.kept_fraction == pytest.approx(mask.mean()) and 0 < cars.kept_fraction < 0.5
+    assert cars.payload_bpp < 0.6 * full.payload_bpp and cars.bpp < full.bpp
+    # The class list costs 3 bytes: kind, count, id (plus its u32 length).
+    assert cars.mask_bpp == pytest.approx(8 * 3 / (100 * 150))
+    stats = file_stats(cars.data)
+    assert stats["kept_fraction"] == pytest.approx(cars.kept_fraction)
+    assert stats["mask_bpp"] == pytest.approx(cars.mask_bpp)
+    overhead = bitstream.unpack(cars.data)[0].overhead + 4 + 4
+    assert len(cars.data) * 8 == pytest.approx(
+        (cars.label_bpp + cars.mask_bpp + cars.payload_bpp) * 100 * 150 + 8 * overhead)
+    decoded = decode(selective_model, cars.data)
+    assert decoded.shape == image.shape
+    assert not np.array_equal(decoded, decode(selective_model, full.data))
+
+
+def test_selective_decoding_ignores_the_symbols_outside_the_mask(selective_model):
+    """w_hat is zeroed outside the mask, so whatever stands there cannot matter."""
+    image, labels = photo("coffee"), street_labels(100, 150)
+    data = encode_image(selective_model, image, labels=labels, keep="car").data
+    header, symbols, _, mask = read_payload(selective_model, data)
+    padded = pad_to_multiple(labels, 16)[0]
+    noisy = symbols.copy()
+    noisy[~mask.astype(bool)] = np.random.default_rng(0).integers(
+        0, 5, noisy[~mask.astype(bool)].shape)
+    a = selective_model.decode(symbols, header.seed, labels=padded, mask=mask)
+    b = selective_model.decode(noisy, header.seed, labels=padded, mask=mask)
+    np.testing.assert_array_equal(a, b)
+    c = selective_model.decode(noisy, header.seed, labels=padded)  # no mask: they count
+    assert not np.array_equal(a, c)
+
+
+def test_fully_synthesised_and_explicit_masks(selective_model):
+    image, labels = photo("coffee"), street_labels(100, 150)
+    nothing = encode_image(selective_model, image, labels=labels, keep="none")
+    _, symbols, _, mask = read_payload(selective_model, nothing.data)
+    assert nothing.kept_fraction == 0 and not mask.any() and nothing.payload_bpp == 0
+    assert decode(selective_model, nothing.data).shape == image.shape
+    explicit = np.zeros((7, 10), np.uint8)
+    explicit[2:5, 3:8] = 1
+    boxed = encode_image(selective_model, image, labels=labels, mask=explicit)
+    _, _, _, mask = read_payload(selective_model, boxed.data)
+    np.testing.assert_array_equal(mask, explicit)
+    assert file_stats(boxed.data)["kept_fraction"] == pytest.approx(15 / 70)
+
+
+def test_selective_compression_errors(selective_model, semantic_model):
+    image, labels = photo("coffee"), street_labels(100, 150)
+    with pytest.raises(ConfigError, match="not trained for selective compression"):
+        encode_image(semantic_model, image, labels=labels, keep="0")
+    with pytest.raises(ConfigError, match="unknown class 'bus'.*4 car"):
+        encode_image(selective_model, image, labels=labels, keep="car,bus")
+    with pytest.raises(ConfigError, match="unknown class '5'"):
+        encode_image(selective_model, image, labels=labels, keep=[5])
+    with pytest.raises(ConfigError, match="7x10 array of 0 and 1"):
+        encode_image(selective_model, image, labels=labels, mask=np.ones((7, 9), np.uint8))
+    with pytest.raises(ConfigError, match="7x10 array of 0 and 1"):
+        encode_image(selective_model, image, labels=labels, mask=np.full((7, 10), 2))
+    with pytest.raises(ValueError, match="not both"):
+        encode_image(selective_model, image, labels=labels, keep="car",
+                     mask=np.ones((7, 10), np.uint8))
+
+
+def test_a_damaged_mask_is_a_corrupt_file(selective_model):
+    image, labels = photo("coffee"), street_labels(100, 150)
+    data = encode_image(selective_model, image, labels=labels, keep="car").data
+    header, payload = bitstream.unpack(data)
+    (label_length,) = struct.unpack_from(">I", payload)
+    at = 4 + label_length  # the mask's u32 length, then kind, count, ids
+    for bad in (payload[:at + 4] + b"\x07" + payload[at + 5:],     # unknown coding
+                payload[:at + 6] + b"\x09" + payload[at + 7:],     # class id 9 of 5
+                payload[:at] + b"\xff\xff\xff\xff" + payload[at + 4:]):  # overlong section
+        with pytest.raises(CorruptFileError):
+            read_payload(selective_model, bitstream.pack(header, bad))

@@ -516,3 +516,32 @@ def test_init_from_an_int8_export(tiny_data, tmp_path, capsys):
             tf.train.load_variable(after, n),
             dequantize_int8(tf.train.load_variable(stored, n),
                             tf.train.load_variable(stored, n + SCALE_SUFFIX)))
+
+
+def test_init_from_seeds_a_selective_semantic_model(tiny_data, tmp_path, capsys):
+    """A non-semantic run seeds a semantic one: the semantic branch starts fresh and the
+    decoder's first kernel is the source's, with zeros for the semantic channels."""
+    mse = tmp_path / "mse"
+    assert train_cli(tiny_data, mse, "--no-gan", steps=2) == 0
+    source = tf.train.latest_checkpoint(str(mse))
+    capsys.readouterr()
+    sem = tmp_path / "selective"
+    assert main(["train", "--data", str(tiny_data), "--out", str(sem), "--init-from", str(mse),
+                 "--semantic", "--classes", "sky,road,car,person", "--selective", "0.5",
+                 "--lambda-gan", "0.1", "--lr", "0", "--steps", "1", "--val-images", "0",
+                 "--no-progress"]) == 0
+    assert "keeps the source's kernel with zeros" in capsys.readouterr().out
+    saved = CompressionConfig.load(sem / "config.json")
+    assert saved.class_names == ("sky", "road", "car", "person")
+    assert saved.selective_probability == 0.5 and saved.semantic_classes == 4
+    after = tf.train.latest_checkpoint(str(sem))
+    name = "generator/decoder/c3s1/weights"
+    old, new = tf.train.load_variable(source, name), tf.train.load_variable(after, name)
+    assert new.shape[2] == old.shape[2] + saved.semantic_channels
+    np.testing.assert_array_equal(new[:, :, :old.shape[2]], old)   # learning rate 0
+    assert not new[:, :, old.shape[2]:].any()
+    assert any(n.startswith("generator/semantic_encoder/") for n, _ in
+               tf.train.list_variables(after))
+    assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "bad"),
+                 "--selective", "0.5", "--steps", "1", "--no-progress"]) == 2
+    assert_clean_error(capsys, "--selective needs a semantic model")
