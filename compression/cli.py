@@ -86,6 +86,10 @@ def _add_train(sub):
                    help="with --semantic: the number of label ids (CamVid: 12, Cityscapes: "
                         "34), or their names in id order, comma-separated, so that "
                         "'encode --keep car,pedestrian' can name them")
+    p.add_argument("--label-factor", type=int, default=None, choices=(1, 2, 4, 8, 16),
+                   metavar="F", help="with --semantic: files store label maps F times coarser "
+                   "(1, 2, 4, 8, 16; default 1, lossless) and training shows the model maps "
+                   "coarsened so")
     p.add_argument("--selective", type=float, default=None, metavar="P",
                    help="with --semantic: train for selective compression (paper 4.2); this "
                         "share of training examples codes only a sampled mask of classes or "
@@ -172,6 +176,10 @@ def _add_encode(sub):
     p.add_argument("--labels", default=None, metavar="PATH",
                    help="semantic models: the image's label map (single-channel class ids), "
                         "or a folder holding <stem>_gtFine_labelIds.png or <stem>.png per image")
+    p.add_argument("--label-factor", type=int, default=None, choices=(1, 2, 4, 8, 16),
+                   metavar="F", help="semantic models: store the label map F times coarser "
+                   "(1, 2, 4, 8, 16; default: the model's, 1 = lossless); 4 costs about a "
+                   "fifth of the bits")
     part = p.add_mutually_exclusive_group()
     part.add_argument("--keep", default=None, metavar="CLASSES",
                       help="selective compression (models trained with --selective): code only "
@@ -533,6 +541,8 @@ def _train(args):
             fields["semantic_classes"] = args.classes
     elif args.classes:
         raise _CliError("--classes only applies with --semantic")
+    if args.label_factor is not None:
+        fields["label_factor"] = args.label_factor
     if args.selective is not None:
         if not args.semantic and args.init_from is None and not args.resume:
             raise _CliError("--selective needs a semantic model: add --semantic --classes N")
@@ -613,6 +623,8 @@ def _encode(args):
     if args.labels is None and cfg.semantic_classes:
         raise _CliError(f"{args.model} is a semantic model ({cfg.semantic_classes} classes): "
                         "pass each image's label map with --labels")
+    if args.label_factor is not None and not cfg.semantic_classes:
+        raise _CliError(f"--label-factor applies to semantic models; {args.model} is not one")
     keep = None
     if args.keep is not None or args.synthesize is not None:
         from compression.mask import class_ids
@@ -634,7 +646,7 @@ def _encode(args):
 
             labels = read_label_map(_label_path(src, args.labels))
         result = encode_image(model, read_image(src), seed=args.seed, bpp=args.bpp,
-                              labels=labels, keep=keep)
+                              labels=labels, keep=keep, label_factor=args.label_factor)
         write_atomic(dst, result.data, overwrite=args.force)
         labelled = f", label map {result.label_bpp:.4f} bpp" if labels is not None else ""
         if keep is not None:

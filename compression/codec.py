@@ -29,7 +29,12 @@ from compression.errors import (
     ModelMismatchError,
 )
 from compression.image_io import crop_to, image_from_array, pad_to_multiple, to_float
-from compression.label_map import check_label_map, decode_label_map, encode_label_map
+from compression.label_map import (
+    check_label_map,
+    coarse_labels,
+    decode_label_map,
+    encode_label_map,
+)
 from compression.mask import (
     MASK_CLASSES,
     class_ids,
@@ -88,7 +93,7 @@ def _default_seed(symbols):
 
 
 def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, keep=None,
-                 mask=None):
+                 mask=None, label_factor=None):
     """Encode ``image`` (uint8 ``[H, W, 3]`` or ``[H, W]``) -> :class:`EncodeResult`.
 
     ``bpp``: the whole file must be at most this many bits per pixel.  A
@@ -102,6 +107,8 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
     ``labels``: the image's label map ``[H, W]`` of class ids, required by a
     semantic model (and refused by others); the file carries it losslessly
     (:mod:`compression.label_map`) and its bytes count towards ``bpp``.
+    ``label_factor`` (1, 2, 4, 8, 16; default the model's ``label_factor``)
+    stores the label map that many times coarser, and the decoder sees it so.
 
     Selective compression (paper section 4.2; a model trained with
     ``selective_probability > 0``): ``keep``, class names or ids (``"car,
@@ -128,12 +135,17 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
             raise ConfigError("this model is conditioned on semantic label maps: pass the "
                               "image's label map (--labels LABELMAP.png, labels=...)")
         labels = check_label_map(labels, h, w, classes)
-        label_bytes = encode_label_map(labels)
+        factor = model.config.label_factor if label_factor is None else label_factor
+        label_bytes = encode_label_map(labels, factor)
+        seen = coarse_labels(labels, factor)  # what the decoder will see
     elif labels is not None:
         raise ConfigError("this model takes no label map (it is not a semantic model); "
                           "drop --labels")
+    elif label_factor is not None:
+        raise ConfigError("label_factor applies to semantic models only")
     cells, mask_bytes = _selective_mask(model, labels, keep, mask,
-                                        (math.ceil(h / DOWNSAMPLING), math.ceil(w / DOWNSAMPLING)))
+                                        (math.ceil(h / DOWNSAMPLING), math.ceil(w / DOWNSAMPLING)),
+                                        seen if classes else None)
     padded, _ = pad_to_multiple(image, DOWNSAMPLING)
     symbols = model.encode(to_float(padded))
     payloads = {}
@@ -172,8 +184,14 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
     )
 
 
-def _selective_mask(model, labels, keep, mask, cells_shape):
-    """``(cells [h, w] uint8 or None, stored mask bytes or None)`` for ``encode_image``."""
+def _selective_mask(model, labels, keep, mask, cells_shape, seen=None):
+    """``(cells [h, w] uint8 or None, stored mask bytes or None)`` for ``encode_image``.
+
+    Kept classes give the cells their pixels touch in ``labels``; they are
+    stored as the class list when the map the decoder sees (``seen``, coarse
+    or not) gives the same cells, else (a thin pole lost to a coarse map) as
+    a bitmap.
+    """
     if keep is None and mask is None:
         return None, None
     cfg = model.config
@@ -188,7 +206,10 @@ def _selective_mask(model, labels, keep, mask, cells_shape):
             "'gcompress train --semantic --classes ... --selective 0.5'")
     if keep is not None:
         ids = class_ids(keep, cfg)
-        return mask_from_labels(labels, ids), encode_mask_classes(ids)
+        cells = mask_from_labels(labels, ids)
+        if np.array_equal(cells, mask_from_labels(seen, ids)):
+            return cells, encode_mask_classes(ids)
+        return cells, encode_mask_bitmap(cells)
     mask = np.asarray(mask)
     if mask.shape != cells_shape or not np.isin(mask, (0, 1)).all():
         raise ConfigError(

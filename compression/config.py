@@ -44,7 +44,7 @@ _ABSENT_MEANS = {
     "gan_ramp_steps": 0, "d_warmup_steps": 0, "freeze_encoder": False, "lambda_ms_ssim": 0.0,
     "lr_decay_step": 0, "lr_decay_factor": 0.1, "noise_batch": 1, "quantizer": "soft",
     "min_channels": None, "chroma_weight": 1.0, "selective_probability": 0.0,
-    "class_names": (),
+    "class_names": (), "label_factor": 1,
 }
 
 
@@ -161,6 +161,10 @@ class CompressionConfig:
         semantic GAN model: outside the mask only the adversarial terms teach.
       class_names: one name per label id (``semantic_classes`` of them), so
         ``encode --keep car,pedestrian`` can name classes; empty: ids only.
+      label_factor: semantic models: files store the label map this many
+        times coarser (1, 2, 4, 8 or 16; 1 = lossless) and training shows the
+        model maps coarsened the same way (every ``f``-th id of every
+        ``f``-th row, repeated; :func:`compression.label_map.coarse_labels`).
     """
 
     channels: int = 8
@@ -199,6 +203,7 @@ class CompressionConfig:
     chroma_weight: float = 1.0
     selective_probability: float = 0.0
     class_names: tuple = ()
+    label_factor: int = 1
     _notes: tuple = field(default=(), repr=False, compare=False)
 
     def __post_init__(self):
@@ -241,6 +246,10 @@ class CompressionConfig:
                                   f"surrounding spaces; got {bad[:3]}")
             if len(set(names)) != len(names):
                 raise ConfigError(f"class_names has duplicates: {sorted(names)}")
+        if not _is_int(self.label_factor) or self.label_factor not in (1, 2, 4, 8, 16):
+            raise ConfigError(f"label_factor must be 1, 2, 4, 8 or 16, got {self.label_factor!r}")
+        if self.label_factor > 1 and not self.semantic_classes:
+            raise ConfigError("label_factor applies to semantic models only (--semantic)")
         if not 0 <= self.selective_probability <= 1:
             raise ConfigError(f"selective_probability must be in [0, 1], "
                               f"got {self.selective_probability}")

@@ -12,7 +12,7 @@ import tensorflow as tf
 from compression.encoder import conv_norm_relu, layer_scope
 from noisegen.layers import reflect_conv2d
 
-__all__ = ["one_hot_labels", "semantic_encoder", "SEMANTIC_SCOPE"]
+__all__ = ["one_hot_labels", "coarse_label_tensor", "semantic_encoder", "SEMANTIC_SCOPE"]
 
 SEMANTIC_SCOPE = "semantic_encoder"
 
@@ -35,6 +35,16 @@ def one_hot_labels(labels, num_classes):
         labels, message="label map holds a negative class id")
     with tf.control_dependencies([check, check_neg]):
         return tf.one_hot(labels, num_classes, dtype=tf.float32)
+
+
+def coarse_label_tensor(labels, factor):
+    """``[B, H, W]`` ids as a file with ``label_factor`` ``factor`` stores them: every
+    ``factor``-th id of every ``factor``-th row, repeated over its block, cropped
+    to ``[H, W]`` (the graph twin of :func:`compression.label_map.coarse_labels`)."""
+    shape = tf.shape(labels)
+    kept = labels[:, ::factor, ::factor]
+    full = tf.repeat(tf.repeat(kept, factor, axis=1), factor, axis=2)
+    return full[:, :shape[1], :shape[2]]
 
 
 def semantic_encoder(one_hot, config, reuse=False, scope=SEMANTIC_SCOPE):

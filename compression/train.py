@@ -58,7 +58,7 @@ from compression.model import (
     synthesize,
 )
 from compression.precision import apply_precision, check_precision, loss_scale
-from compression.semantic import one_hot_labels
+from compression.semantic import coarse_label_tensor, one_hot_labels
 from compression.shipped import resolve_name
 from compression.weights import stored_float
 from noisegen import sample_noise
@@ -324,7 +324,10 @@ class _Validator:
         self.iterator = _v1.data.make_initializable_iterator(ds)
         batch = self.iterator.get_next()
         images = batch["image"]
-        one_hot = (one_hot_labels(batch["labels"], cfg.semantic_classes)
+        labels = batch.get("labels")
+        if labels is not None and cfg.label_factor > 1:
+            labels = coarse_label_tensor(labels, cfg.label_factor)
+        one_hot = (one_hot_labels(labels, cfg.semantic_classes)
                    if cfg.semantic_classes else None)
         pixels = tf.cast(tf.shape(images)[1] * tf.shape(images)[2], tf.float64)
         # Variable-rate models are scored at every rate's end and middle too:

@@ -437,6 +437,13 @@ def test_selective_encode_keep_and_synthesize(capsys, semantic_run, tmp_path):
                              tmp_path / "synth.gcz")
     assert code == 0 and "kept 33.3%" in out, err
     assert (tmp_path / "car.gcz").read_bytes() == (tmp_path / "synth.gcz").read_bytes()
+    code, out, err = run_cli(capsys, "encode", tmp_path / "street.png", *common, "--keep",
+                             "car", "--label-factor", "4", "-o", tmp_path / "car4.gcz")
+    assert code == 0 and "kept 33.3%" in out, err
+    with pytest.raises(SystemExit):
+        run_cli(capsys, "encode", tmp_path / "street.png", *common, "--label-factor", "3",
+                "-o", tmp_path / "bad.gcz")
+    assert "--label-factor" in capsys.readouterr().err
     _, info, _ = run_cli(capsys, "info", tmp_path / "car.gcz")
     assert "kept_fraction 0.3333" in info and re.search(r"mask_bpp 0\.0\d+", info)
     code, out, err = run_cli(capsys, "decode", tmp_path / "car.gcz", "--model", run, "-o",

@@ -503,3 +503,59 @@ def test_a_damaged_mask_is_a_corrupt_file(selective_model):
                 payload[:at] + b"\xff\xff\xff\xff" + payload[at + 4:]):  # overlong section
         with pytest.raises(CorruptFileError):
             read_payload(selective_model, bitstream.pack(header, bad))
+
+
+def test_mutated_selective_payloads_give_only_codec_errors(selective_model):
+    """Label map, mask and symbols of a selective file, damaged (CRC made to match)."""
+    from compression.errors import CompressionError
+
+    image, labels = photo("coffee"), street_labels(100, 150)
+    data = encode_image(selective_model, image, labels=labels, keep="car,road").data
+    header, payload = bitstream.unpack(data)
+    rng = np.random.default_rng(7)
+    decoded = refused = 0
+    for _ in range(300):
+        bad = bytearray(payload)
+        for _ in range(int(rng.integers(1, 4))):
+            at = int(rng.integers(0, len(bad)))
+            bad[at] = int(rng.integers(0, 256))
+        if rng.random() < 0.2:
+            bad = bad[:int(rng.integers(0, len(bad)))]
+        try:
+            _, symbols, out_labels, mask = read_payload(selective_model,
+                                                        bitstream.pack(header, bytes(bad)))
+        except CompressionError:
+            refused += 1
+            continue
+        decoded += 1
+        assert symbols.shape[:2] == mask.shape == (7, 10) and out_labels.shape == (100, 150)
+        assert out_labels.max() < 5 and set(np.unique(mask)) <= {0, 1}
+    assert refused > 100
+
+
+def test_coarse_label_maps_in_selective_files(selective_model):
+    from compression.label_map import coarse_labels
+    from compression.mask import MASK_BITMAP, MASK_CLASSES, mask_from_labels
+
+    image, labels = photo("coffee"), street_labels(100, 150)
+    coarse = encode_image(selective_model, image, labels=labels, keep="car", label_factor=4)
+    _, _, seen, mask = read_payload(selective_model, coarse.data)
+    np.testing.assert_array_equal(seen, coarse_labels(labels, 4))
+    np.testing.assert_array_equal(mask, mask_from_labels(labels, [4]))
+    header, payload = bitstream.unpack(coarse.data)
+    (label_length,) = struct.unpack_from(">I", payload)
+    assert payload[4 + label_length + 4] == MASK_CLASSES   # the coarse map gives the same cells
+    # A one-pixel pole on a column the coarse map skips: the mask must still keep
+    # it, so it is stored as a bitmap.
+    pole = labels.copy()
+    pole[10:60, 73] = 2
+    result = encode_image(selective_model, image, labels=pole, keep="car,pole", label_factor=4)
+    header, payload = bitstream.unpack(result.data)
+    (label_length,) = struct.unpack_from(">I", payload)
+    assert payload[4 + label_length + 4] == MASK_BITMAP
+    _, _, seen, mask = read_payload(selective_model, result.data)
+    assert not (seen == 2).any()
+    np.testing.assert_array_equal(mask, mask_from_labels(pole, [2, 4]))
+    assert decode(selective_model, result.data).shape == image.shape
+    with pytest.raises(ConfigError, match="label_factor must be one of"):
+        encode_image(selective_model, image, labels=labels, label_factor=3)

@@ -91,13 +91,18 @@ def test_damaged_label_data_is_a_corrupt_file():
         decode_label_map(buffer.getvalue(), (20, 30), 256)
 
 
-def test_context_coding_beats_webp_on_street_like_maps():
+def street_map():
     """Slanted region borders, as in a street scene seen in perspective."""
     yy, xx = np.mgrid[0:360, 0:480]
     labels = np.zeros((360, 480), np.uint8)          # sky
     labels[yy > 100 + xx // 8] = 1                    # buildings, a slanted roof line
     labels[yy > 230 - xx // 12] = 3                   # road
     labels[(yy - 250) ** 2 + (xx - 300) ** 2 < 900] = 8  # a car
+    return labels
+
+
+def test_context_coding_beats_webp_on_street_like_maps():
+    labels = street_map()
     data = encode_label_map(labels)
     assert label_format(data) == "CONTEXT"
     np.testing.assert_array_equal(decode_label_map(data, labels.shape, 12), labels)
@@ -134,3 +139,31 @@ def test_damaged_context_coding_is_a_corrupt_file():
         except CorruptFileError:
             continue
         assert decoded.shape == (20, 30) and decoded.max() < classes
+
+
+@pytest.mark.parametrize("factor", [2, 4, 16])
+@pytest.mark.parametrize("shape", [(360, 480), (37, 53), (3, 5)])
+def test_coarse_maps_decode_to_what_coarse_labels_says(factor, shape):
+    from compression.label_map import coarse_labels
+
+    labels = blocky(*shape, 12, seed=factor)
+    data = encode_label_map(labels, factor)
+    assert label_format(data) == "COARSE"
+    decoded = decode_label_map(data, shape, 12)
+    expected = coarse_labels(labels, factor)
+    assert expected.shape == shape
+    np.testing.assert_array_equal(decoded, expected)
+    np.testing.assert_array_equal(expected[::factor, ::factor], labels[::factor, ::factor])
+    street = street_map()
+    assert len(encode_label_map(street, factor)) < 0.6 * len(encode_label_map(street))
+
+
+def test_damaged_coarse_maps_and_bad_factors():
+    labels = blocky(40, 50, 5)
+    data = encode_label_map(labels, 4)
+    for bad in (data[:4] + bytes([3]) + data[5:], data[:5], data[:5] + data,
+                data[:5] + b"junk" + data[9:]):
+        with pytest.raises(CorruptFileError):
+            decode_label_map(bad, (40, 50), 5)
+    with pytest.raises(ConfigError, match="label_factor must be one of 1, 2, 4, 8, 16"):
+        encode_label_map(labels, 3)

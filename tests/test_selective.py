@@ -120,3 +120,23 @@ def test_selective_config_is_validated():
     assert CompressionConfig.from_json(cfg.to_json()) == cfg
     # Training-only fields: the fingerprint of files is unchanged by them.
     assert cfg.fingerprint_json() == CompressionConfig(**TINY).fingerprint_json()
+
+
+def test_training_sees_label_maps_as_coarse_files_store_them():
+    from compression.label_map import coarse_labels
+    from compression.semantic import coarse_label_tensor
+
+    labels = np.random.default_rng(0).integers(0, 3, (2, 64, 96)).astype(np.int32)
+    with tf.Graph().as_default(), _v1.Session() as sess:
+        coarse = sess.run(coarse_label_tensor(tf.constant(labels), 4))
+    for got, want in zip(coarse, labels, strict=True):
+        np.testing.assert_array_equal(got, coarse_labels(want, 4))
+    with pytest.raises(ConfigError, match="label_factor must be 1, 2, 4, 8 or 16"):
+        CompressionConfig(**TINY, label_factor=3)
+    with pytest.raises(ConfigError, match="semantic models only"):
+        CompressionConfig(**dict(TINY, semantic_classes=0), label_factor=4)
+    cfg = CompressionConfig(**TINY, label_factor=4)
+    with tf.Graph().as_default():
+        g = build_training_graph(tf.zeros([2, 64, 96, 3]), cfg,
+                                 labels=tf.constant(labels))
+        assert g.endpoints["reconstruction"].shape.as_list() == [2, 64, 96, 3]
