@@ -36,11 +36,12 @@ from compression.label_map import (
     encode_label_map,
 )
 from compression.mask import (
-    MASK_CLASSES,
+    MASK_BITMAP,
     class_ids,
     decode_mask,
     encode_mask_bitmap,
     encode_mask_classes,
+    encode_mask_corrected,
     mask_from_labels,
 )
 from compression.rate_control import (
@@ -190,7 +191,7 @@ def _selective_mask(model, labels, keep, mask, cells_shape, seen=None):
     Kept classes give the cells their pixels touch in ``labels``; they are
     stored as the class list when the map the decoder sees (``seen``, coarse
     or not) gives the same cells, else (a thin pole lost to a coarse map) as
-    a bitmap.
+    the list with corrections or as a bitmap, whichever is smaller.
     """
     if keep is None and mask is None:
         return None, None
@@ -206,10 +207,11 @@ def _selective_mask(model, labels, keep, mask, cells_shape, seen=None):
             "'gcompress train --semantic --classes ... --selective 0.5'")
     if keep is not None:
         ids = class_ids(keep, cfg)
-        cells = mask_from_labels(labels, ids)
-        if np.array_equal(cells, mask_from_labels(seen, ids)):
+        cells, derived = mask_from_labels(labels, ids), mask_from_labels(seen, ids)
+        if np.array_equal(cells, derived):
             return cells, encode_mask_classes(ids)
-        return cells, encode_mask_bitmap(cells)
+        return cells, min(encode_mask_bitmap(cells), encode_mask_corrected(ids, cells, derived),
+                          key=len)
     mask = np.asarray(mask)
     if mask.shape != cells_shape or not np.isin(mask, (0, 1)).all():
         raise ConfigError(
@@ -385,7 +387,7 @@ def file_stats(data, max_pixels=DEFAULT_MAX_PIXELS):
     kept = 1.0
     if mask_bytes is not None:
         labels = None
-        if mask_bytes[:1] == bytes([MASK_CLASSES]):
+        if mask_bytes[:1] != bytes([MASK_BITMAP]):  # the codings that name classes
             labels = decode_label_map(label_bytes, (header.image_height, header.image_width), 256)
         kept = float(decode_mask(mask_bytes, header.bottleneck_shape[:2], labels).mean())
     return {

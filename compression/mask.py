@@ -11,6 +11,11 @@ mask is stored in one of two ways, named by its first byte:
 * ``1`` **bitmap**: any mask, range-coded row by row; each cell's probability
   comes from adaptive counts of its context, the three cells above it (its
   row is coded in one call, so decoding is ``h`` calls, not ``h * w``).
+* ``2`` **classes + corrections**: the class list as in ``0``, then the
+  bitmap coding of the cells where the mask differs from what the list gives
+  on the decoder's label map.  For a coarse label map (``label_factor``),
+  which can lose a thin pole the full-resolution map had, so the list alone
+  would not keep it.
 
 Decoding never trusts the bytes: sizes come from the header, ids are checked
 against the model's classes, and anything else is a
@@ -23,10 +28,12 @@ from compression.config import DOWNSAMPLING
 from compression.errors import ConfigError, CorruptFileError
 
 __all__ = ["mask_from_labels", "class_ids", "encode_mask_classes", "encode_mask_bitmap",
-           "decode_mask", "MASK_CLASSES", "MASK_BITMAP"]
+           "encode_mask_corrected", "decode_mask", "MASK_CLASSES", "MASK_BITMAP",
+           "MASK_CORRECTED"]
 
 MASK_CLASSES = 0
 MASK_BITMAP = 1
+MASK_CORRECTED = 2
 _WORD = np.dtype(">u4")
 
 
@@ -93,13 +100,10 @@ def _row_probabilities(counts, ctx):
     return np.clip(p, 1e-4, 1 - 1e-4)
 
 
-def encode_mask_bitmap(mask):
-    """The ``bitmap`` coding of any binary mask ``[h, w]`` (see the module docstring)."""
+def _bitmap_words(mask):
+    """Range-code a 0/1 array ``[h, w]`` row by row -> big-endian 32-bit words."""
     import constriction
 
-    mask = np.asarray(mask)
-    if mask.ndim != 2 or not np.isin(mask, (0, 1)).all():
-        raise ConfigError(f"a mask must be a 2-D array of 0 and 1, got shape {mask.shape}")
     mask = mask.astype(np.int32)
     model = constriction.stream.model.Bernoulli(perfect=False)
     encoder = constriction.stream.queue.RangeEncoder()
@@ -110,43 +114,17 @@ def encode_mask_bitmap(mask):
         encoder.encode(row, model, _row_probabilities(counts, ctx))
         np.add.at(counts, (ctx, row), 1)
         above = row
-    words = encoder.get_compressed().astype(_WORD)
-    return bytes([MASK_BITMAP]) + words.tobytes()
+    return encoder.get_compressed().astype(_WORD).tobytes()
 
 
-def decode_mask(data, shape, labels=None, num_classes=256):
-    """Invert either coding: uint8 ``shape`` ``(h, w)`` mask of 0 and 1.
-
-    ``labels`` (``[H, W]``, the file's label map) is needed for the
-    ``classes`` coding; ``num_classes`` bounds its ids.
-    """
-    data = bytes(data)
-    h, w = shape
-    if not data:
-        raise CorruptFileError("corrupt .gcz file: the selective mask is empty")
-    kind = data[0]
-    if kind == MASK_CLASSES:
-        if len(data) < 2 or len(data) != 2 + data[1]:
-            raise CorruptFileError("corrupt .gcz file: the mask's class list has the wrong "
-                                   "length")
-        ids = list(data[2:])
-        if ids != sorted(set(ids)) or any(i >= num_classes for i in ids):
-            raise CorruptFileError(f"corrupt .gcz file: the mask keeps classes {ids}, the "
-                                   f"model knows {num_classes}")
-        if labels is None:
-            raise CorruptFileError("corrupt .gcz file: a class mask without a label map")
-        mask = mask_from_labels(labels, ids)
-        if mask.shape != (h, w):
-            raise CorruptFileError(f"corrupt .gcz file: the label map gives a {mask.shape} "
-                                   f"mask, the bottleneck is {(h, w)}")
-        return mask
-    if kind != MASK_BITMAP:
-        raise CorruptFileError(f"corrupt .gcz file: unknown mask coding {kind}")
-    if (len(data) - 1) % _WORD.itemsize:
-        raise CorruptFileError("corrupt .gcz file: the mask bitmap is not whole 32-bit words")
+def _bitmap_from_words(data, shape):
+    """Invert :func:`_bitmap_words`; CorruptFileError for anything that is not its stream."""
     import constriction
 
-    words = np.frombuffer(data, _WORD, offset=1).astype(np.uint32)
+    h, w = shape
+    if len(data) % _WORD.itemsize:
+        raise CorruptFileError("corrupt .gcz file: the mask bitmap is not whole 32-bit words")
+    words = np.frombuffer(data, _WORD).astype(np.uint32)
     model = constriction.stream.model.Bernoulli(perfect=False)
     counts = np.full((8, 2), 0.5)
     above = np.zeros(w, np.int32)
@@ -163,3 +141,67 @@ def decode_mask(data, shape, labels=None, num_classes=256):
         raise CorruptFileError(f"corrupt .gcz file: the mask bitmap does not decode: {e}") \
             from None
     return np.array(rows, np.uint8).reshape(h, w)
+
+
+def _check_bitmap(mask):
+    mask = np.asarray(mask)
+    if mask.ndim != 2 or not np.isin(mask, (0, 1)).all():
+        raise ConfigError(f"a mask must be a 2-D array of 0 and 1, got shape {mask.shape}")
+    return mask.astype(np.uint8)
+
+
+def encode_mask_bitmap(mask):
+    """The ``bitmap`` coding of any binary mask ``[h, w]`` (see the module docstring)."""
+    return bytes([MASK_BITMAP]) + _bitmap_words(_check_bitmap(mask))
+
+
+def encode_mask_corrected(ids, mask, derived):
+    """The ``classes + corrections`` coding: the class list, then the bitmap of the cells
+    where ``mask`` differs from ``derived`` (the mask the list gives on the
+    decoder's label map), which is mostly zeros."""
+    head = encode_mask_classes(ids)
+    flips = _check_bitmap(mask) ^ _check_bitmap(derived)
+    return bytes([MASK_CORRECTED]) + head[1:] + _bitmap_words(flips)
+
+
+def _class_list(data):
+    """``(ids, end)`` of the class list after a mask's coding byte."""
+    if len(data) < 2 or len(data) < 2 + data[1]:
+        raise CorruptFileError("corrupt .gcz file: the mask's class list has the wrong length")
+    return list(data[2:2 + data[1]]), 2 + data[1]
+
+
+def _derived(ids, labels, shape, num_classes):
+    if ids != sorted(set(ids)) or any(i >= num_classes for i in ids):
+        raise CorruptFileError(f"corrupt .gcz file: the mask keeps classes {ids}, the "
+                               f"model knows {num_classes}")
+    if labels is None:
+        raise CorruptFileError("corrupt .gcz file: a class mask without a label map")
+    mask = mask_from_labels(labels, ids)
+    if mask.shape != tuple(shape):
+        raise CorruptFileError(f"corrupt .gcz file: the label map gives a {mask.shape} "
+                               f"mask, the bottleneck is {tuple(shape)}")
+    return mask
+
+
+def decode_mask(data, shape, labels=None, num_classes=256):
+    """Invert any of the codings: uint8 ``shape`` ``(h, w)`` mask of 0 and 1.
+
+    ``labels`` (``[H, W]``, the map the file's decoder sees) is needed for
+    the codings that name classes; ``num_classes`` bounds their ids.
+    """
+    data = bytes(data)
+    if not data:
+        raise CorruptFileError("corrupt .gcz file: the selective mask is empty")
+    kind = data[0]
+    if kind == MASK_BITMAP:
+        return _bitmap_from_words(data[1:], shape)
+    if kind not in (MASK_CLASSES, MASK_CORRECTED):
+        raise CorruptFileError(f"corrupt .gcz file: unknown mask coding {kind}")
+    ids, end = _class_list(data)
+    if kind == MASK_CLASSES and end != len(data):
+        raise CorruptFileError("corrupt .gcz file: the mask's class list has the wrong length")
+    mask = _derived(ids, labels, shape, num_classes)
+    if kind == MASK_CORRECTED:
+        mask ^= _bitmap_from_words(data[end:], shape)
+    return mask

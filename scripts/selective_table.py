@@ -5,7 +5,7 @@ Usage (from the repository root)::
     python scripts/selective_table.py --model runs/selective \\
         --images ../shared/data/camvid/leftImg8bit/val --channels 4 \\
         --keep car,pedestrian,bicyclist,sign,pole --out-dir sel [--reference street] \\
-        [--grids 3 --grid-path docs/img/selective_camvid.jpg]
+        [--label-factor 4] [--grids 3 --grid-path docs/img/selective_camvid.jpg]
 
 Every figure is a real file, encoded, read back and decoded.  Each image is
 coded three ways with the semantic model: every bottleneck cell (full), only
@@ -57,9 +57,11 @@ def kept_region_scores(image, decoded, region):
     return kept_psnr, float(ssim_map[region].mean())
 
 
-def code(model, image, labels, region, channels, keep=None):
+def code(model, image, labels, region, channels, keep=None, label_factor=None):
     """Encode (``keep``: selective), decode and score one image -> ``(row, decoded)``."""
     kwargs = {"channels": channels} if model.config.variable_rate else {}
+    if labels is not None:
+        kwargs["label_factor"] = label_factor
     result = encode_image(model, image, labels=labels, keep=keep, **kwargs)
     decoded, _ = decode_image(model, result.data)
     kept_psnr, kept_ssim = kept_region_scores(image, decoded, region)
@@ -92,6 +94,8 @@ def main(argv=None):
     parser.add_argument("--keep", default="car,pedestrian,bicyclist,sign,pole")
     parser.add_argument("--channels", type=int, default=None,
                         help="leading channels of a variable-rate model (default: all)")
+    parser.add_argument("--label-factor", type=int, default=None,
+                        help="store label maps this many times coarser (default: the model's)")
     parser.add_argument("--reference", default=None, help="a non-semantic model, full coding")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--out-dir", required=True)
@@ -119,7 +123,7 @@ def main(argv=None):
         region = np.isin(labels, keep)
         panels = []
         for mode, kept in modes.items():
-            row, decoded = code(model, image, labels, region, channels, kept)
+            row, decoded = code(model, image, labels, region, channels, kept, args.label_factor)
             rows[mode].append({"image": path, "mode": mode, **row})
             panels.append((mode.split(" ")[0], decoded, row["bpp"]))
         if reference is not None:

@@ -108,3 +108,22 @@ def test_bad_masks_to_code():
         encode_mask_bitmap(np.full((3, 3), 2))
     with pytest.raises(ConfigError, match="at most 255"):
         encode_mask_classes(range(300))
+
+
+def test_classes_with_corrections_round_trip():
+    from compression.label_map import coarse_labels
+    from compression.mask import MASK_CORRECTED, encode_mask_corrected
+
+    labels = np.zeros((64, 96), np.uint8)
+    labels[40:60, 10:40] = 3      # a car: the coarse map keeps it
+    labels[5:50, 70] = 2          # a one-pixel pole on a column a 4x coarser map skips
+    seen = coarse_labels(labels, 4)
+    wanted, derived = mask_from_labels(labels, [2, 3]), mask_from_labels(seen, [2, 3])
+    assert not np.array_equal(wanted, derived)
+    data = encode_mask_corrected([2, 3], wanted, derived)
+    assert data[0] == MASK_CORRECTED
+    np.testing.assert_array_equal(decode_mask(data, wanted.shape, seen, num_classes=4), wanted)
+    with pytest.raises(CorruptFileError, match="without a label map"):
+        decode_mask(data, wanted.shape)
+    with pytest.raises(CorruptFileError, match="whole 32-bit words"):
+        decode_mask(data[:-1], wanted.shape, seen, num_classes=4)
