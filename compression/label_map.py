@@ -20,7 +20,8 @@ Opt-in, a map may also be stored coarse (``label_factor`` ``f`` of 2, 4, 8 or
 16): every ``f``-th id of every ``f``-th row, which the decoder repeats back
 to full size (:func:`coarse_labels`).  The decoder's semantic branch works
 at 1/16 of the image's resolution anyway: on CamVid val a model decodes
-within 0.05 dB from a 4x coarser map, which costs a fifth of the bits.
+as well from a 4x coarser map (0.00 dB with full coding, -0.06 dB where it
+synthesises), which costs a fifth of the bits (docs/benchmarks.md).
 
 Decoding is bounded like the rest of the reader: the map's size is checked
 against the header before its pixels are decoded, and any failure is a

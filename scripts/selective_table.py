@@ -132,7 +132,8 @@ def main(argv=None):
             row, decoded = code(reference, image, None, region, channels if rcfg.variable_rate
                                 else rcfg.channels)
             rows[mode].append({"image": path, "mode": mode, **row})
-        if len(grids) < args.grids and region.mean() > 0.02:  # images with objects to see
+        spacing = max(1, len(paths) // max(1, args.grids))  # spread over the set
+        if len(grids) < args.grids and i >= len(grids) * spacing and region.mean() > 0.02:
             grids.append((image, panels))
         print(f"{i + 1}/{len(paths)} {os.path.basename(path)}: " + ", ".join(
             f"{m.split(' ')[0]} {r[-1]['bpp']:.4f} bpp {r[-1]['psnr']:.2f} dB"
