@@ -53,6 +53,8 @@ def _classes(text):
 
 
 def _add_train(sub):
+    from compression.config import LABEL_FACTORS
+
     p = sub.add_parser(
         "train", help="train a compressor on Cityscapes-style data",
         description="Train on ROOT/leftImg8bit/{train,val}/<city>/*_leftImg8bit.png "
@@ -86,7 +88,7 @@ def _add_train(sub):
                    help="with --semantic: the number of label ids (CamVid: 12, Cityscapes: "
                         "34), or their names in id order, comma-separated, so that "
                         "'encode --keep car,pedestrian' can name them")
-    p.add_argument("--label-factor", type=int, default=None, choices=(1, 2, 4, 8, 16),
+    p.add_argument("--label-factor", type=int, default=None, choices=LABEL_FACTORS,
                    metavar="F", help="with --semantic: files store label maps F times coarser "
                    "(1, 2, 4, 8, 16; default 1, lossless) and training shows the model maps "
                    "coarsened so")
@@ -159,6 +161,8 @@ def _add_train(sub):
 
 
 def _add_encode(sub):
+    from compression.config import LABEL_FACTORS
+
     p = sub.add_parser("encode", help="compress images to .gcz files")
     p.add_argument("inputs", nargs="+", help="images, directories or globs" + _DASH_HINT)
     p.add_argument("--model", default=None,
@@ -176,7 +180,7 @@ def _add_encode(sub):
     p.add_argument("--labels", default=None, metavar="PATH",
                    help="semantic models: the image's label map (single-channel class ids), "
                         "or a folder holding <stem>_gtFine_labelIds.png or <stem>.png per image")
-    p.add_argument("--label-factor", type=int, default=None, choices=(1, 2, 4, 8, 16),
+    p.add_argument("--label-factor", type=int, default=None, choices=LABEL_FACTORS,
                    metavar="F", help="semantic models: store the label map F times coarser "
                    "(1, 2, 4, 8, 16; default: the model's, 1 = lossless); 4 costs about a "
                    "fifth of the bits")

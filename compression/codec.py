@@ -207,7 +207,8 @@ def _selective_mask(model, labels, keep, mask, cells_shape, seen=None):
             "'gcompress train --semantic --classes ... --selective 0.5'")
     if keep is not None:
         ids = class_ids(keep, cfg)
-        cells, derived = mask_from_labels(labels, ids), mask_from_labels(seen, ids)
+        cells = mask_from_labels(labels, ids)
+        derived = cells if seen is labels else mask_from_labels(seen, ids)  # coarse map
         if np.array_equal(cells, derived):
             return cells, encode_mask_classes(ids)
         return cells, min(encode_mask_bitmap(cells), encode_mask_corrected(ids, cells, derived),

@@ -33,6 +33,9 @@ _FINGERPRINT_FIELDS = frozenset((
 
 #: The encoder's total downsampling: the bottleneck is ``[H/16, W/16, C]``.
 DOWNSAMPLING = 16
+#: The factors a semantic model's label map may be stored coarser by (they
+#: divide 16, so a coarse cell never straddles two bottleneck cells).
+LABEL_FACTORS = (1, 2, 4, 8, 16)
 
 #: Relative tolerance of :meth:`CompressionConfig.for_bpp` (the paper's rates are rounded).
 FOR_BPP_TOLERANCE = 0.02
@@ -246,8 +249,9 @@ class CompressionConfig:
                                   f"surrounding spaces; got {bad[:3]}")
             if len(set(names)) != len(names):
                 raise ConfigError(f"class_names has duplicates: {sorted(names)}")
-        if not _is_int(self.label_factor) or self.label_factor not in (1, 2, 4, 8, 16):
-            raise ConfigError(f"label_factor must be 1, 2, 4, 8 or 16, got {self.label_factor!r}")
+        if not _is_int(self.label_factor) or self.label_factor not in LABEL_FACTORS:
+            raise ConfigError(f"label_factor must be {', '.join(map(str, LABEL_FACTORS[:-1]))} "
+                              f"or {LABEL_FACTORS[-1]}, got {self.label_factor!r}")
         if self.label_factor > 1 and not self.semantic_classes:
             raise ConfigError("label_factor applies to semantic models only (--semantic)")
         if not 0 <= self.selective_probability <= 1:

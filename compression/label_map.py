@@ -34,6 +34,7 @@ import os
 import numpy as np
 from PIL import Image, UnidentifiedImageError, features
 
+from compression.config import LABEL_FACTORS
 from compression.errors import CompressionError, ConfigError, CorruptFileError, ImageReadError
 from compression.files import open_regular
 
@@ -45,9 +46,6 @@ _CONTEXT_MAGIC = b"GCL1"
 _COARSE_MAGIC = b"GCLS"
 _FORMATS = {b"\x89PNG": "PNG", b"RIFF": "WEBP", _CONTEXT_MAGIC: "CONTEXT",
             _COARSE_MAGIC: "COARSE"}
-#: The factors a label map may be stored coarser by (they divide 16, so a
-#: coarse cell never straddles two bottleneck cells).
-LABEL_FACTORS = (1, 2, 4, 8, 16)
 #: The context coding serves maps whose ids are below this (its count table
 #: has ``(K+1)^2 * 4 * K`` entries: 8.6 MB at 64).
 CONTEXT_MAX_CLASSES = 64

@@ -3,7 +3,7 @@
 A selective file (header flag bit 1, see docs/format.md) codes only the
 bottleneck entries inside a binary mask ``[h, w]`` (``h = ceil(H/16)``); the
 decoder synthesises the rest from the label map (paper section 4.2).  The
-mask is stored in one of two ways, named by its first byte:
+mask is stored in one of three ways, named by its first byte:
 
 * ``0`` **classes**: ``u8 n`` then ``n`` class ids.  The mask is every cell
   that holds a pixel of one of them in the file's label map

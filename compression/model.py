@@ -40,7 +40,7 @@ from compression.losses import (
 )
 from compression.quantizer import dequantize, quantize, symbol_counts
 from compression.selective import apply_mask, keep_inside, sample_masks
-from compression.semantic import coarse_label_tensor, one_hot_labels, semantic_encoder
+from compression.semantic import semantic_encoder, semantic_input
 from noisegen import dcgan_generator
 
 __all__ = [
@@ -296,9 +296,7 @@ def build_training_graph(images, config, labels=None, z=None, loss_scale=None):
         )
     if labels is not None and not config.semantic_classes:
         raise ValueError("labels given but config.semantic_classes is 0; set semantic_classes")
-    if labels is not None and config.label_factor > 1:
-        labels = coarse_label_tensor(labels, config.label_factor)
-    one_hot = one_hot_labels(labels, config.semantic_classes) if labels is not None else None
+    one_hot = semantic_input(labels, config) if labels is not None else None
     if config.noise and z is None:
         z = tf.random.normal(tf.stack([tf.maximum(batch, config.noise_batch), config.noise_dim]))
 

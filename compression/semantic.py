@@ -12,7 +12,8 @@ import tensorflow as tf
 from compression.encoder import conv_norm_relu, layer_scope
 from noisegen.layers import reflect_conv2d
 
-__all__ = ["one_hot_labels", "coarse_label_tensor", "semantic_encoder", "SEMANTIC_SCOPE"]
+__all__ = ["one_hot_labels", "coarse_label_tensor", "semantic_input", "semantic_encoder",
+           "SEMANTIC_SCOPE"]
 
 SEMANTIC_SCOPE = "semantic_encoder"
 
@@ -45,6 +46,14 @@ def coarse_label_tensor(labels, factor):
     kept = labels[:, ::factor, ::factor]
     full = tf.repeat(tf.repeat(kept, factor, axis=1), factor, axis=2)
     return full[:, :shape[1], :shape[2]]
+
+
+def semantic_input(labels, config):
+    """``[B, H, W]`` ids -> the one-hot map ``[B, H, W, K]`` the model is given: coarsened
+    first as the model's files store them (``config.label_factor``)."""
+    if config.label_factor > 1:
+        labels = coarse_label_tensor(labels, config.label_factor)
+    return one_hot_labels(labels, config.semantic_classes)
 
 
 def semantic_encoder(one_hot, config, reuse=False, scope=SEMANTIC_SCOPE):

@@ -58,7 +58,7 @@ from compression.model import (
     synthesize,
 )
 from compression.precision import apply_precision, check_precision, loss_scale
-from compression.semantic import coarse_label_tensor, one_hot_labels
+from compression.semantic import semantic_input
 from compression.shipped import resolve_name
 from compression.weights import stored_float
 from noisegen import sample_noise
@@ -192,6 +192,10 @@ class _StopFlag:
                 signal.signal(s, handler)
 
 
+#: Part of the name of every EMA shadow variable.
+_EMA_SHADOW = "ExponentialMovingAverage"
+
+
 def _initializer_from(source, graph_variables, log=print):
     """A Saver that loads this graph's variables from another run (``--init-from``).
 
@@ -268,9 +272,6 @@ def _initializer_from(source, graph_variables, log=print):
     return restore, ckpt, len(taken) + len(widened), fresh
 
 
-_EMA_SHADOW = "ExponentialMovingAverage"
-
-
 def _restorable_checkpoint(run_dir, log):
     """The newest checkpoint of ``run_dir`` that reads back whole, or None if it has none.
 
@@ -324,11 +325,7 @@ class _Validator:
         self.iterator = _v1.data.make_initializable_iterator(ds)
         batch = self.iterator.get_next()
         images = batch["image"]
-        labels = batch.get("labels")
-        if labels is not None and cfg.label_factor > 1:
-            labels = coarse_label_tensor(labels, cfg.label_factor)
-        one_hot = (one_hot_labels(labels, cfg.semantic_classes)
-                   if cfg.semantic_classes else None)
+        one_hot = semantic_input(batch["labels"], cfg) if cfg.semantic_classes else None
         pixels = tf.cast(tf.shape(images)[1] * tf.shape(images)[2], tf.float64)
         # Variable-rate models are scored at every rate's end and middle too:
         # "" is all channels, "_k{k}" the leading k.
