@@ -76,16 +76,25 @@ def ms_ssim_loss(images, reconstruction):
     step into NaN; each scale's term is clipped to ``[1e-6, 1]`` instead.
     Five scales need sides of at least 176 pixels (an 11x11 window at 1/16);
     smaller crops use as many scales as fit, with the weights renormalised.
+
+    The local statistics are computed in float64 and the result returned as
+    float32.  ``sxx = blur(x*x) - blur(x)**2`` cancels catastrophically in
+    low precision, and ``train --precision mixed_bfloat16`` (or
+    ``mixed_float16``) rewrites every float32 convolution, this blur
+    included, to 16 bits: the variances came out negative or zero and the
+    loss NaN at the first step.  The mixed-precision rewrites leave float64
+    ops alone, and the blur is a few hundred MFLOP against the model's tens
+    of GFLOP.
     """
     side = min(int(images.shape[1]), int(images.shape[2]))
     scales = max(1, min(5, 1 + int(math.floor(math.log2(side / 11.0)))))
     weights = _MS_SSIM_WEIGHTS[:scales]
     weights = [w / sum(weights) for w in weights]
     c1, c2 = (0.01 * 2.0) ** 2, (0.03 * 2.0) ** 2  # dynamic range 2 ([-1, 1])
-    x = images
-    y = tf.clip_by_value(reconstruction, -1.0, 1.0)
+    x = tf.cast(images, tf.float64)
+    y = tf.cast(tf.clip_by_value(reconstruction, -1.0, 1.0), tf.float64)
     channels = int(images.shape[-1])
-    window = tf.tile(_gaussian_window(), [1, 1, channels, 1])
+    window = tf.cast(tf.tile(_gaussian_window(), [1, 1, channels, 1]), tf.float64)
 
     def blur(t):
         return tf.nn.depthwise_conv2d(t, window, [1, 1, 1, 1], "VALID")
@@ -106,7 +115,7 @@ def ms_ssim_loss(images, reconstruction):
         if i < len(weights) - 1:
             x = tf.nn.avg_pool2d(x, 2, 2, "VALID")
             y = tf.nn.avg_pool2d(y, 2, 2, "VALID")
-    return 1.0 - tf.reduce_mean(score)
+    return tf.cast(1.0 - tf.reduce_mean(score), tf.float32)
 
 
 def feature_matching_loss(real, fake):

@@ -137,3 +137,34 @@ def test_chroma_weight_splits_the_error_into_grey_and_colour():
         y = tf.constant(b)
         grad = sess.run(tf.gradients(distortion_loss(tf.constant(a), y, 4.0), y)[0])
         assert np.all(np.abs(grad).sum(axis=(0, 1, 2)) > 0)
+
+
+def test_ms_ssim_loss_stays_finite_under_the_bfloat16_rewrite():
+    """train --precision mixed_bfloat16 rewrites float32 convolutions to 16 bits;
+    the blur's variances (E[x^2] - E[x]^2) then cancelled to <= 0 and the loss
+    was NaN at the first step.  The statistics must stay out of its reach."""
+    from skimage import data
+
+    from compression.inference import session_config
+    from compression.losses import ms_ssim_loss
+    from compression.precision import apply_precision
+
+    a = data.astronaut()[:256, :256]
+    rng = np.random.default_rng(1)
+    b = np.clip(a.astype(float) + rng.normal(0, 3, a.shape), 0, 255).astype(np.uint8)
+    values = []
+    for precision in ("float32", "mixed_bfloat16"):
+        config = apply_precision(session_config(inference=False), precision, log=lambda *_: None)
+        with tf.Graph().as_default():
+            x = tf.constant(a[None] / 127.5 - 1, tf.float32)
+            y = tf.Variable(b[None] / 127.5 - 1, dtype=tf.float32)
+            # A convolution before the loss, as in the model, so the rewrite has work.
+            kernel = tf.constant(np.eye(3, dtype=np.float32)[None, None])
+            loss = ms_ssim_loss(x, tf.nn.conv2d(y, kernel, 1, "SAME"))
+            grad = tf.gradients(loss, [y])[0]
+            with _v1.Session(config=config) as sess:
+                sess.run(_v1.global_variables_initializer())
+                values.append(sess.run([loss, grad]))
+    (plain, plain_grad), (mixed, mixed_grad) = values
+    assert np.isfinite(mixed) and np.all(np.isfinite(mixed_grad))
+    assert 0 < plain < 0.05 and abs(mixed - plain) < 0.1 * plain
