@@ -53,7 +53,7 @@ def _classes(text):
 
 
 def _add_train(sub):
-    from compression.config import LABEL_FACTORS
+    from compression.config import LABEL_FACTORS, UPSAMPLING
 
     p = sub.add_parser(
         "train", help="train a compressor on Cityscapes-style data",
@@ -118,6 +118,10 @@ def _add_train(sub):
     p.add_argument("--beta1", type=float, default=None, help="Adam beta1 (default 0.9)")
     p.add_argument("--quantizer", choices=("soft", "bounded_ste"), default=None,
                    help="quantiser gradient (default bounded_ste; soft: the paper's)")
+    p.add_argument("--upsampling", choices=UPSAMPLING, default=None,
+                   help="the decoder's upsampling: transposed convolutions (default, the "
+                        "paper's) or nearest resize + convolution (no checkerboard; "
+                        "--init-from a transposed run converts its kernels)")
     p.add_argument("--ema", type=float, default=None,
                    help="EMA decay of the decoder weights used at inference "
                         "(default 0.999; 0: off)")
@@ -521,7 +525,7 @@ def _train(args):
                        ("lr_decay_step", "lr_decay_step"),
                        ("lr_decay_factor", "lr_decay_factor"), ("beta1", "beta1"),
                        ("quantizer", "quantizer"), ("min_channels", "min_channels"),
-                       ("chroma_weight", "chroma_weight")):
+                       ("chroma_weight", "chroma_weight"), ("upsampling", "upsampling")):
         if getattr(args, arg) is not None:
             fields[field] = getattr(args, arg)
     if args.crop:

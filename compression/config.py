@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from compression.errors import CompressionError, ConfigError
 from compression.files import read_regular, write_atomic
 
-__all__ = ["CompressionConfig", "PAPER_WIDTHS"]
+__all__ = ["CompressionConfig", "PAPER_WIDTHS", "UPSAMPLING"]
 
 # Filter counts of the paper's encoder stages c7s1-60, d120, d240, d480, d960
 # (appendix A); the decoder mirrors them.  ``width`` scales all of them.
@@ -37,6 +37,9 @@ DOWNSAMPLING = 16
 #: divide 16, so a coarse cell never straddles two bottleneck cells).
 LABEL_FACTORS = (1, 2, 4, 8, 16)
 
+#: ``upsampling`` values: the paper's transposed convolutions, or resize-convolutions.
+UPSAMPLING = ("transposed", "resize")
+
 #: Relative tolerance of :meth:`CompressionConfig.for_bpp` (the paper's rates are rounded).
 FOR_BPP_TOLERANCE = 0.02
 
@@ -47,7 +50,7 @@ _ABSENT_MEANS = {
     "gan_ramp_steps": 0, "d_warmup_steps": 0, "freeze_encoder": False, "lambda_ms_ssim": 0.0,
     "lr_decay_step": 0, "lr_decay_factor": 0.1, "noise_batch": 1, "quantizer": "soft",
     "min_channels": None, "chroma_weight": 1.0, "selective_probability": 0.0,
-    "class_names": (), "label_factor": 1,
+    "class_names": (), "label_factor": 1, "upsampling": "transposed",
 }
 
 
@@ -138,6 +141,11 @@ class CompressionConfig:
         means it); see
         :func:`compression.quantizer.quantize`.  Encoder side only: files and
         decoders do not depend on it.
+      upsampling: the decoder's ``u`` stages: ``"transposed"`` (default,
+        the paper's stride-2 transposed convolutions) or ``"resize"``
+        (nearest 2x resize, then a 3x3 convolution: no checkerboard; see
+        :mod:`compression.decoder`).  Part of the model fingerprint when not
+        the default.
       noise_batch: the noise generator's batch norm normalises over at least
         this many ``z`` in training (extra draws, discarded after the norm):
         a batch of 2 makes every ``fc1`` feature +-1 and the noise map 1.4x
@@ -207,6 +215,7 @@ class CompressionConfig:
     selective_probability: float = 0.0
     class_names: tuple = ()
     label_factor: int = 1
+    upsampling: str = "transposed"
     _notes: tuple = field(default=(), repr=False, compare=False)
 
     def __post_init__(self):
@@ -292,6 +301,10 @@ class CompressionConfig:
         if self.quantizer not in ("soft", "bounded_ste"):
             raise ConfigError(
                 f"quantizer must be 'soft' or 'bounded_ste', got {self.quantizer!r}")
+        if self.upsampling not in UPSAMPLING:
+            raise ConfigError(
+                f"upsampling must be {' or '.join(map(repr, UPSAMPLING))}, "
+                f"got {self.upsampling!r}")
         for name in ("noise", "freeze_encoder"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -466,6 +479,8 @@ class CompressionConfig:
         fields = {k: v for k, v in self.to_dict().items() if k in _FINGERPRINT_FIELDS}
         if self.variable_rate:  # what it decodes depends on it; fixed-rate hashes stay as they were
             fields["min_channels"] = self.min_channels
+        if self.upsampling != _ABSENT_MEANS["upsampling"]:
+            fields["upsampling"] = self.upsampling
         payload = {"format": _FORMAT, "version": _FORMAT_VERSION, "config": fields}
         return json.dumps(payload, sort_keys=True, indent=2) + "\n"
 

@@ -88,7 +88,11 @@ def _decoder_layers(config, h, w):
         for j in (1, 2):
             layers.append((f"decoder/res{i + 1}/conv{j}", conv_flops(3, f[0], f[0], h, w)))
     for i in range(1, len(f)):
-        layers.append((f"decoder/u{i}", conv_transpose_flops(3, f[i - 1], f[i], h, w)))
+        if config.upsampling == "resize":  # the 3x3 conv runs at the output's resolution
+            flops = conv_flops(3, f[i - 1], f[i], 2 * h, 2 * w)
+        else:
+            flops = conv_transpose_flops(3, f[i - 1], f[i], h, w)
+        layers.append((f"decoder/u{i}", flops))
         h, w = 2 * h, 2 * w
     layers.append(("decoder/c7s1_out", conv_flops(7, f[-1], 3, h, w)))
     return layers

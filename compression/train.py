@@ -196,7 +196,7 @@ class _StopFlag:
 _EMA_SHADOW = "ExponentialMovingAverage"
 
 
-def _initializer_from(source, graph_variables, log=print):
+def _initializer_from(source, graph_variables, upsampling="transposed", log=print):
     """A Saver that loads this graph's variables from another run (``--init-from``).
 
     ``source`` is a run directory, a checkpoint prefix, an export or a shipped
@@ -209,35 +209,63 @@ def _initializer_from(source, graph_variables, log=print):
     are taken when present (and of the same shape) and otherwise start fresh.
     The step counter is never taken: the new run's schedule counts from 0.
 
-    One architecture change is bridged: a semantic model seeded from a
-    non-semantic one.  Its semantic branch starts fresh, and the decoder's
-    first convolution, which reads the semantic features as extra input
-    channels after ``w_hat`` and the noise, keeps the source's kernel with
-    zeros for the new channels, so the new model starts out decoding exactly
-    as the source did and learns to use the label map from there.
+    Two architecture changes are bridged:
+
+    * a semantic model seeded from a non-semantic one.  Its semantic branch
+      starts fresh, and the decoder's first convolution, which reads the
+      semantic features as extra input channels after ``w_hat`` and the
+      noise, keeps the source's kernel with zeros for the new channels, so
+      the new model starts out decoding exactly as the source did and learns
+      to use the label map from there;
+    * ``upsampling="resize"`` (this graph's) seeded from a transposed-
+      convolution source: each ``u`` stage's kernel is the least-squares fit
+      :func:`compression.decoder.resize_kernel_from_transposed`.
+
     Returns ``(restore, checkpoint, taken, fresh)``; ``restore(sess)`` loads them.
     """
+    from compression.decoder import resize_kernel_from_transposed
     from compression.inference import checkpoint_restorer, resolve_run
 
-    _, ckpt = resolve_run(source)
+    run_dir, ckpt = resolve_run(source)
     stored = dict(tf.train.list_variables(ckpt))
     source_semantic = any(n.startswith("generator/semantic_encoder/") for n in stored)
-    taken, fresh, mismatched, widened = {}, [], [], {}
+    convert_upsampling = (upsampling == "resize" and CompressionConfig.load(
+        os.path.join(run_dir, CONFIG_NAME)).upsampling == "transposed")
+
+    def widen(old, shape):
+        kernel = np.zeros(shape, np.float32)
+        kernel[:, :, :old.shape[2]] = old
+        return kernel
+
+    def bridge(name, shape):
+        """How a stored kernel becomes this graph's (None: it cannot).  EMA
+        shadows are converted like their variables: validation and exports
+        read them, and a fresh shadow would start from random weights."""
+        base = name.split("/" + _EMA_SHADOW)[0]
+        old = list(stored[name])
+        if (convert_upsampling and "/decoder/u" in base and base.endswith("/weights")
+                and old == [*shape[:2], shape[3], shape[2]]):
+            return lambda kernel, shape: resize_kernel_from_transposed(kernel)
+        if (not source_semantic and len(shape) == 4 and "/decoder/c3s1/" in base
+                and old[:2] + old[3:] == shape[:2] + shape[3:] and old[2] < shape[2]):
+            return widen
+        return None
+
+    taken, fresh, mismatched, bridged = {}, [], [], {}
     for v in graph_variables:
         name = v.op.name
         if name == "global_step":
             continue
         shape = v.shape.as_list()
+        convert = None if name not in stored or "adam" in name else bridge(name, shape)
         if name not in stored:
             fresh.append(name)
+        elif convert is not None:
+            bridged[name] = (v, convert)
         elif list(stored[name]) == shape:
             taken[name] = v
         elif not name.startswith("generator/") or "adam" in name or _EMA_SHADOW in name:
             fresh.append(name)
-        elif (not source_semantic and len(shape) == 4 and "/decoder/c3s1/" in name
-              and list(stored[name][:2]) + list(stored[name][3:]) == shape[:2] + shape[3:]
-              and stored[name][2] < shape[2]):
-            widened[name] = v
         else:
             mismatched.append(f"{name} {stored[name]} vs {shape}")
     required = [n for n in fresh if n.startswith("generator/")
@@ -251,25 +279,27 @@ def _initializer_from(source, graph_variables, log=print):
             "give the new run the source run's width, channels, residual blocks, "
             "noise and semantic settings (its config.json)")
     restore_taken = checkpoint_restorer(ckpt, taken)
-    if not widened:
+    if not bridged:
         return restore_taken, ckpt, len(taken), fresh
-    log(f"--init-from: a semantic branch is new; {', '.join(widened)} keeps the source's "
-        "kernel with zeros for the semantic channels")
+    if convert_upsampling:
+        log("--init-from: the source upsamples with transposed convolutions; each u stage's "
+            "kernel becomes its least-squares resize-convolution fit (fine-tuning recovers "
+            "the rest)")
+    widened = [n for n in bridged if "/decoder/c3s1/" in n and _EMA_SHADOW not in n]
+    if widened:
+        log(f"--init-from: a semantic branch is new; {', '.join(widened)} keeps the source's "
+            "kernel with zeros for the semantic channels")
     reader = tf.train.load_checkpoint(ckpt)
-    placeholders = {n: _v1.placeholder(tf.float32, v.shape) for n, v in widened.items()}
-    assigns = [v.assign(placeholders[n]) for n, v in widened.items()]
+    placeholders = {n: _v1.placeholder(tf.float32, v.shape) for n, (v, _) in bridged.items()}
+    assigns = [v.assign(placeholders[n]) for n, (v, _) in bridged.items()]
 
     def restore(sess):
         restore_taken(sess)
-        feed = {}
-        for n, v in widened.items():
-            kernel = np.zeros(v.shape.as_list(), np.float32)
-            old = stored_float(reader, n, ckpt)
-            kernel[:, :, :old.shape[2]] = old
-            feed[placeholders[n]] = kernel
-        sess.run(assigns, feed)
+        sess.run(assigns, {placeholders[n]: convert(stored_float(reader, n, ckpt),
+                                                     v.shape.as_list())
+                           for n, (v, convert) in bridged.items()})
 
-    return restore, ckpt, len(taken) + len(widened), fresh
+    return restore, ckpt, len(taken) + len(bridged), fresh
 
 
 def _restorable_checkpoint(run_dir, log):
@@ -543,7 +573,8 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
         warm = None
         if init_from is not None and ckpt is None:
             try:
-                warm = _initializer_from(init_from, _v1.global_variables(), log)
+                warm = _initializer_from(init_from, _v1.global_variables(),
+                                          config.upsampling, log)
             except CompressionError:
                 if fresh_dir:  # leave nothing that the corrected command would refuse
                     for name in (CONFIG_NAME, RUN_NAME):

@@ -300,3 +300,18 @@ def test_variable_rate_fields():
 def test_min_channels_must_be_a_count_of_leading_channels(bad):
     with pytest.raises(ConfigError, match=r"min_channels must be an integer in \[1, channels=4\]"):
         CompressionConfig(**TINY, min_channels=bad)
+
+
+def test_upsampling_is_validated_and_fingerprinted_when_not_the_papers():
+    base = CompressionConfig()
+    assert base.upsampling == "transposed"
+    assert "upsampling" not in base.fingerprint_json()  # existing models keep their hashes
+    resized = dataclasses.replace(base, upsampling="resize")
+    assert resized.fingerprint_json() != base.fingerprint_json()
+    assert CompressionConfig.from_json(resized.to_json()).upsampling == "resize"
+    # A config.json written before the field existed means the paper's upsampling.
+    data = json.loads(base.to_json())["config"]
+    del data["upsampling"]
+    assert CompressionConfig.from_dict(data).upsampling == "transposed"
+    with pytest.raises(ConfigError, match="upsampling must be 'transposed' or 'resize'"):
+        CompressionConfig(upsampling="bilinear")

@@ -99,3 +99,80 @@ def test_dynamic_spatial_size():
             for h, w in [(1, 3), (3, 2)]:
                 out = sess.run(image, {w_hat: rand((1, h, w, c))})
                 assert out.shape == (1, 16 * h, 16 * w, 3)
+
+
+def _stage_output(method, kernel, x):
+    """One u stage, linear (no bias, no activation), on ``x`` ``[1, H, W, cin]``."""
+    from compression.decoder import upsample
+    from compression.encoder import layer_scope
+
+    with tf.Graph().as_default():
+        with layer_scope(), _v1.variable_scope("u") as sc:
+            y = upsample(tf.constant(x), kernel.shape[2 if method == "transposed" else 3],
+                         method, sc)
+        found = {v.op.name: v for v in _v1.global_variables()}
+        weights, biases = found["u/weights"], found["u/biases"]
+        with _v1.Session() as sess:
+            sess.run(_v1.global_variables_initializer())
+            sess.run([weights.assign(kernel), biases.assign(tf.zeros_like(biases))])
+            return sess.run(y)
+
+
+@pytest.mark.parametrize("method", ["transposed", "resize"])
+def test_phase_taps_describe_the_upsampling_ops(method):
+    """The per-phase maps the kernel conversion is fitted on are what TF computes."""
+    from compression.decoder import _phase_taps
+
+    kernel = rand((3, 3, 1, 1), seed=1)
+    x = rand((1, 6, 7, 1), seed=2)
+    out = _stage_output(method, kernel, x)[0, :, :, 0]
+    assert out.shape == (12, 14)
+    taps = _phase_taps(method).reshape(2, 3, 3)  # phase, offset, tap
+    effective = np.einsum("pdt,qeu,tu->pqde", taps, taps, kernel[:, :, 0, 0])
+    padded = np.pad(x[0, :, :, 0], 1)
+    for i in range(1, 5):  # interior rows and columns: no padding involved
+        for j in range(1, 6):
+            window = padded[i:i + 3, j:j + 3]
+            for a in range(2):
+                for b in range(2):
+                    assert out[2 * i + a, 2 * j + b] == pytest.approx(
+                        float((effective[a, b] * window).sum()), abs=1e-5)
+
+
+def test_resize_kernel_from_transposed_is_exact_without_a_checkerboard():
+    """A transposed kernel whose phases agree (k1 = k0 + k2 along each axis)
+    is a resize-convolution; the fit finds it, and the layout changes."""
+    from compression.decoder import resize_kernel_from_transposed
+
+    rng = np.random.default_rng(3)
+    cout, cin = 3, 2
+    kernel = np.zeros((3, 3, cout, cin), np.float32)
+    for o in range(cout):
+        for i in range(cin):
+            ky, kx = rng.normal(size=2), rng.normal(size=2)
+            ky, kx = np.r_[ky[0], ky.sum(), ky[1]], np.r_[kx[0], kx.sum(), kx[1]]
+            kernel[:, :, o, i] = np.outer(ky, kx)
+    converted = resize_kernel_from_transposed(kernel)
+    assert converted.shape == (3, 3, cin, cout) and converted.dtype == np.float32
+    x = rand((1, 5, 6, cin), seed=4)
+    want = _stage_output("transposed", kernel, x)
+    got = _stage_output("resize", converted, x)
+    # Interior only: the transposed op pads zeros, the resize stage reflects.
+    np.testing.assert_allclose(got[:, 2:-2, 2:-2], want[:, 2:-2, 2:-2], atol=1e-4)
+    with pytest.raises(ValueError, match=r"\[3, 3, out, in\]"):
+        resize_kernel_from_transposed(np.zeros((5, 5, 2, 2)))
+
+
+def test_resize_upsampling_decoder_shapes_and_variables():
+    import dataclasses
+
+    config = dataclasses.replace(CONFIG, upsampling="resize")
+    with tf.Graph().as_default():
+        w_hat = _v1.placeholder(tf.float32, [1, 3, 5, config.channels])
+        image = decoder(w_hat, config)
+        out = run_initialised(image, {w_hat: rand((1, 3, 5, config.channels))})
+        kernels = {v.op.name: v.shape.as_list() for v in _v1.global_variables()
+                   if "/u" in v.op.name and v.op.name.endswith("weights")}
+    assert out.shape == (1, 48, 80, 3) and np.all(np.abs(out) <= 1)
+    f = config.filters[::-1]
+    assert kernels == {f"decoder/u{i}/weights": [3, 3, f[i - 1], f[i]] for i in range(1, 5)}

@@ -63,6 +63,7 @@ SMALL = dict(channels=4, width=0.125, residual_blocks=2, discriminator_width=0.1
 @pytest.mark.parametrize("config, height, width", [
     (CompressionConfig(**SMALL), 64, 96),
     (CompressionConfig(**dict(SMALL, semantic_classes=3, noise=False)), 48, 32),
+    (CompressionConfig(**dict(SMALL, upsampling="resize")), 32, 48),
 ])
 def test_model_flops_match_profiler_per_part(config, height, width):
     """Each part built alone: the profiler's conv/matmul FLOPs equal the analytic count."""

@@ -15,9 +15,11 @@ pytestmark = pytest.mark.skipif(not gpu_audit.gpu_kernels_registered(),
 
 
 def test_training_and_inference_ops_have_gpu_kernels(tmp_path):
-    # Every feature that adds ops: noise, variable rate, semantic labels, all phases.
+    # Every feature that adds ops: noise, variable rate, semantic labels, all phases,
+    # the MS-SSIM term (float64 statistics) and resize upsampling.
     config = dataclasses.replace(TINY, channels=6, min_channels=2, semantic_classes=4,
-                                 gan_start_step=1, d_warmup_steps=1, lambda_ms_ssim=0.1)
+                                 gan_start_step=1, d_warmup_steps=1, lambda_ms_ssim=0.1,
+                                 upsampling="resize")
     cache = {}
     for graph in (gpu_audit.training_graph(config), gpu_audit.inference_graph(config, tmp_path)):
         missing, host = gpu_audit.audit_graph(graph, cache)
