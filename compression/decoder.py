@@ -143,9 +143,11 @@ def resize_kernel_from_transposed(kernel):
     ``kernel`` ``[3, 3, out, in]`` (``slim.conv2d_transpose``) ->
     ``[3, 3, in, out]`` (the ``"resize"`` stage's ``slim.conv2d``): the
     least-squares fit of the weights each of the four output phases gives
-    each input pixel.  The two cannot agree exactly (the transposed phases
-    see 1, 2 or 4 taps, which is the checkerboard), so a model converted so
-    decodes a little worse and is then fine-tuned.
+    each input pixel.  It is exact when the transposed kernel draws no
+    checkerboard (``k1 = k0 + k2`` along each axis).  Trained kernels do
+    draw one, and the layers after them rely on it: converted so, the
+    shipped ``street`` model decoded its validation crops at 13.2 dB instead
+    of 21.7, so a converted model must be fine-tuned.
     """
     kernel = np.asarray(kernel, np.float64)
     if kernel.ndim != 4 or kernel.shape[:2] != (3, 3):
