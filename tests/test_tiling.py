@@ -73,3 +73,33 @@ def test_large_images_use_smaller_tiles(tiny_model, monkeypatch):
     monkeypatch.setattr(tiny_model, "large_tile_size", 4)
     assert tiny_model.tile_for(12, 12) == 8        # up to large_image: the usual tiles
     assert tiny_model.tile_for(20, 20) == 4        # above it: the small ones
+
+
+@pytest.fixture(scope="module")
+def resize_model(tiny_data, tmp_path_factory):
+    """TINY with resize-convolution upsampling, 2 steps: its own graph in inference."""
+    import dataclasses
+
+    from conftest import TINY
+
+    from compression.inference import load_model
+    from compression.train import train
+
+    run_dir = str(tmp_path_factory.mktemp("resize") / "run")
+    train(dataclasses.replace(TINY, upsampling="resize"), tiny_data, run_dir, steps=2,
+          checkpoint_every=2, summary_every=0, val_every=0, val_images=0, progress=False,
+          log=lambda *_: None)
+    model = load_model(run_dir)
+    yield model
+    model.close()
+
+
+def test_resize_upsampling_decodes_whole_files_and_in_seamless_tiles(resize_model, symbols):
+    assert resize_model.config.upsampling == "resize"
+    full = resize_model.decode(symbols[..., :resize_model.config.channels], 7, tile=0)
+    tiled = resize_model.decode(symbols[..., :resize_model.config.channels], 7, tile=4)
+    assert full.shape == (16 * 11, 16 * 14, 3)
+    np.testing.assert_allclose(tiled, full, atol=2e-3)
+    image = (np.random.default_rng(5).uniform(0, 255, (40, 56, 3))).astype(np.uint8)
+    decoded, _ = decode_image(resize_model, encode_image(resize_model, image).data)
+    assert decoded.shape == image.shape
