@@ -23,8 +23,7 @@ from noisegen.layers import instance_norm, reflect_conv2d
 from noisegen.slim_compat import slim
 
 __all__ = ["decoder", "decoder_head", "decoder_tail", "residual_block", "fill_dropped_channels",
-           "leading_channels", "resize_kernel_from_transposed", "upsample", "DECODER_SCOPE",
-           "UPSAMPLING"]
+           "leading_channels", "resize_kernel_from_transposed", "upsample", "DECODER_SCOPE"]
 
 DECODER_SCOPE = "decoder"
 
