@@ -5,11 +5,14 @@ Data flow, one module per stage::
     image -> encoder -> quantizer -> (+ noisegen noise) -> decoder -> image
                            |                                  ^
                            +--> entropy_model -> bitstream ---+   (codec)
+                                (context_model)
 
 ``config`` describes a model, ``model`` assembles the graph with the
 ``discriminator`` and ``losses``, ``train`` trains it on ``data``,
 ``inference`` loads a run, ``codec`` writes and reads ``.gcz`` files, with
-``rate_control`` choosing how many channels a file codes.
+``rate_control`` choosing how many channels a file codes; ``context_model``
+codes the symbols in context when the model has a context table (``export``
+fits one).
 """
 
 import importlib
@@ -45,6 +48,11 @@ _EXPORTS = {
     "decode": ("codec", "decode"),
     "decode_image": ("codec", "decode_image"),
     "decode_symbols": ("entropy_model", "decode_symbols"),
+    "decode_symbols_in_context": ("context_model", "decode_symbols_in_context"),
+    "context_counts": ("context_model", "context_counts"),
+    "context_probabilities": ("context_model", "context_probabilities"),
+    "encode_symbols_in_context": ("context_model", "encode_symbols_in_context"),
+    "fit_entropy_model": ("export", "fit_entropy_model"),
     "decoder": ("decoder", "decoder"),
     "dequantize": ("quantizer", "dequantize"),
     "discriminator_loss": ("losses", "discriminator_loss"),
@@ -101,9 +109,11 @@ __all__ = [
     "TrainResult", "TrainingGraph", "TruncatedFileError", "UnsupportedVersionError",
     "build_training_graph", "channel_choices", "choose_channels", "chroma_error", "compare",
     "crop_to",
-    "decode", "decode_image", "decode_symbols",
+    "context_counts", "context_probabilities",
+    "decode", "decode_image", "decode_symbols", "decode_symbols_in_context",
     "decoder", "dequantize", "discriminator_loss", "distortion_loss", "encode",
-    "encode_graph", "encode_image", "encode_symbols", "encoder", "evaluate", "export_model",
+    "encode_graph", "encode_image", "encode_symbols", "encode_symbols_in_context", "encoder",
+    "evaluate", "export_model", "fit_entropy_model",
     "feature_matching_loss", "find_examples", "fingerprint", "fingerprint_hex",
     "generator_adversarial_loss", "initialize_run", "load_model", "make_dataset", "ms_ssim",
     "multiscale_discriminator", "one_hot_labels", "pack", "pad_to_multiple",

@@ -7,7 +7,8 @@ Layout (all integers big-endian, no padding; byte-by-byte table in
          0    4 magic               b"\\x89GCZ"
          4    1 version             u8, this code reads/writes 1
          5    2 flags               u16 bitmask (bit 0 semantic map,
-                                    bit 1 selective-compression mask)
+                                    bit 1 selective-compression mask,
+                                    bit 2 model name, bit 3 context-coded)
          7   16 model fingerprint   raw 16-byte BLAKE2b digest
         23    4 image height        u32 >= 1
         27    4 image width         u32 >= 1
@@ -54,6 +55,7 @@ from .files import open_regular, write_atomic
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "FINGERPRINT_SIZE",
+    "FLAG_CONTEXT_CODED",
     "FLAG_MODEL_NAME",
     "FLAG_SELECTIVE_MASK",
     "FLAG_SEMANTIC_MAP",
@@ -85,8 +87,11 @@ FLAG_SEMANTIC_MAP = 1 << 0
 FLAG_SELECTIVE_MASK = 1 << 1
 #: Flag bit: the model's name follows the fixed header (set by ``Header.model_name``).
 FLAG_MODEL_NAME = 1 << 2
+#: Flag bit: the symbols are coded in context (:mod:`compression.context_model`),
+#: with the model's context table instead of its per-channel distributions.
+FLAG_CONTEXT_CODED = 1 << 3
 #: Every flag bit this reader understands; any other bit set is rejected.
-KNOWN_FLAGS = FLAG_SEMANTIC_MAP | FLAG_SELECTIVE_MASK | FLAG_MODEL_NAME
+KNOWN_FLAGS = FLAG_SEMANTIC_MAP | FLAG_SELECTIVE_MASK | FLAG_MODEL_NAME | FLAG_CONTEXT_CODED
 #: Longest model name a file can carry, in UTF-8 bytes.
 MAX_MODEL_NAME = 255
 #: Length of the model fingerprint in bytes.

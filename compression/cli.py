@@ -303,6 +303,10 @@ def _add_export(sub):
     p.add_argument("--card", default=None, metavar="JSON",
                    help="a JSON object of model-card fields to add (name, description, data, "
                         "rate, validation: what 'gcompress models' shows)")
+    p.add_argument("--entropy-data", action="append", default=None, metavar="DIR",
+                   help="refit the entropy model on the training images of DIR (as for "
+                        "'train --data'; repeatable): per-channel histogram and context "
+                        "counts, which make files about 15%% smaller")
 
 
 def build_parser():
@@ -598,6 +602,11 @@ def _train(args):
     print(f"step {result.step}: {result.images_per_second:.2f} images/s; "
           + ", ".join(f"{k} {v:.4f}" for k, v in result.losses.items())
           + (f"; {val}" if val else ""))
+    if not result.stopped_early:
+        data = " ".join(f"--entropy-data {d}" for d in args.data)
+        print(f"code with it: gcompress encode --model {args.out} IMAGE; or ship it small, "
+              f"with a context entropy model (files ~15% smaller): gcompress export {args.out} "
+              f"MODEL_DIR --dtype int8 {data}")
     return 130 if result.stopped_early else 0
 
 
@@ -788,8 +797,23 @@ def _export(args):
             raise _CliError(f"--card {args.card}: not JSON ({e})") from None
         if not isinstance(extra, dict):
             raise _CliError(f"--card {args.card}: must hold a JSON object")
+    entropy_images = None
+    if args.entropy_data:
+        for root in args.entropy_data:
+            if not os.path.isdir(root):
+                raise _CliError(f"--entropy-data {root}: not a directory of images")
+        from compression.data import find_examples
+
+        entropy_images = [ex.image_path for root in args.entropy_data
+                          for ex in find_examples(root, "train")]
     card = export_model(args.run, args.out_dir, dtype=args.dtype, overwrite=args.force,
-                        card=extra)
+                        card=extra, entropy_data=entropy_images, log=print)
+    if "entropy_data" in card:
+        fit = card["entropy_data"]
+        print(f"entropy model fitted on {fit['images']} images"
+              + (f" ({fit['skipped']} unreadable, skipped)" if fit["skipped"] else "")
+              + ("" if fit["context_model"] else "; no context model (the model has more "
+                 "quantiser centres than context models support)"))
     print(f"{args.out_dir}: {card['parameters']} parameters, {card['weights_bytes']} bytes "
           f"of {card['dtype']} weights from {card['source']}; model {card['fingerprint']}")
     return 0

@@ -22,6 +22,7 @@ import numpy as np
 
 from compression import bitstream
 from compression.config import DOWNSAMPLING
+from compression.context_model import decode_symbols_in_context, encode_symbols_in_context
 from compression.entropy_model import bound_bits, decode_symbols, encode_symbols
 from compression.errors import (
     ConfigError,
@@ -156,8 +157,15 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
         if cells is not None:
             kept = kept[cells.astype(bool)][None]  # [1, kept cells, k]: only they are coded
         payloads[k] = encode_symbols(kept, model.probabilities[:k])
+        in_context = False
+        if cells is None and model.context_table is not None:
+            # Tiny maps give the contexts little to work with: keep the shorter stream.
+            contextual = encode_symbols_in_context(kept, model.context_table[:k])
+            if len(contextual) < len(payloads[k]):
+                payloads[k], in_context = contextual, True
         flags = ((bitstream.FLAG_SEMANTIC_MAP if classes else 0)
-                 | (bitstream.FLAG_SELECTIVE_MASK if cells is not None else 0))
+                 | (bitstream.FLAG_SELECTIVE_MASK if cells is not None else 0)
+                 | (bitstream.FLAG_CONTEXT_CODED if in_context else 0))
         header = bitstream.Header(
             flags=flags,
             fingerprint=model.fingerprint,
@@ -329,6 +337,16 @@ def read_payload(model, data, max_pixels=DEFAULT_MAX_PIXELS):
         labels = decode_label_map(label_bytes, (header.image_height, header.image_width),
                                   cfg.semantic_classes)
     probabilities = model.probabilities[:header.bottleneck_channels]
+    if header.flags & bitstream.FLAG_CONTEXT_CODED:
+        if mask_bytes is not None:
+            raise CorruptFileError("header is inconsistent: a selective file's symbols are "
+                                   "never coded in context")
+        if model.context_table is None:
+            raise CorruptFileError("header is inconsistent: the symbols are coded in context, "
+                                   "but the model has no context table")
+        table = model.context_table[:header.bottleneck_channels]
+        return (header, decode_symbols_in_context(payload, header.bottleneck_shape, table),
+                labels, None)
     if mask_bytes is None:
         return header, decode_symbols(payload, header.bottleneck_shape, probabilities), labels, None
     if not cfg.selective:

@@ -196,8 +196,34 @@ def encode_symbols(symbols: np.ndarray, probabilities: np.ndarray) -> bytes:
     encoder = _stream.queue.RangeEncoder()
     for row, model in zip(per_channel, _models(probs), strict=True):
         encoder.encode(row, model)
-    words = encoder.get_compressed()
+    return _stream_bytes(encoder.get_compressed())
+
+
+def _stream_bytes(words: np.ndarray) -> bytes:
+    """The coder's ``uint32`` words as the stream's bytes (big-endian)."""
     return words.astype(_WORD_DTYPE, copy=False).tobytes()
+
+
+def _stream_words(data: bytes, needed_bits: float, shape: Sequence[int]) -> np.ndarray:
+    """The ``uint32`` words of a stream that claims to code a map of ``shape``.
+
+    A file must justify its size before any work: a stream shorter than
+    ``needed_bits`` (what even the likeliest symbols would cost, less the
+    coder's rounding) cannot hold ``shape``, so a few bytes cannot claim
+    millions of symbols.
+    """
+    if len(data) % _WORD_DTYPE.itemsize:
+        raise CorruptFileError(
+            f"entropy-coded payload is {len(data)} bytes, not a multiple of 4"
+        )
+    if 8 * len(data) < needed_bits:
+        height, width, num_c = shape
+        raise CorruptFileError(
+            f"entropy-coded payload is {len(data)} bytes, too short for "
+            f"{height}x{width}x{num_c} symbols: even the most probable ones need "
+            f"{math.ceil(needed_bits / 8)} bytes"
+        )
+    return np.frombuffer(data, dtype=_WORD_DTYPE).astype(np.uint32)
 
 
 def decode_symbols(
@@ -229,23 +255,9 @@ def decode_symbols(
     height, width, num_c = shape
     if num_c != probs.shape[0]:
         raise ValueError(f"shape has {num_c} channels but probabilities have {probs.shape[0]}")
-    if len(data) % _WORD_DTYPE.itemsize:
-        raise CorruptFileError(
-            f"entropy-coded payload is {len(data)} bytes, not a multiple of 4"
-        )
-
-    # A file must justify its size before any work: even if every symbol were
-    # its channel's most probable one, the stream could not be shorter than
-    # this (less a little for the coder's rounding), so a few bytes cannot
-    # claim millions of symbols.
-    needed = 0.99 * minimum_bits(shape, probs) - 64
-    if 8 * len(data) < needed:
-        raise CorruptFileError(
-            f"entropy-coded payload is {len(data)} bytes, too short for "
-            f"{height}x{width}x{num_c} symbols: even the most probable ones need "
-            f"{math.ceil(needed / 8)} bytes"
-        )
-    words = np.frombuffer(data, dtype=_WORD_DTYPE).astype(np.uint32)
+    # Even if every symbol were its channel's most probable one, the stream
+    # could not be shorter than this (less a little for the coder's rounding).
+    words = _stream_words(data, 0.99 * minimum_bits(shape, probs) - 64, shape)
     count = height * width
     try:
         decoder = _stream.queue.RangeDecoder(words)

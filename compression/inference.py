@@ -17,6 +17,11 @@ import tensorflow as tf
 
 from compression.bitstream import MAX_MODEL_NAME, fingerprint
 from compression.config import CompressionConfig
+from compression.context_model import (
+    MAX_CONTEXT_CENTERS,
+    context_probabilities,
+    context_size,
+)
 from compression.encoder import DOWNSAMPLING
 from compression.entropy_model import probabilities_from_counts
 from compression.errors import CompressionError, ConfigError, ModelLoadError
@@ -39,9 +44,12 @@ from noisegen import sample_noise
 __all__ = ["CompressionModel", "load_model", "resolve_run", "latest_checkpoint",
            "run_checkpoints", "checkpoint_candidates", "checkpoint_files", "checkpoint_problem",
            "checkpoint_step", "checkpoint_restorer",
-           "CONFIG_NAME", "session_config", "initialize_run"]
+           "CONFIG_NAME", "CONTEXT_COUNTS_KEY", "session_config", "initialize_run"]
 
 CONFIG_NAME = "config.json"
+#: Checkpoint key of a model's context counts ``[C, K, L]`` (:mod:`compression.context_model`);
+#: written by ``gcompress export --entropy-data``, absent from training checkpoints.
+CONTEXT_COUNTS_KEY = "entropy_model/context_counts"
 #: The model card of an exported or shipped model (see :mod:`compression.export`).
 CARD_NAME = "card.json"
 _EMA_SUFFIX = "/ExponentialMovingAverage"
@@ -234,7 +242,11 @@ class CompressionModel:
     Attributes:
       config: the :class:`CompressionConfig` from ``config.json``.
       checkpoint: the checkpoint prefix the weights came from.
-      probabilities: float64 ``[C, L]``, the entropy model.
+      probabilities: float64 ``[C, L]``, the per-channel entropy model.
+      context_counts: float64 ``[C, K, L]`` symbol counts per context, or None
+        when the checkpoint has none (:mod:`compression.context_model`).
+      context_table: ``context_probabilities`` of them, or None: files are
+        coded in context when this is set and it makes them shorter.
       fingerprint: 16 bytes identifying config and decoder weights.
       name: the name files written with it carry (:func:`model_name`).
       uses_ema: whether EMA weights were loaded.
@@ -308,6 +320,8 @@ class CompressionModel:
         self.has_learned_probabilities = bool(np.any(counts > 0))
         self.probabilities = probabilities_from_counts(counts if self.has_learned_probabilities
                                                        else None, cfg.channels, cfg.num_centers)
+        self.context_table = (None if self.context_counts is None else
+                              context_probabilities(self.context_counts, self.probabilities))
         self.fingerprint = self._fingerprint()
 
     def _restore(self):
@@ -317,6 +331,7 @@ class CompressionModel:
         except Exception as e:  # corrupt or unreadable checkpoint files
             raise ModelLoadError(
                 f"cannot read checkpoint {self.checkpoint!r}: {op_error_summary(e)}") from None
+        self.context_counts = self._context_counts(reader, stored)
         var_list, uses_ema = {}, False
         for v in self.graph.get_collection(_v1.GraphKeys.GLOBAL_VARIABLES):
             name = v.name.split(":")[0]
@@ -344,6 +359,24 @@ class CompressionModel:
             ) from None
         return uses_ema
 
+    def _context_counts(self, reader, stored):
+        """The checkpoint's context counts as float64 ``[C, K, L]``, or None."""
+        if CONTEXT_COUNTS_KEY not in stored:
+            return None
+        cfg = self.config
+        if cfg.num_centers > MAX_CONTEXT_CENTERS:
+            raise ModelLoadError(f"checkpoint {self.checkpoint!r} has context counts, but its "
+                                 f"{cfg.num_centers} centres are more than context models "
+                                 f"support ({MAX_CONTEXT_CENTERS})")
+        expected = [cfg.channels, context_size(cfg.num_centers), cfg.num_centers]
+        counts = reader.get_tensor(CONTEXT_COUNTS_KEY).astype(np.float64)
+        if list(counts.shape) != expected or not np.all(np.isfinite(counts)) or np.any(counts < 0):
+            raise ModelLoadError(
+                f"checkpoint {self.checkpoint!r} has damaged context counts: shape "
+                f"{list(counts.shape)} (the config needs {expected}), all finite and "
+                "non-negative required; re-export the model with --entropy-data")
+        return counts
+
     def inference_weights(self):
         """``{variable name: value}`` of every weight this model codes with, as loaded.
 
@@ -364,7 +397,10 @@ class CompressionModel:
                 key=lambda v: v.name,
             )
             values = self.session.run(variables)
-        return fingerprint(self.config.fingerprint_json(), list(values) + [self.probabilities])
+        tables = [self.probabilities]
+        if self.context_table is not None:  # absent: the fingerprint of a model without one
+            tables.append(self.context_table)
+        return fingerprint(self.config.fingerprint_json(), list(values) + tables)
 
     # -- the two halves -----------------------------------------------------
 

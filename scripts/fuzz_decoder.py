@@ -125,28 +125,38 @@ def mutate(data, kind, rng, other):
 def entropy_corpus(rng, count=24):
     """``(stand-in model, [valid files], [their symbols])`` for the layers below TensorFlow."""
     from compression.config import CompressionConfig
+    from compression.context_model import context_counts, context_probabilities
     from compression.entropy_model import probabilities_from_counts
 
     config = CompressionConfig(channels=4, width=0.25)
     nprng = np.random.default_rng(rng.randrange(2**32))
     probs = probabilities_from_counts(np.round(nprng.dirichlet(np.full(5, 0.3), 4) * 1e6))
+    # Contexts counted on maps of the same law: a table of the right shape and sparsity.
+    fitting = [np.stack([nprng.choice(5, size=(24, 32), p=p / p.sum()) for p in probs], -1)
+               for _ in range(4)]
+    table = context_probabilities(sum(context_counts(m, 5) for m in fitting), probs)
     model = types.SimpleNamespace(config=config, fingerprint=bytes(range(16)),
-                                  probabilities=probs, run_dir="(fuzz model)")
+                                  probabilities=probs, context_table=table,
+                                  run_dir="(fuzz model)")
     files, truth = [], []
-    for _ in range(count):
+    for i in range(count):
         height, width = rng.randint(16, 400), rng.randint(16, 400)
-        data, symbols = honest_file(model, height, width, nprng, seed=rng.randrange(2**64))
+        # Every other file is context-coded, so both entropy decoders are fuzzed.
+        data, symbols = honest_file(model, height, width, nprng, seed=rng.randrange(2**64),
+                                    in_context=bool(i % 2))
         files.append(data)
         truth.append(symbols)
     return model, files, truth
 
 
-def honest_file(model, height, width, nprng, seed=1):
+def honest_file(model, height, width, nprng, seed=1, in_context=False):
     """``(file, symbols)``: a valid file claiming ``height x width`` for ``model``.
 
     The symbols are drawn from the model's own probabilities, so the payload
-    justifies the claimed size.
+    justifies the claimed size; ``in_context``: coded with the model's
+    context table (``FLAG_CONTEXT_CODED``).
     """
+    from compression.context_model import encode_symbols_in_context
     from compression.entropy_model import encode_symbols
 
     probs = model.probabilities
@@ -156,8 +166,11 @@ def honest_file(model, height, width, nprng, seed=1):
     header = bitstream.Header(
         fingerprint=model.fingerprint, image_height=height, image_width=width,
         bottleneck_channels=shape[2], bottleneck_height=shape[0], bottleneck_width=shape[1],
-        num_centers=model.config.num_centers, seed=seed)
-    return bitstream.pack(header, encode_symbols(symbols, probs)), symbols
+        num_centers=model.config.num_centers, seed=seed,
+        flags=bitstream.FLAG_CONTEXT_CODED if in_context else 0)
+    payload = (encode_symbols_in_context(symbols, model.context_table) if in_context
+               else encode_symbols(symbols, probs))
+    return bitstream.pack(header, payload), symbols
 
 
 def full_corpus(model, rng, count=6):

@@ -9,6 +9,7 @@ import pytest
 
 from compression import bitstream
 from compression.bitstream import (
+    FLAG_CONTEXT_CODED,
     FLAG_MODEL_NAME,
     FLAG_SELECTIVE_MASK,
     FLAG_SEMANTIC_MAP,
@@ -149,7 +150,7 @@ def test_header_normalises_numpy_values():
         ("seed", -1),
         ("seed", 2**64),
         ("flags", 2**16),
-        ("flags", 8),
+        ("flags", 16),
         ("flags", FLAG_MODEL_NAME),  # the bit follows model_name
         ("model_name", "x" * 256),
         ("model_name", "tab\there"),
@@ -232,7 +233,7 @@ def test_unsupported_version(valid_file, version):
             unpack(candidate)
 
 
-@pytest.mark.parametrize("flags", [8, 0x8000, 0xFFFF, 0x0103])
+@pytest.mark.parametrize("flags", [16, 0x8000, 0xFFFF, 0x0113])
 def test_unknown_flag_bits(flags):
     with pytest.raises(UnsupportedVersionError, match="flags"):
         unpack(raw_file(flags=flags))
@@ -241,6 +242,8 @@ def test_unknown_flag_bits(flags):
 def test_known_flag_bits_accepted():
     header, _ = unpack(raw_file(flags=FLAG_SEMANTIC_MAP | FLAG_SELECTIVE_MASK))
     assert header.flags == 3
+    header, _ = unpack(raw_file(flags=FLAG_CONTEXT_CODED))
+    assert header.flags == FLAG_CONTEXT_CODED == 8
 
 
 @pytest.mark.parametrize("extra", [b"\0", b"garbage", bytes(1000)])

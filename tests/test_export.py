@@ -1,5 +1,6 @@
 """compression.export / ``gcompress export``: inference-only weights that load like a run."""
 
+import dataclasses
 import json
 import os
 
@@ -90,3 +91,109 @@ def test_int8_export_without_its_scales_is_a_clear_load_error(tiny_run, tmp_path
                                                               write_meta_graph=False)
     with pytest.raises(ModelLoadError, match="without its scales"):
         load_model(tmp_path / "m8")
+
+
+def _train_images(tiny_data):
+    from compression.data import find_examples
+
+    return [ex.image_path for ex in find_examples(tiny_data, "train")]
+
+
+@pytest.fixture(scope="module")
+def context_export(tiny_run, tiny_data, tmp_path_factory):
+    """TINY exported (float32) with its entropy model refitted on its training images."""
+    out = tmp_path_factory.mktemp("context") / "model"
+    card = export_model(tiny_run, out, dtype="float32", entropy_data=_train_images(tiny_data))
+    return out, card
+
+
+def test_entropy_data_fits_histogram_and_context_counts(context_export, tiny_model, tiny_data):
+    from compression.context_model import context_size
+    from compression.image_io import read_image
+
+    out, card = context_export
+    assert card["entropy_data"] == {"images": 6, "skipped": 0, "context_model": True}
+    # The weights are the run's, the entropy model is new: another fingerprint.
+    assert card["fingerprint"] != card["source_fingerprint"] == tiny_model.fingerprint.hex()
+    images = [read_image(p) for p in _train_images(tiny_data)]
+    with load_model(out) as model:
+        cells = sum(np.prod(pad_to_multiple(im, 16)[0].shape[:2]) // 256 for im in images)
+        assert model.context_counts.shape == (4, context_size(5), 5)
+        assert model.context_counts.sum() == cells * 4
+        counts = np.stack([np.bincount(model.encode(to_float(pad_to_multiple(im, 16)[0]))[
+            :, :, c].ravel(), minlength=5) for im in images for c in range(4)])
+        np.testing.assert_array_equal(model.inference_weights()["entropy_model/symbol_counts"],
+                                      counts.reshape(len(images), 4, 5).sum(axis=0))
+
+
+def test_context_coded_files_are_smaller_and_decode_exactly(context_export, tiny_data):
+    from compression import bitstream
+    from compression.codec import encode_image, read_symbols
+    from compression.entropy_model import encode_symbols
+    from compression.image_io import read_image
+
+    out, _ = context_export
+    image = np.tile(read_image(_train_images(tiny_data)[0]), (2, 2, 1))  # 128x256
+    with load_model(out) as model:
+        result = encode_image(model, image, seed=2)
+        header, symbols = read_symbols(model, result.data)
+        assert header.flags & bitstream.FLAG_CONTEXT_CODED
+        np.testing.assert_array_equal(symbols, model.encode(to_float(image)))
+        per_channel = encode_symbols(symbols, model.probabilities)
+        assert len(bitstream.unpack(result.data)[1]) < len(per_channel)
+        assert decode(model, result.data).shape == image.shape
+        # The flag decides the coder: without it the stream is not a per-channel one.
+        _, payload = bitstream.unpack(result.data)
+        plain = dataclasses.replace(header, flags=header.flags & ~bitstream.FLAG_CONTEXT_CODED)
+        with pytest.raises(CompressionError, match="corrupt"):
+            decode(model, bitstream.pack(plain, payload))
+
+
+def test_reexport_keeps_the_context_model(context_export, tmp_path):
+    out, card = context_export
+    again = export_model(out, tmp_path / "again", dtype="float32")
+    assert "entropy_data" not in again
+    assert again["fingerprint"] == card["fingerprint"]
+
+
+def test_entropy_data_skips_unreadable_images_and_needs_one(tiny_run, tiny_data, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    card = export_model(tiny_run, tmp_path / "m", dtype="float32",
+                        entropy_data=[str(broken)] + _train_images(tiny_data)[:1])
+    assert card["entropy_data"]["images"] == 1 and card["entropy_data"]["skipped"] == 1
+    with pytest.raises(CompressionError, match="could be read"):
+        export_model(tiny_run, tmp_path / "n", dtype="float32", entropy_data=[str(broken)])
+    with pytest.raises(CompressionError, match="empty"):
+        export_model(tiny_run, tmp_path / "o", dtype="float32", entropy_data=[])
+
+
+def test_damaged_context_counts_are_a_clear_load_error(context_export, tmp_path):
+    import shutil
+
+    import tensorflow as tf
+
+    out, _ = context_export
+    shutil.copytree(out, tmp_path / "m")
+    prefix = tf.train.latest_checkpoint(str(tmp_path / "m"))
+    reader = tf.train.load_checkpoint(prefix)
+    kept = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
+    kept["entropy_model/context_counts"] = -kept["entropy_model/context_counts"]
+    with tf.Graph().as_default():
+        variables = {k: tf.compat.v1.Variable(v, trainable=False) for k, v in kept.items()}
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            tf.compat.v1.train.Saver(var_list=variables).save(sess, prefix,
+                                                              write_meta_graph=False)
+    with pytest.raises(ModelLoadError, match="context counts"):
+        load_model(tmp_path / "m")
+
+
+def test_cli_entropy_data_checks_its_directory(tiny_run, tiny_data, tmp_path, capsys):
+    assert main(["export", str(tiny_run), str(tmp_path / "x"), "--entropy-data",
+                 str(tmp_path / "missing")]) == 2
+    assert "--entropy-data" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    assert main(["export", str(tiny_run), str(tmp_path / "y"), "--dtype", "float32",
+                 "--entropy-data", str(tiny_data)]) == 0
+    assert "entropy model fitted on 6 images" in capsys.readouterr().out
