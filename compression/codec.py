@@ -420,6 +420,8 @@ def file_stats(data, max_pixels=DEFAULT_MAX_PIXELS):
         "kept_fraction": kept,
         "bound_bpp": bound_bits(header.bottleneck_shape, header.num_centers) / pixels,
         "channels": header.bottleneck_channels,
+        "entropy": ("context" if header.flags & bitstream.FLAG_CONTEXT_CODED
+                    else "per-channel"),
         "model": bitstream.fingerprint_hex(header.fingerprint),
         "model_name": header.model_name or "-",
         "seed": header.seed,

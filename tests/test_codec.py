@@ -109,6 +109,7 @@ def test_coded_rate_below_the_bound(tiny_model):
     stats = file_stats(result.data)
     assert stats["bpp"] == pytest.approx(result.bpp)
     assert stats["model"] == tiny_model.fingerprint.hex()
+    assert stats["entropy"] == "per-channel"  # a run directory has no context table
 
 
 def test_noise_seed_from_the_header_is_used(tiny_model):

@@ -128,7 +128,7 @@ def test_entropy_data_fits_histogram_and_context_counts(context_export, tiny_mod
 
 def test_context_coded_files_are_smaller_and_decode_exactly(context_export, tiny_data):
     from compression import bitstream
-    from compression.codec import encode_image, read_symbols
+    from compression.codec import encode_image, file_stats, read_symbols
     from compression.entropy_model import encode_symbols
     from compression.image_io import read_image
 
@@ -138,6 +138,7 @@ def test_context_coded_files_are_smaller_and_decode_exactly(context_export, tiny
         result = encode_image(model, image, seed=2)
         header, symbols = read_symbols(model, result.data)
         assert header.flags & bitstream.FLAG_CONTEXT_CODED
+        assert file_stats(result.data)["entropy"] == "context"
         np.testing.assert_array_equal(symbols, model.encode(to_float(image)))
         per_channel = encode_symbols(symbols, model.probabilities)
         assert len(bitstream.unpack(result.data)[1]) < len(per_channel)
