@@ -778,6 +778,9 @@ def _models(args):
         print(f"  trained: {card.get('data', '?')}; {card.get('steps', card.get('step', '?'))} "
               f"steps; {card.get('weights_bytes', 0) / 1e6:.1f} MB of {card.get('dtype', '?')} "
               f"weights; model {card.get('fingerprint', '?')}")
+        fit = card.get("entropy_data")
+        if isinstance(fit, dict) and fit.get("context_model"):
+            print(f"  entropy coding: in context, fitted on {fit.get('images', '?')} images")
         for figure in card.get("validation", []):
             print("  " + figure.get("summary", json.dumps(figure)))
     return 0

@@ -8,7 +8,7 @@ run kept them, as :func:`compression.inference.load_model` would load) and
 the symbol histogram.  With ``entropy_data`` it refits the entropy model
 on those images instead, whole and as the exported weights code them: the
 per-channel histogram and the context counts of
-:mod:`compression.context_model` (files 14-17% smaller on the shipped
+:mod:`compression.context_model` (payloads 11-21% smaller on the shipped
 models).  :func:`export_model` writes those, optionally as
 float16, with the config and a model card, as a directory that
 :func:`~compression.inference.load_model` and ``gcompress --model`` load

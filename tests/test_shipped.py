@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 from test_cli import run_cli, write_png
 
@@ -171,3 +172,26 @@ def test_the_wheel_carries_the_models(tmp_path):
     shipped_files = {os.path.relpath(os.path.join(root, f), REPO_ROOT)
                      for root, _, files in os.walk(shipped.MODELS_DIR) for f in files}
     assert shipped_files and shipped_files <= names, sorted(shipped_files - names)
+
+
+def test_a_shipped_model_with_a_context_table(tiny_run, tiny_data, tmp_path, monkeypatch,
+                                              capsys):
+    """As the real shipped models: files are context-coded and decode with no --model."""
+    from compression.data import find_examples
+    from compression.image_io import read_image, write_image
+
+    train = [ex.image_path for ex in find_examples(tiny_data, "train")]
+    models = tmp_path / "models"
+    export_model(tiny_run, models / "tiny", dtype="float32", entropy_data=train,
+                 card={"name": "tiny", "description": "a test model"})
+    monkeypatch.setattr(shipped, "MODELS_DIR", str(models))
+    code, out, _ = run_cli(capsys, "models")
+    assert code == 0 and "  entropy coding: in context, fitted on 6 images" in out
+    image = tmp_path / "frame.png"
+    write_image(str(image), np.tile(read_image(train[0]), (2, 2, 1)))  # 128x256
+    assert run_cli(capsys, "encode", image)[0] == 0
+    _, info, _ = run_cli(capsys, "info", tmp_path / "frame.gcz")
+    assert "entropy context" in info and "model_name tiny" in info
+    code, _, err = run_cli(capsys, "decode", tmp_path / "frame.gcz", "-o", tmp_path / "d.png")
+    assert code == 0, err
+    assert read_image(str(tmp_path / "d.png")).shape == (128, 256, 3)
