@@ -2,13 +2,12 @@
 
 :mod:`compression.entropy_model` codes every symbol of channel ``c`` with one
 fixed distribution.  Neighbouring symbols of the bottleneck are far from
-independent, though: at the shipped models' rates a symbol's left, upper and
-upper-right neighbours and the symbol at the same place in the previous
-channel, and the one before it, predict it well.  This module conditions each symbol's distribution
-on that *context* (the row above, the symbol to the left and the previous
-channels are already decoded when it is reached) and codes it with
-``constriction``'s range coder, in the same channel-major, row-major order as
-the per-channel coder.
+independent, though: at the shipped models' rates a symbol's left, upper
+and upper-right neighbours and the symbols at the same place in the two
+channels before it predict it well.  This module conditions each symbol's
+distribution on that *context* (all five are decoded when the symbol is
+reached) and codes it with ``constriction``'s range coder, in the same
+channel-major, row-major order as the per-channel coder.
 
 Measured on the shipped models (whole val images, tables fitted on the
 training images, docs/benchmarks.md): 16-17% fewer payload bits on CamVid
@@ -58,13 +57,15 @@ CONTEXT_PRIOR = 4.0
 #: a channel (7**5 * 6 = 100,842 at 6), beyond which fitting data is too sparse.
 MAX_CONTEXT_CENTERS = 6
 
-# The neighbours, in the order their values form the context index: the left
-# one varies slowest, so that a decoder that knows the row above and the
-# previous channels picks the row's candidate tables with one gather.  Chosen
-# on the shipped street model's CamVid symbols (payload bits an image at
-# k = 4 / 5, tables fitted on train, scored on val): left + top 5,259 / 6,514;
-# + top right + previous channel 5,025 / 6,227; + the channel before 4,905 /
-# 6,034; + a third channel 4,918 / 5,999 (too sparse to pay at k = 4).
+# The neighbours, in the order their values form the context index (the left
+# one varies slowest, so a row's other four give one base index per symbol).
+# Chosen on the shipped models' symbols (payload bits an image at k = 4,
+# tables fitted on train, scored on val; street on CamVid / general on
+# BSDS500): left, top, top right, previous channel 5,025 / 5,038; + the
+# channel before 4,905 / 4,925.  Without the left neighbour (top left
+# instead) a whole row could decode in one call, but it costs 1.4% / 5.2%
+# more; with it, each symbol is one call (under 1 us: see
+# decode_symbols_in_context).
 _NEIGHBOURS = ("left", "top", "top_right", "previous_channel", "channel_before_that")
 
 
@@ -246,16 +247,24 @@ def decode_symbols_in_context(data: bytes, shape: Sequence[int], table: np.ndarr
     try:
         decoder = _stream.queue.RangeDecoder(words)
         for c in range(2, num_c + 2):
+            # One concrete model per context met (at most K): decoding with it
+            # is 0.6 us a symbol against 2 us for the model family with a
+            # probability row, and the stream is the same.
+            models, rows = {}, table[c - 2]
             for y in range(1, height + 1):
-                known = (((symbols[y - 1, 1:-1, c] * base + symbols[y - 1, 2:, c]) * base
-                          + symbols[y, 1:-1, c - 1]) * base + symbols[y, 1:-1, c - 2])
-                # [w, L+1, L]: the row's tables for every value the left neighbour can take.
-                candidates = table[c - 2][known[:, None] + np.arange(base)[None, :] * left_stride]
-                left = outside
-                row = symbols[y, :, c]
-                for x in range(width):
-                    left = int(decoder.decode(_FAMILY, candidates[x, left:left + 1])[0])
-                    row[x + 1] = left
+                above = symbols[y - 1, :, c]
+                known = (((above[1:-1] * base + above[2:]) * base + symbols[y, 1:-1, c - 1])
+                         * base + symbols[y, 1:-1, c - 2]).tolist()
+                left, decoded = outside, []
+                for rest in known:
+                    context = left * left_stride + rest
+                    model = models.get(context)
+                    if model is None:
+                        model = models[context] = _stream.model.Categorical(
+                            rows[context], perfect=False)
+                    left = decoder.decode(model)
+                    decoded.append(left)
+                symbols[y, 1:-1, c] = decoded
     except (KeyboardInterrupt, SystemExit, IndexError, TypeError):
         raise  # not the data's fault
     except BaseException as exc:  # constriction: AssertionError / PanicException
