@@ -10,8 +10,8 @@ reached) and codes it with ``constriction``'s range coder, in the same
 channel-major, row-major order as the per-channel coder.
 
 Measured on the shipped models (whole val images, tables fitted on the
-training images, docs/benchmarks.md): 16-17% fewer payload bits on CamVid
-and 14-15% on BSDS500 at k = 3 and 4 channels, which lets a file code one
+training images, docs/benchmarks.md): 17-19% fewer payload bits on CamVid
+and 14-16% on BSDS500 at k = 3 and 4 channels, which lets a file code one
 more channel at the same size.
 
 The model is a table of symbol counts ``[C, K, L]`` per channel and context
