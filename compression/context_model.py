@@ -33,7 +33,13 @@ from collections.abc import Sequence
 import numpy as np
 from constriction import stream as _stream
 
-from .entropy_model import UNIFORM_MIX, _check_probabilities, _stream_bytes, _stream_words
+from .entropy_model import (
+    UNIFORM_MIX,
+    _check_probabilities,
+    _check_shape,
+    _stream_bytes,
+    _stream_words,
+)
 from .errors import CorruptFileError
 
 __all__ = [
@@ -230,12 +236,8 @@ def decode_symbols_in_context(data: bytes, shape: Sequence[int], table: np.ndarr
         CorruptFileError: the data cannot be a stream the encoder wrote.
     """
     table = _check_table(table)
-    shape = tuple(int(s) for s in shape)
-    if len(shape) != 3 or min(shape) < 0:
-        raise ValueError(f"shape must be (h, w, C) with non-negative sizes, got {shape}")
+    shape = _check_shape(shape, table.shape[0], "the table has")
     height, width, num_c = shape
-    if num_c != table.shape[0]:
-        raise ValueError(f"shape has {num_c} channels but the table has {table.shape[0]}")
     num_l = table.shape[2]
     needed = 0.99 * minimum_bits_in_context(shape, table) - 64
     words = _stream_words(data, needed, shape)

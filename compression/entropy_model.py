@@ -204,6 +204,16 @@ def _stream_bytes(words: np.ndarray) -> bytes:
     return words.astype(_WORD_DTYPE, copy=False).tobytes()
 
 
+def _check_shape(shape: Sequence[int], channels: int, model: str) -> tuple[int, int, int]:
+    """``shape`` as ints ``(h, w, C)``, checked against the ``channels`` of a ``model``."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3 or min(shape) < 0:
+        raise ValueError(f"shape must be (h, w, C) with non-negative sizes, got {shape}")
+    if shape[2] != channels:
+        raise ValueError(f"shape has {shape[2]} channels but {model} {channels}")
+    return shape
+
+
 def _stream_words(data: bytes, needed_bits: float, shape: Sequence[int]) -> np.ndarray:
     """The ``uint32`` words of a stream that claims to code a map of ``shape``.
 
@@ -249,12 +259,8 @@ def decode_symbols(
         CorruptFileError: the data cannot be a stream produced by the encoder.
     """
     probs = _check_probabilities(probabilities)
-    shape = tuple(int(s) for s in shape)
-    if len(shape) != 3 or min(shape) < 0:
-        raise ValueError(f"shape must be (h, w, C) with non-negative sizes, got {shape}")
+    shape = _check_shape(shape, probs.shape[0], "probabilities have")
     height, width, num_c = shape
-    if num_c != probs.shape[0]:
-        raise ValueError(f"shape has {num_c} channels but probabilities have {probs.shape[0]}")
     # Even if every symbol were its channel's most probable one, the stream
     # could not be shorter than this (less a little for the coder's rounding).
     words = _stream_words(data, 0.99 * minimum_bits(shape, probs) - 64, shape)

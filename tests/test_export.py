@@ -20,6 +20,21 @@ from compression.image_io import pad_to_multiple, to_float
 from compression.inference import load_model
 
 
+def _rewrite_checkpoint(model_dir, change):
+    """Replace the tensors of ``model_dir``'s checkpoint by ``change({key: array})``."""
+    import tensorflow as tf
+
+    prefix = tf.train.latest_checkpoint(str(model_dir))
+    reader = tf.train.load_checkpoint(prefix)
+    tensors = change({k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()})
+    with tf.Graph().as_default():
+        variables = {k: tf.compat.v1.Variable(v, trainable=False) for k, v in tensors.items()}
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            tf.compat.v1.train.Saver(var_list=variables).save(sess, prefix,
+                                                              write_meta_graph=False)
+
+
 def _image():
     return np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
 
@@ -81,19 +96,9 @@ def test_int8_export_quarters_the_kernels_and_decodes_alike(tiny_run, tiny_model
 
 
 def test_int8_export_without_its_scales_is_a_clear_load_error(tiny_run, tmp_path):
-    import tensorflow as tf
-
     export_model(tiny_run, tmp_path / "m8", dtype="int8")
-    prefix = tf.train.latest_checkpoint(str(tmp_path / "m8"))
-    reader = tf.train.load_checkpoint(prefix)
-    kept = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-            if not k.endswith("/int8_scale")}
-    with tf.Graph().as_default():
-        variables = {k: tf.compat.v1.Variable(v, trainable=False) for k, v in kept.items()}
-        with tf.compat.v1.Session() as sess:
-            sess.run(tf.compat.v1.global_variables_initializer())
-            tf.compat.v1.train.Saver(var_list=variables).save(sess, prefix,
-                                                              write_meta_graph=False)
+    _rewrite_checkpoint(tmp_path / "m8", lambda tensors: {
+        k: v for k, v in tensors.items() if not k.endswith("/int8_scale")})
     with pytest.raises(ModelLoadError, match="without its scales"):
         load_model(tmp_path / "m8")
 
@@ -185,20 +190,10 @@ def test_entropy_data_skips_unreadable_images_and_needs_one(tiny_run, tiny_data,
 def test_damaged_context_counts_are_a_clear_load_error(context_export, tmp_path):
     import shutil
 
-    import tensorflow as tf
-
     out, _ = context_export
     shutil.copytree(out, tmp_path / "m")
-    prefix = tf.train.latest_checkpoint(str(tmp_path / "m"))
-    reader = tf.train.load_checkpoint(prefix)
-    kept = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
-    kept["entropy_model/context_counts"] = -kept["entropy_model/context_counts"]
-    with tf.Graph().as_default():
-        variables = {k: tf.compat.v1.Variable(v, trainable=False) for k, v in kept.items()}
-        with tf.compat.v1.Session() as sess:
-            sess.run(tf.compat.v1.global_variables_initializer())
-            tf.compat.v1.train.Saver(var_list=variables).save(sess, prefix,
-                                                              write_meta_graph=False)
+    key = "entropy_model/context_counts"
+    _rewrite_checkpoint(tmp_path / "m", lambda tensors: {**tensors, key: -tensors[key]})
     with pytest.raises(ModelLoadError, match="context counts"):
         load_model(tmp_path / "m")
 
