@@ -37,6 +37,7 @@ from .entropy_model import (
     UNIFORM_MIX,
     _check_probabilities,
     _check_shape,
+    _check_symbols,
     _stream_bytes,
     _stream_words,
 )
@@ -84,16 +85,10 @@ def context_size(num_centers: int) -> int:
     return (num_centers + 1) ** len(_NEIGHBOURS)
 
 
-def _check_symbols(symbols: np.ndarray, num_centers: int) -> np.ndarray:
-    symbols = np.asarray(symbols)
-    if symbols.ndim != 3:
-        raise ValueError(f"symbols must have shape [h, w, C], got {symbols.shape}")
-    if not np.issubdtype(symbols.dtype, np.integer):
-        raise ValueError(f"symbols must be integers, got dtype {symbols.dtype}")
-    if symbols.size and (symbols.min() < 0 or symbols.max() >= num_centers):
-        raise ValueError(f"symbols must lie in 0..{num_centers - 1}, found range "
-                         f"{symbols.min()}..{symbols.max()}")
-    return symbols.astype(np.int64)
+def _checked(symbols: np.ndarray, num_centers: int, channels: int | None = None) -> np.ndarray:
+    """Validated ``symbols`` as int64 (``channels``: the table's ``C``)."""
+    context_size(num_centers)  # validates L
+    return _check_symbols(symbols, num_centers, channels, "the table has").astype(np.int64)
 
 
 def context_indices(symbols: np.ndarray, num_centers: int) -> np.ndarray:
@@ -111,8 +106,11 @@ def context_indices(symbols: np.ndarray, num_centers: int) -> np.ndarray:
     Returns:
         int64 array ``[h, w, C]`` with values in ``0 .. K-1``.
     """
-    context_size(num_centers)  # validates L
-    symbols = _check_symbols(symbols, num_centers)
+    return _contexts(_checked(symbols, num_centers), num_centers)
+
+
+def _contexts(symbols: np.ndarray, num_centers: int) -> np.ndarray:
+    """:func:`context_indices` of already validated int64 ``symbols``."""
     height, width, channels = symbols.shape
     outside = num_centers
     base = num_centers + 1
@@ -131,10 +129,10 @@ def context_counts(symbols: np.ndarray, num_centers: int) -> np.ndarray:
 
     Sum it over the symbol maps of many images to fit a context model.
     """
-    symbols = _check_symbols(symbols, num_centers)
+    symbols = _checked(symbols, num_centers)
     channels = symbols.shape[2]
     size = context_size(num_centers)
-    contexts = context_indices(symbols, num_centers)
+    contexts = _contexts(symbols, num_centers)
     channel = np.arange(channels)[None, None, :]
     flat = ((channel * size + contexts) * num_centers + symbols).ravel()
     counts = np.bincount(flat, minlength=channels * size * num_centers)
@@ -197,10 +195,8 @@ def encode_symbols_in_context(symbols: np.ndarray, table: np.ndarray) -> bytes:
     """
     table = _check_table(table)
     num_c, _, num_l = table.shape
-    symbols = _check_symbols(symbols, num_l)
-    if symbols.shape[2] != num_c:
-        raise ValueError(f"symbols have {symbols.shape[2]} channels but the table has {num_c}")
-    contexts = context_indices(symbols, num_l)
+    symbols = _checked(symbols, num_l, num_c)
+    contexts = _contexts(symbols, num_l)
     encoder = _stream.queue.RangeEncoder()
     for c in range(num_c):
         encoder.encode(symbols[:, :, c].ravel().astype(np.int32), _FAMILY,

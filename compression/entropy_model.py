@@ -174,21 +174,8 @@ def encode_symbols(symbols: np.ndarray, probabilities: np.ndarray) -> bytes:
             ``0 .. L-1``.
     """
     probs = _check_probabilities(probabilities)
-    symbols = np.asarray(symbols)
-    if symbols.ndim != 3:
-        raise ValueError(f"symbols must have shape [h, w, C], got {symbols.shape}")
-    if not np.issubdtype(symbols.dtype, np.integer):
-        raise ValueError(f"symbols must be integers, got dtype {symbols.dtype}")
     num_c, num_l = probs.shape
-    if symbols.shape[2] != num_c:
-        raise ValueError(
-            f"symbols have {symbols.shape[2]} channels but probabilities have {num_c}"
-        )
-    if symbols.size and (symbols.min() < 0 or symbols.max() >= num_l):
-        raise ValueError(
-            f"symbols must lie in 0..{num_l - 1}, found range "
-            f"{symbols.min()}..{symbols.max()}"
-        )
+    symbols = _check_symbols(symbols, num_l, num_c, "probabilities have")
 
     # Channel-major so each channel is one contiguous run for its own model.
     per_channel = np.ascontiguousarray(symbols.transpose(2, 0, 1), dtype=np.int32)
@@ -197,6 +184,28 @@ def encode_symbols(symbols: np.ndarray, probabilities: np.ndarray) -> bytes:
     for row, model in zip(per_channel, _models(probs), strict=True):
         encoder.encode(row, model)
     return _stream_bytes(encoder.get_compressed())
+
+
+def _check_symbols(symbols: np.ndarray, num_centers: int, channels: int | None = None,
+                   model: str = "") -> np.ndarray:
+    """``symbols`` as an integer array ``[h, w, C]`` with values in ``0 .. L-1``.
+
+    ``channels``: the ``C`` a ``model`` (e.g. ``"probabilities have"``) expects.
+    Raises ValueError naming what is wrong.
+    """
+    symbols = np.asarray(symbols)
+    if symbols.ndim != 3:
+        raise ValueError(f"symbols must have shape [h, w, C], got {symbols.shape}")
+    if not np.issubdtype(symbols.dtype, np.integer):
+        raise ValueError(f"symbols must be integers, got dtype {symbols.dtype}")
+    if channels is not None and symbols.shape[2] != channels:
+        raise ValueError(f"symbols have {symbols.shape[2]} channels but {model} {channels}")
+    if symbols.size and (symbols.min() < 0 or symbols.max() >= num_centers):
+        raise ValueError(
+            f"symbols must lie in 0..{num_centers - 1}, found range "
+            f"{symbols.min()}..{symbols.max()}"
+        )
+    return symbols
 
 
 def _stream_bytes(words: np.ndarray) -> bytes:
