@@ -50,7 +50,7 @@ _ABSENT_MEANS = {
     "gan_ramp_steps": 0, "d_warmup_steps": 0, "freeze_encoder": False, "lambda_ms_ssim": 0.0,
     "lr_decay_step": 0, "lr_decay_factor": 0.1, "noise_batch": 1, "quantizer": "soft",
     "min_channels": None, "chroma_weight": 1.0, "selective_probability": 0.0,
-    "class_names": (), "label_factor": 1, "upsampling": "transposed",
+    "class_names": (), "label_factor": 1, "upsampling": "transposed", "channel_weights": (),
 }
 
 
@@ -163,6 +163,11 @@ class CompressionConfig:
         picks it per image for a target bpp (:mod:`compression.rate_control`).
         Default (None): the paper's fixed-rate model, every file codes all
         ``channels`` (as does ``min_channels == channels``).
+      channel_weights: variable-rate models: relative weights of drawing
+        ``k = min_channels, ..., channels`` in training (one per ``k``);
+        empty: uniform.  Training more often at the ``k`` that files use
+        (those that fit 0.036 bpp, say) spends the steps where the rate is.
+        Training only: files and decoders do not depend on it.
       selective_probability: a selective-compression model (paper section
         4.2) when above 0: this share of the training examples gets a sampled
         bottleneck mask (kept classes of its label map, or a kept box; see
@@ -216,6 +221,7 @@ class CompressionConfig:
     class_names: tuple = ()
     label_factor: int = 1
     upsampling: str = "transposed"
+    channel_weights: tuple = ()
     _notes: tuple = field(default=(), repr=False, compare=False)
 
     def __post_init__(self):
@@ -239,6 +245,29 @@ class CompressionConfig:
         self._check_ints()
         self._check_ranges()
         self._check_semantic()
+        self._check_channel_weights()
+
+    def _check_channel_weights(self):
+        weights = self.channel_weights
+        if isinstance(weights, (str, bytes)) or not all(
+                _is_number(w) for w in _iterable(weights)):
+            raise ConfigError(
+                f"channel_weights must be a list of finite numbers, got {weights!r}")
+        weights = tuple(float(w) for w in weights)
+        object.__setattr__(self, "channel_weights", weights)
+        if not weights:
+            return
+        if not self.variable_rate:
+            raise ConfigError("channel_weights applies to variable-rate models only: "
+                              "set min_channels below channels (--min-channels K)")
+        count = self.channels - self.min_channels + 1
+        if len(weights) != count:
+            raise ConfigError(
+                f"channel_weights needs one weight per k = {self.min_channels}..{self.channels} "
+                f"({count} values), got {len(weights)}")
+        if min(weights) < 0 or max(weights) <= 0:
+            raise ConfigError(f"channel_weights must be >= 0 with at least one above 0, "
+                              f"got {list(weights)}")
 
     def _check_semantic(self):
         names = self.class_names
@@ -462,6 +491,7 @@ class CompressionConfig:
                if not f.name.startswith("_")}
         out["centers"] = list(self.centers)
         out["class_names"] = list(self.class_names)
+        out["channel_weights"] = list(self.channel_weights)
         return out
 
     def to_json(self):

@@ -152,6 +152,20 @@ def symbol_counts_variable(config):
         )
 
 
+def sample_kept_channels(batch, config):
+    """``[batch]`` int32: how many leading channels each training example keeps.
+
+    ``k`` in ``[config.min_channels, config.channels]``, uniform, or drawn
+    with ``config.channel_weights`` when given.
+    """
+    if not config.channel_weights:
+        return tf.random.uniform([batch], config.min_channels, config.channels + 1, tf.int32)
+    weights = tf.constant(config.channel_weights, tf.float32)
+    logits = tf.math.log(weights / tf.reduce_sum(weights))[tf.newaxis]
+    drawn = tf.random.categorical(logits, batch, dtype=tf.int32)[0]
+    return drawn + config.min_channels
+
+
 def kept_channel_mask(kept, channels):
     """float64 ``[B, 1, 1, C]``: 1 for the leading ``kept`` (``[B]``) channels, else 0."""
     return tf.cast(leading_channels(kept, channels), tf.float64)
@@ -303,8 +317,9 @@ def build_training_graph(images, config, labels=None, z=None, loss_scale=None):
     w, q = encode(images, config)
     kept = None
     if config.variable_rate:
-        # Nested dropout: each example keeps a uniform k of its leading channels.
-        kept = tf.random.uniform([batch], config.min_channels, config.channels + 1, tf.int32)
+        # Nested dropout: each example keeps k of its leading channels, k
+        # uniform unless channel_weights say which rates to train more.
+        kept = sample_kept_channels(batch, config)
     w_hat, mask = q.w_hat, None
     if config.selective:
         # Section 4.2: the decoder sees only the masked entries and must

@@ -296,6 +296,30 @@ def test_variable_rate_fields():
     assert CompressionConfig.from_dict(old).min_channels is None
 
 
+def test_channel_weights_are_training_only_and_round_trip():
+    nested = CompressionConfig(**{**TINY, "channels": 6}, min_channels=2)
+    weighted = dataclasses.replace(nested, channel_weights=[1, 3, 2, 0, 1])
+    assert weighted.channel_weights == (1.0, 3.0, 2.0, 0.0, 1.0)
+    assert CompressionConfig.from_json(weighted.to_json()) == weighted
+    # How often training draws each k does not change what a model decodes.
+    assert weighted.fingerprint_json() == nested.fingerprint_json()
+    old = {k: v for k, v in nested.to_dict().items() if k != "channel_weights"}
+    assert CompressionConfig.from_dict(old).channel_weights == ()
+
+
+@pytest.mark.parametrize("fields, fragment", [
+    ({"channel_weights": [1, 1]}, r"one weight per k = 2\.\.6 \(5 values\), got 2"),
+    ({"channel_weights": [0] * 5}, "at least one above 0"),
+    ({"channel_weights": [1, -1, 1, 1, 1]}, ">= 0"),
+    ({"channel_weights": "1,2"}, "list of finite numbers"),
+    ({"channel_weights": [1, float("nan"), 1, 1, 1]}, "list of finite numbers"),
+    ({"channel_weights": [1, 1, 1, 1], "min_channels": None}, "variable-rate models only"),
+])
+def test_channel_weights_are_validated(fields, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        CompressionConfig(**{**TINY, "channels": 6, "min_channels": 2, **fields})
+
+
 @pytest.mark.parametrize("bad", [0, 5, -1, "2", 2.0, True])
 def test_min_channels_must_be_a_count_of_leading_channels(bad):
     with pytest.raises(ConfigError, match=r"min_channels must be an integer in \[1, channels=4\]"):

@@ -15,6 +15,7 @@ from compression.model import (
     encode,
     estimated_bits,
     reconstruct_from_symbols,
+    sample_kept_channels,
     synthesize,
 )
 from noisegen import sample_noise
@@ -571,6 +572,18 @@ def test_variable_rate_training_drops_trailing_channels_and_learns_their_fill():
             for _ in range(3):
                 sess.run(g.train_op)
             assert not np.array_equal(sess.run(fill[0]), before)
+
+
+def test_channel_weights_set_how_often_training_keeps_each_k():
+    cfg = CompressionConfig(**{**TINY, "channels": 6}, min_channels=2,
+                            channel_weights=[0, 1, 3, 0, 0])
+    with tf.Graph().as_default():
+        _v1.set_random_seed(0)
+        kept = sample_kept_channels(4000, cfg)
+        with _v1.Session() as sess:
+            drawn = sess.run(kept)
+    assert set(np.unique(drawn)) == {3, 4}  # a weight of 0 never trains that k
+    assert np.mean(drawn == 4) == pytest.approx(0.75, abs=0.03)
 
 
 def test_a_fixed_rate_model_has_no_fill_and_keeps_every_channel(run):

@@ -399,6 +399,20 @@ def test_recipe_options_reach_the_config(tiny_data, tmp_path):
     assert [n for n in names if n.startswith("discriminator/") and n.endswith("/d_adam")]
 
 
+def test_channel_weights_reach_the_config_or_fail_cleanly(tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train_cli(tiny_data, run, "--min-channels", "2", "--channel-weights", "1,3,0",
+                     steps=2) == 0
+    assert CompressionConfig.load(run / "config.json").channel_weights == (1.0, 3.0, 0.0)
+    with pytest.raises(SystemExit) as exit_:
+        train_cli(tiny_data, tmp_path / "a", "--min-channels", "2", "--channel-weights", "1;3")
+    assert exit_.value.code == 2
+    assert "one weight per k" in capsys.readouterr().err
+    assert train_cli(tiny_data, tmp_path / "b", "--channel-weights", "1,3", steps=2) == 2
+    assert_clean_error(capsys, "variable-rate models only", "--min-channels")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 def test_no_gan_contradicting_weights_is_a_clean_error(tiny_data, tmp_path, capsys):
     assert train_cli(tiny_data, tmp_path / "run", "--no-gan", "--lambda-gan", "1",
                      steps=2) == 2
