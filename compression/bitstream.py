@@ -1,27 +1,31 @@
 """The ``.gcz`` compressed-file container: header, payload, CRC32.
 
-Layout (all integers big-endian, no padding; byte-by-byte table in
-``docs/format.md``)::
+Version 2 (written since 2026-12; byte-by-byte table in ``docs/format.md``)
+spends 23-26 bytes besides the payload and the model's name, where version 1
+spent 54: integers are unsigned LEB128 varints, the bottleneck size follows
+from the image size, the model fingerprint is cut to its first 8 bytes and a
+default noise seed is not stored (the decoder derives it from the symbols)::
 
-    offset size field
-         0    4 magic               b"\\x89GCZ"
-         4    1 version             u8, this code reads/writes 1
-         5    2 flags               u16 bitmask (bit 0 semantic map,
-                                    bit 1 selective-compression mask,
-                                    bit 2 model name, bit 3 context-coded)
-         7   16 model fingerprint   raw 16-byte BLAKE2b digest
-        23    4 image height        u32 >= 1
-        27    4 image width         u32 >= 1
-        31    2 bottleneck C        u16 >= 1
-        33    2 bottleneck h        u16 >= 1
-        35    2 bottleneck w        u16 >= 1
-        37    1 number of centres L u8  >= 2
-        38    8 noise seed          u64
-        46    4 payload length N    u32
-        50    n model name          only with flag bit 2: u8 length m >= 1,
-                                    then m bytes of UTF-8 (n = 1 + m; else 0)
-      50+n    N payload
-    50+n+N    4 CRC32               u32, zlib.crc32 of bytes [0, 50+n+N)
+    size  field
+       4  magic               b"\x89GCZ"
+       1  version             u8: 2
+     1-3  flags               varint bitmask (bit 0 semantic map, bit 1
+                              selective mask, bit 2 model name, bit 3
+                              context-coded, bit 4 seed stored)
+       8  model fingerprint   the first 8 bytes of the 16-byte digest
+     1-5  image height H      varint >= 1
+     1-5  image width W       varint >= 1
+     1-3  bottleneck C        varint >= 1 (h = ceil(H/16), w = ceil(W/16))
+       1  centres L           u8 >= 2
+    1-10  noise seed          varint, only with flag bit 4
+       n  model name          only with flag bit 2: u8 length m >= 1, m bytes
+     1-5  payload length N    varint
+       N  payload
+       4  CRC32               u32 big-endian, zlib.crc32 of all bytes before it
+
+Version 1 files (a fixed 50-byte big-endian header: the full fingerprint,
+u32 sizes, the bottleneck's h and w, a u64 seed, a u32 payload length) are
+read as before, and written when ``Header(version=1)`` asks for it.
 
 The container knows nothing about what the payload means (the entropy coder
 defines that); it only guarantees that what comes out of :func:`unpack` is
@@ -53,9 +57,12 @@ from .errors import (
 from .files import open_regular, write_atomic
 
 __all__ = [
+    "BOTTLENECK_STRIDE",
     "DEFAULT_MAX_PIXELS",
+    "FILE_FINGERPRINT_SIZE",
     "FINGERPRINT_SIZE",
     "FLAG_CONTEXT_CODED",
+    "FLAG_EXPLICIT_SEED",
     "FLAG_MODEL_NAME",
     "FLAG_SELECTIVE_MASK",
     "FLAG_SEMANTIC_MAP",
@@ -65,11 +72,12 @@ __all__ = [
     "MAGIC",
     "MAX_MODEL_NAME",
     "MAX_SYMBOLS",
+    "READ_VERSIONS",
     "Header",
     "check_pixels",
-    "max_payload_size",
     "fingerprint",
     "fingerprint_hex",
+    "max_payload_size",
     "pack",
     "read_file",
     "unpack",
@@ -79,8 +87,10 @@ __all__ = [
 #: First four bytes of every .gcz file.  The leading non-ASCII byte (as in
 #: PNG) makes text files and 7-bit-mangled transfers fail the check at once.
 MAGIC = b"\x89GCZ"
-#: The only container version this code writes and reads.
-FORMAT_VERSION = 1
+#: The container version this code writes (by default; it also writes version 1).
+FORMAT_VERSION = 2
+#: The container versions this code reads.
+READ_VERSIONS = (1, 2)
 #: Flag bit: a semantic label map is stored with the payload (reserved).
 FLAG_SEMANTIC_MAP = 1 << 0
 #: Flag bit: a selective-compression mask is stored with the payload (reserved).
@@ -90,12 +100,23 @@ FLAG_MODEL_NAME = 1 << 2
 #: Flag bit: the symbols are coded in context (:mod:`compression.context_model`),
 #: with the model's context table instead of its per-channel distributions.
 FLAG_CONTEXT_CODED = 1 << 3
+#: Flag bit (version 2): the noise seed is stored.  Without it the decoder
+#: derives the seed from the decoded symbols (``codec.default_seed``), as the
+#: encoder did; version 1 always stores the seed and never sets this bit.
+FLAG_EXPLICIT_SEED = 1 << 4
+_V1_FLAGS = FLAG_SEMANTIC_MAP | FLAG_SELECTIVE_MASK | FLAG_MODEL_NAME | FLAG_CONTEXT_CODED
 #: Every flag bit this reader understands; any other bit set is rejected.
-KNOWN_FLAGS = FLAG_SEMANTIC_MAP | FLAG_SELECTIVE_MASK | FLAG_MODEL_NAME | FLAG_CONTEXT_CODED
+KNOWN_FLAGS = _V1_FLAGS | FLAG_EXPLICIT_SEED
 #: Longest model name a file can carry, in UTF-8 bytes.
 MAX_MODEL_NAME = 255
 #: Length of the model fingerprint in bytes.
 FINGERPRINT_SIZE = 16
+#: Bytes of the fingerprint a file stores, by version: version 2 keeps the
+#: first 8 (64 bits tell models apart; the header is not a signature).
+FILE_FINGERPRINT_SIZE = {1: 16, 2: 8}
+#: Pixels per bottleneck cell along each axis: version 2 derives the
+#: bottleneck's ``h = ceil(H / 16)`` and ``w = ceil(W / 16)`` from the image size.
+BOTTLENECK_STRIDE = 16
 #: Default limit on the pixels (H * W) a file may claim: see :func:`check_pixels`.
 DEFAULT_MAX_PIXELS = 2**24
 #: Upper bound on h * w * C.  It keeps a corrupt (or hostile) header from
@@ -106,9 +127,13 @@ MAX_SYMBOLS = 2**31
 # magic, version, flags, fingerprint, H, W, C, h, w, L, seed, payload length
 _HEADER = struct.Struct(">4sBH16sIIHHHBQI")
 _CRC = struct.Struct(">I")
-#: Size of the fixed header in bytes (everything before the payload).
+#: Size of version 1's fixed header in bytes (everything before the name and payload).
 HEADER_SIZE = _HEADER.size
 _MAX_PAYLOAD = 2**32 - 1
+_MAX_VARINT = 10  # bytes of a u64
+# The longest version 2 header: magic, version, flags, fingerprint, H, W, C, L,
+# seed, name, payload length.
+_V2_MAX_HEADER = 4 + 1 + 3 + 8 + 5 + 5 + 3 + 1 + _MAX_VARINT + 1 + MAX_MODEL_NAME + 5
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> int:
@@ -139,18 +164,21 @@ class Header:
     (e.g. numpy ints) are normalised to ``int``; ``fingerprint`` to ``bytes``.
 
     Attributes:
-        fingerprint: 16-byte digest of the model that wrote the file
-            (see :func:`fingerprint`).
+        fingerprint: digest of the model that wrote the file (see
+            :func:`fingerprint`): 16 bytes in version 1; version 2 keeps the
+            first 8 (given 16, it cuts them).
         image_height: original image height ``H`` in pixels, u32 >= 1.
         image_width: original image width ``W`` in pixels, u32 >= 1.
         bottleneck_channels: ``C``, u16 >= 1.
-        bottleneck_height: ``h``, u16 >= 1.
-        bottleneck_width: ``w``, u16 >= 1.
+        bottleneck_height: ``h``, u16 >= 1; in version 2 ``ceil(H / 16)``.
+        bottleneck_width: ``w``, u16 >= 1; in version 2 ``ceil(W / 16)``.
         num_centers: quantiser centres ``L``, u8 >= 2.
-        seed: seed of the generator's noise, u64.
+        seed: seed of the generator's noise, u64; in version 2 ``None``
+            means "not stored: the one the codec derives from the symbols".
         flags: bitmask of ``FLAG_*`` values (only :data:`KNOWN_FLAGS` allowed).
-            :data:`FLAG_MODEL_NAME` follows ``model_name`` (it is set for you).
-        version: container format version; must be :data:`FORMAT_VERSION`.
+            :data:`FLAG_MODEL_NAME` follows ``model_name`` and
+            :data:`FLAG_EXPLICIT_SEED` follows ``seed`` (they are set for you).
+        version: container format version, 2 (:data:`FORMAT_VERSION`) or 1.
         model_name: the name of the model that wrote the file (e.g. a shipped
             model's, ``"street"``), at most :data:`MAX_MODEL_NAME` UTF-8 bytes
             of printable text; ``""``: none (the fingerprint identifies the
@@ -164,7 +192,7 @@ class Header:
     bottleneck_height: int
     bottleneck_width: int
     num_centers: int
-    seed: int
+    seed: int | None
     flags: int = 0
     version: int = FORMAT_VERSION
     model_name: str = ""
@@ -177,11 +205,17 @@ class Header:
             raise TypeError(
                 f"fingerprint must be bytes, got {type(self.fingerprint).__name__}"
             ) from None
-        if len(digest) != FINGERPRINT_SIZE:
+        version = _check_int("version", self.version, 1, 2**8 - 1)
+        if version not in READ_VERSIONS:
+            raise ValueError(f"version must be 2 or 1, got {version}")
+        stored = FILE_FINGERPRINT_SIZE[version]
+        if len(digest) not in (stored, FINGERPRINT_SIZE):
             raise ValueError(
                 f"fingerprint must be {FINGERPRINT_SIZE} bytes, got {len(digest)}"
             )
-        object.__setattr__(self, "fingerprint", digest)
+        object.__setattr__(self, "fingerprint", digest[:stored])
+        if self.seed is None and version == 1:
+            raise ValueError("seed is required: version 1 files store it")
 
         limits = {
             "image_height": (1, 2**32 - 1),
@@ -195,18 +229,28 @@ class Header:
             "version": (1, 2**8 - 1),
         }
         for name, (low, high) in limits.items():
+            if name == "seed" and self.seed is None:
+                continue
             object.__setattr__(self, name, _check_int(name, getattr(self, name), low, high))
 
-        if self.version != FORMAT_VERSION:
-            raise ValueError(
-                f"version must be {FORMAT_VERSION} (the only format this code "
-                f"writes), got {self.version}"
-            )
-        if self.flags & ~KNOWN_FLAGS:
+        known = KNOWN_FLAGS if version == 2 else _V1_FLAGS
+        if self.flags & ~known:
             raise ValueError(
                 f"flags has unknown bits set: 0x{self.flags:04x} "
-                f"(known mask 0x{KNOWN_FLAGS:04x})"
+                f"(known mask 0x{known:04x} in version {version})"
             )
+        if version == 2:
+            if self.seed is not None:
+                object.__setattr__(self, "flags", self.flags | FLAG_EXPLICIT_SEED)
+            elif self.flags & FLAG_EXPLICIT_SEED:
+                raise ValueError("flags has the stored-seed bit set but seed is None")
+            derived = (-(-self.image_height // BOTTLENECK_STRIDE),
+                       -(-self.image_width // BOTTLENECK_STRIDE))
+            if (self.bottleneck_height, self.bottleneck_width) != derived:
+                raise ValueError(
+                    f"a version 2 header derives the bottleneck from the image size: "
+                    f"{derived[0]}x{derived[1]} for {self.image_height}x{self.image_width}, "
+                    f"got {self.bottleneck_height}x{self.bottleneck_width}")
         name = self.model_name
         if not isinstance(name, str):
             raise TypeError(f"model_name must be a str, got {type(name).__name__}")
@@ -227,9 +271,19 @@ class Header:
 
     @property
     def overhead(self) -> int:
-        """Bytes of a file besides the payload: fixed header, model-name field and CRC."""
-        name = len(self.model_name.encode("utf-8"))
-        return HEADER_SIZE + (1 + name if name else 0) + _CRC.size
+        """Bytes of a file besides the payload: header, model-name field and CRC.
+
+        Version 2 stores the payload's length as a varint, so this is for a
+        payload under 128 bytes; :meth:`file_size` is exact for any length.
+        """
+        return self.file_size(0)
+
+    def file_size(self, payload_length: int) -> int:
+        """Bytes of the whole file with a payload of ``payload_length`` bytes."""
+        if self.version == 1:
+            name = len(self.model_name.encode("utf-8"))
+            return HEADER_SIZE + (1 + name if name else 0) + payload_length + _CRC.size
+        return len(_head_v2(self, payload_length)) + payload_length + _CRC.size
 
     @property
     def bottleneck_shape(self) -> tuple[int, int, int]:
@@ -245,8 +299,9 @@ def pack(header: Header, payload: bytes) -> bytes:
         payload: opaque bytes (the entropy-coded symbols), at most 2**32-1.
 
     Returns:
-        ``HEADER_SIZE + len(payload) + 4`` bytes, plus ``1 + len(name)``
-        for a ``model_name``.
+        The file's bytes: the header in ``header.version``'s layout, the
+        payload, the CRC32.  Version 1 takes ``HEADER_SIZE + len(payload) + 4``
+        bytes, plus ``1 + len(name)`` for a ``model_name``.
 
     Raises:
         ValueError: the payload is too long.
@@ -257,6 +312,9 @@ def pack(header: Header, payload: bytes) -> bytes:
     payload = bytes(payload)
     if len(payload) > _MAX_PAYLOAD:
         raise ValueError(f"payload is {len(payload)} bytes; the maximum is {_MAX_PAYLOAD}")
+    if header.version == 2:
+        body = _head_v2(header, len(payload)) + payload
+        return body + _CRC.pack(zlib.crc32(body))
     head = _HEADER.pack(
         MAGIC,
         header.version,
@@ -294,7 +352,7 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     Raises:
         TruncatedFileError: ``data`` is a proper prefix of a file.
         NotAGczFileError: ``data`` does not start with :data:`MAGIC`.
-        UnsupportedVersionError: version other than 1, or unknown flag bits.
+        UnsupportedVersionError: a version other than 1 and 2, or unknown flag bits.
         CorruptFileError: CRC mismatch, trailing bytes, or a field out of
             bounds.
     """
@@ -315,12 +373,15 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
             f"header, found {found}"
         )
     version = data[len(MAGIC)]
-    if version != FORMAT_VERSION:
-        newer = " (written by a newer version of this software?)" if version > 1 else ""
+    if version not in READ_VERSIONS:
+        newer = (" (written by a newer version of this software?)"
+                 if version > max(READ_VERSIONS) else "")
         raise UnsupportedVersionError(
             f"unsupported .gcz format version {version}{newer}: this reader "
-            f"supports version {FORMAT_VERSION}"
+            f"supports versions {' and '.join(map(str, READ_VERSIONS))}"
         )
+    if version == 2:
+        return _unpack_v2(data)
     if found < HEADER_SIZE:
         raise TruncatedFileError(
             f"truncated .gcz file: expected at least {HEADER_SIZE} bytes for the "
@@ -329,12 +390,12 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
 
     fields = _HEADER.unpack_from(data)
     payload_length = fields[-1]
-    if fields[2] & ~KNOWN_FLAGS and found >= HEADER_SIZE + _CRC.size and (
+    if fields[2] & ~_V1_FLAGS and found >= HEADER_SIZE + _CRC.size and (
             _CRC.unpack_from(data, found - _CRC.size)[0]
             == zlib.crc32(memoryview(data)[:found - _CRC.size])):
         # Intact, with flags this reader does not know: a newer writer, whose
         # layout after the fixed header may differ, so nothing else is checked.
-        raise _unknown_flags(fields[2])
+        raise _unknown_flags(fields[2], _V1_FLAGS)
     head = HEADER_SIZE + _name_size(fields[2], data)
     expected = head + payload_length + _CRC.size
     if found < expected:
@@ -359,8 +420,8 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     (_, _, flags, digest, height, width, channels, b_height, b_width,
      centers, seed, _) = fields
     # A valid CRC with unknown flags means a newer writer, not corruption.
-    if flags & ~KNOWN_FLAGS:
-        raise _unknown_flags(flags)
+    if flags & ~_V1_FLAGS:
+        raise _unknown_flags(flags, _V1_FLAGS)
     name = b""
     if flags & FLAG_MODEL_NAME:
         name = data[HEADER_SIZE + 1:head]
@@ -383,27 +444,161 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     return header, data[head:body_end]
 
 
-def _unknown_flags(flags: int) -> UnsupportedVersionError:
+def _varint(value: int) -> bytes:
+    """Unsigned LEB128: 7 bits a byte, low bits first, the top bit set on all but the last."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _read_varint(data: bytes, at: int, what: str, limit: int = 2**64 - 1) -> tuple[int, int]:
+    """``(value, next offset)`` of the varint at ``data[at]``.
+
+    Raises TruncatedFileError when ``data`` ends inside it and CorruptFileError
+    for an encoding no writer makes: longer than needed, or above ``limit``.
+    """
+    value = 0
+    for i in range(_MAX_VARINT):
+        if at + i >= len(data):
+            raise TruncatedFileError(
+                f"truncated .gcz file: it ends inside its header ({what}) at byte {at + i}")
+        byte = data[at + i]
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            if i and not byte:
+                raise CorruptFileError(f"corrupt .gcz file: its {what} is not a minimal varint")
+            if value > limit:
+                raise CorruptFileError(
+                    f"corrupt .gcz file: its {what} is {value}, above {limit}")
+            return value, at + i + 1
+    raise CorruptFileError(f"corrupt .gcz file: its {what} runs over {_MAX_VARINT} bytes")
+
+
+def _head_v2(header: Header, payload_length: int) -> bytes:
+    """Everything of a version 2 file before its payload (see the module docstring)."""
+    head = (MAGIC + bytes([2]) + _varint(header.flags) + header.fingerprint
+            + _varint(header.image_height) + _varint(header.image_width)
+            + _varint(header.bottleneck_channels) + bytes([header.num_centers]))
+    if header.seed is not None:
+        head += _varint(header.seed)
+    if header.model_name:
+        name = header.model_name.encode("utf-8")
+        head += bytes([len(name)]) + name
+    return head + _varint(payload_length)
+
+
+def _parse_v2(data: bytes) -> tuple[dict, int, int]:
+    """``(Header fields, payload length, header size)`` of a version 2 file's head.
+
+    Only the header is read: TruncatedFileError when ``data`` ends inside it.
+    """
+    at = len(MAGIC) + 1
+    flags, at = _read_varint(data, at, "flags", 2**16 - 1)
+    if flags & ~KNOWN_FLAGS:
+        raise _unknown_flags(flags)
+    size = FILE_FINGERPRINT_SIZE[2]
+    if len(data) < at + size:
+        raise TruncatedFileError(
+            f"truncated .gcz file: it ends inside its header (fingerprint) at byte {len(data)}")
+    fields = {"flags": flags, "fingerprint": data[at:at + size], "version": 2}
+    at += size
+    for name, what, limit in (("image_height", "image height", 2**32 - 1),
+                              ("image_width", "image width", 2**32 - 1),
+                              ("bottleneck_channels", "channel count", 2**16 - 1)):
+        fields[name], at = _read_varint(data, at, what, limit)
+    if len(data) <= at:
+        raise TruncatedFileError(
+            f"truncated .gcz file: it ends inside its header (centres) at byte {at}")
+    fields["num_centers"] = data[at]
+    at += 1
+    fields["seed"] = None
+    if flags & FLAG_EXPLICIT_SEED:
+        fields["seed"], at = _read_varint(data, at, "noise seed")
+    name_size = _name_size(flags, data, at)
+    fields["model_name"] = bytes(data[at + 1:at + name_size])
+    at += name_size
+    if len(fields["model_name"]) + 1 < name_size:
+        raise TruncatedFileError(
+            f"truncated .gcz file: it ends inside its header (model name) at byte {len(data)}")
+    payload_length, at = _read_varint(data, at, "payload length", _MAX_PAYLOAD)
+    for name in ("image_height", "image_width"):
+        fields["bottleneck_" + name[6:]] = -(-fields[name] // BOTTLENECK_STRIDE)
+    return fields, payload_length, at
+
+
+def _crc_intact(data: bytes) -> bool:
+    return len(data) >= _CRC.size and (
+        _CRC.unpack_from(data, len(data) - _CRC.size)[0]
+        == zlib.crc32(memoryview(data)[:len(data) - _CRC.size]))
+
+
+def _unpack_v2(data: bytes) -> tuple[Header, bytes]:
+    """:func:`unpack` for version 2: the same checks, in the same order."""
+    try:
+        fields, payload_length, head = _parse_v2(data)
+    except UnsupportedVersionError:
+        if _crc_intact(data):
+            raise  # intact, from a newer writer: its layout after the flags may differ
+        fields = None
+    except TruncatedFileError:
+        if _crc_intact(data):
+            raise CorruptFileError(
+                "corrupt .gcz file: its header runs past its end") from None
+        raise
+    if fields is None:
+        raise CorruptFileError("corrupt .gcz file: CRC32 mismatch (unknown flags set)")
+    found = len(data)
+    body_end = head + payload_length
+    expected = body_end + _CRC.size
+    if found < expected:
+        raise TruncatedFileError(
+            f"truncated .gcz file: expected {expected} bytes (header {head} + "
+            f"payload {payload_length} + CRC {_CRC.size}), found {found}"
+        )
+    (stored_crc,) = _CRC.unpack_from(data, body_end)
+    computed_crc = zlib.crc32(memoryview(data)[:body_end])
+    if stored_crc != computed_crc:
+        raise CorruptFileError(
+            f"corrupt .gcz file: CRC32 mismatch (stored {stored_crc:08x}, "
+            f"computed {computed_crc:08x})"
+        )
+    if found > expected:
+        raise CorruptFileError(
+            f"corrupt .gcz file: {found - expected} unexpected bytes after the "
+            f"CRC (expected {expected} bytes, found {found})"
+        )
+    try:
+        fields["model_name"] = fields["model_name"].decode("utf-8")
+        header = Header(**fields)
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise CorruptFileError(f"corrupt .gcz file: {exc}") from exc
+    return header, data[head:body_end]
+
+
+def _unknown_flags(flags: int, known: int = KNOWN_FLAGS) -> UnsupportedVersionError:
     return UnsupportedVersionError(
         f"unsupported .gcz file: flags 0x{flags:04x} use bits this reader "
-        f"does not know (it knows 0x{KNOWN_FLAGS:04x})"
+        f"does not know (it knows 0x{known:04x})"
     )
 
 
-def _name_size(flags: int, data: bytes) -> int:
-    """Bytes of the model-name field after the fixed header: 0, or 1 + its length byte.
+def _name_size(flags: int, data: bytes, at: int = HEADER_SIZE) -> int:
+    """Bytes of the model-name field at ``data[at]``: 0, or 1 + its length byte.
 
     Raises TruncatedFileError when ``data`` ends before the length byte, and
     CorruptFileError for a zero length (a writer never stores an empty name).
     """
     if not flags & FLAG_MODEL_NAME:
         return 0
-    if len(data) <= HEADER_SIZE:
+    if len(data) <= at:
         raise TruncatedFileError(
-            f"truncated .gcz file: it ends before its model name at byte {HEADER_SIZE}")
-    if data[HEADER_SIZE] == 0:
+            f"truncated .gcz file: it ends before its model name at byte {at}")
+    if data[at] == 0:
         raise CorruptFileError("corrupt .gcz file: the model-name flag is set with an empty name")
-    return 1 + data[HEADER_SIZE]
+    return 1 + data[at]
 
 
 def check_pixels(height: int, width: int, max_pixels: int | None) -> None:
@@ -436,6 +631,19 @@ def max_payload_size(bottleneck_shape: tuple[int, int, int]) -> int:
     return 4 * symbols + 16
 
 
+def _check_payload_size(length: int, bottleneck: tuple[int, int, int]) -> None:
+    if length > max_payload_size(bottleneck):
+        h, w, c = bottleneck
+        raise CorruptFileError(
+            f"corrupt .gcz file: a payload of {length} bytes is longer than "
+            f"any coder writes for a {h}x{w}x{c} bottleneck")
+
+
+# How much of a file with flags this reader does not know read_file reads to
+# check its CRC (so it can say "newer writer" rather than "corrupt").
+_UNKNOWN_LAYOUT_LIMIT = 2**24
+
+
 def read_file(
     path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS
 ) -> tuple[Header, bytes]:
@@ -457,17 +665,29 @@ def read_file(
     handle, _ = open_regular(path, ".gcz file")
     try:
         with handle:
-            data = handle.read(HEADER_SIZE)
+            data = handle.read(len(MAGIC) + 1)
+            if data[:len(MAGIC)] == MAGIC and data[len(MAGIC):] == b"\x02":
+                data += handle.read(_V2_MAX_HEADER - len(data))
+                try:
+                    fields, payload_length, head = _parse_v2(data)
+                except (TruncatedFileError, UnsupportedVersionError):
+                    # Too short for its header, or newer flags: unpack says which
+                    # (one whole file of a newer writer, up to a bound, for its CRC).
+                    return unpack(data + handle.read(_UNKNOWN_LAYOUT_LIMIT))
+                check_pixels(fields["image_height"], fields["image_width"], max_pixels)
+                bottleneck = (fields["bottleneck_height"], fields["bottleneck_width"],
+                              fields["bottleneck_channels"])
+                _check_payload_size(payload_length, bottleneck)
+                # One byte more than the file should have, so unpack sees trailing bytes.
+                data += handle.read(max(0, head + payload_length + _CRC.size + 1 - len(data)))
+                return unpack(data)
+            data += handle.read(HEADER_SIZE - len(data))
             if len(data) == HEADER_SIZE and data[:len(MAGIC)] == MAGIC and (
-                    data[len(MAGIC)] == FORMAT_VERSION):
+                    data[len(MAGIC)] == 1):
                 fields = _HEADER.unpack(data)
                 height, width, channels, b_height, b_width = fields[4:9]
                 check_pixels(height, width, max_pixels)
-                if fields[-1] > max_payload_size((b_height, b_width, channels)):
-                    raise CorruptFileError(
-                        f"corrupt .gcz file: a payload of {fields[-1]} bytes is longer than "
-                        f"any coder writes for a {b_height}x{b_width}x{channels} bottleneck"
-                    )
+                _check_payload_size(fields[-1], (b_height, b_width, channels))
                 if fields[2] & FLAG_MODEL_NAME:
                     data += handle.read(1)
                     if len(data) > HEADER_SIZE:
@@ -541,5 +761,6 @@ def fingerprint(config_json: str, arrays: Iterable[np.ndarray]) -> bytes:
 
 
 def fingerprint_hex(fp: bytes) -> str:
-    """Lower-case hex of a fingerprint, for error messages (32 characters)."""
+    """Lower-case hex of a fingerprint, for error messages (32 characters; a
+    version 2 file's 8-byte prefix: 16)."""
     return bytes(fp).hex()

@@ -53,7 +53,8 @@ from compression.rate_control import (
 )
 
 __all__ = ["EncodeResult", "encode", "decode", "encode_image", "decode_image", "read_symbols",
-           "read_payload", "split_payload", "file_stats", "describe_model", "DEFAULT_MAX_PIXELS"]
+           "read_payload", "split_payload", "file_stats", "describe_model", "default_seed",
+           "noise_seed", "DEFAULT_MAX_PIXELS"]
 
 #: Decoding refuses files that claim more pixels than this unless told otherwise
 #: (``max_pixels``, ``--max-pixels``); see :func:`compression.bitstream.check_pixels`.
@@ -88,10 +89,27 @@ class EncodeResult:
     kept_fraction: float = 1.0
 
 
-def _default_seed(symbols):
-    """A deterministic noise seed from the symbols: equal images give equal files."""
-    digest = hashlib.blake2b(np.ascontiguousarray(symbols).tobytes(), digest_size=8).digest()
+def default_seed(symbols):
+    """The noise seed of a file that stores none: a hash of its coded symbols.
+
+    ``symbols`` is the map the payload codes (``[h, w, k]``, or a selective
+    file's ``[1, kept cells, k]``), so equal images give equal files and the
+    decoder, having decoded the symbols, derives the seed the encoder used
+    (docs/format.md, *Noise seed*).  It is the seed version 1 files stored
+    when none was given, so a version 2 file decodes to the same image as the
+    version 1 file of the same symbols.
+    """
+    coded = np.ascontiguousarray(symbols, dtype="<i4")
+    digest = hashlib.blake2b(coded.tobytes(), digest_size=8).digest()
     return int.from_bytes(digest, "big") & (2**63 - 1)
+
+
+def noise_seed(header, symbols, mask=None):
+    """The seed the decoder's noise uses: the header's, else :func:`default_seed` of
+    the coded symbols (``symbols [h, w, k]``; a selective file's ``mask`` picks its cells)."""
+    if header.seed is not None:
+        return header.seed
+    return default_seed(symbols if mask is None else symbols[mask.astype(bool)][None])
 
 
 def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, keep=None,
@@ -173,7 +191,7 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
             bottleneck_channels=k,
             bottleneck_height=symbols.shape[0], bottleneck_width=symbols.shape[1],
             num_centers=model.config.num_centers,
-            seed=_default_seed(kept) if seed is None else int(seed),
+            seed=None if seed is None else int(seed),  # None: derived from the symbols
             model_name=getattr(model, "name", ""),
         )
         return bitstream.pack(header, _join(label_bytes, mask_bytes, payloads[k]) if classes
@@ -273,7 +291,7 @@ def encode(model, image, seed=None, bpp=None, labels=None):
 
 def _check_header(model, header):
     cfg = model.config
-    if header.fingerprint != model.fingerprint:
+    if model.fingerprint[:len(header.fingerprint)] != header.fingerprint:
         raise ModelMismatchError(
             f"this file was written by model {describe_model(header)}, "
             f"but the loaded model is {bitstream.fingerprint_hex(model.fingerprint)} "
@@ -379,7 +397,8 @@ def decode_image(model, data, max_pixels=DEFAULT_MAX_PIXELS):
     header, symbols, labels, mask = read_payload(model, data, max_pixels)
     if labels is not None:
         labels = pad_to_multiple(labels, DOWNSAMPLING)[0]
-    reconstruction = model.decode(symbols, header.seed, labels=labels, mask=mask,
+    reconstruction = model.decode(symbols, noise_seed(header, symbols, mask), labels=labels,
+                                  mask=mask,
                                   as_uint8=True)
     image = crop_to(reconstruction, (header.image_height, header.image_width))
     return image, header
@@ -397,7 +416,7 @@ def file_stats(data, max_pixels=DEFAULT_MAX_PIXELS):
     """
     if isinstance(data, (str, os.PathLike)):
         header, payload = bitstream.read_file(data, max_pixels)
-        data_size = header.overhead + len(payload)
+        data_size = header.file_size(len(payload))
     else:
         header, payload = bitstream.unpack(data)
         data_size = len(data)
@@ -424,5 +443,6 @@ def file_stats(data, max_pixels=DEFAULT_MAX_PIXELS):
                     else "per-channel"),
         "model": bitstream.fingerprint_hex(header.fingerprint),
         "model_name": header.model_name or "-",
-        "seed": header.seed,
+        "seed": "from the symbols" if header.seed is None else header.seed,
+        "version": header.version,
     }

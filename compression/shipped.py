@@ -76,9 +76,15 @@ def default_model(models_dir=None):
 
 
 def shipped_by_fingerprint(fingerprint_hex, models_dir=None):
-    """The name of the shipped model with this fingerprint (hex), or None."""
+    """The name of the shipped model with this fingerprint (hex), or None.
+
+    A version 2 file stores the fingerprint's first 8 bytes: a prefix of at
+    least 16 hex digits matches the model whose fingerprint starts with it.
+    """
+    if len(fingerprint_hex) < 16:
+        return None
     for name, card in shipped_models(models_dir).items():
-        if card.get("fingerprint") == fingerprint_hex:
+        if str(card.get("fingerprint", "")).startswith(fingerprint_hex):
             return name
     return None
 

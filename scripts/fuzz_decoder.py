@@ -54,10 +54,17 @@ CRAFTED = ("header", "payload-flip", "payload-cut", "payload-grow", "payload-ran
            "payload-empty", "claim")
 PAYLOAD_KINDS = frozenset(k for k in CRAFTED if k.startswith("payload"))
 
-# Header fields: (offset, struct format) after the 4-byte magic.
-_FIELDS = {"version": (4, ">B"), "flags": (5, ">H"), "height": (23, ">I"), "width": (27, ">I"),
-           "channels": (31, ">H"), "bh": (33, ">H"), "bw": (35, ">H"), "centers": (37, ">B"),
-           "seed": (38, ">Q"), "length": (46, ">I")}
+# Header fields a "header" mutant sets, with the largest value each can hold
+# (version 1: its fixed width; version 2: what a varint of the field can say).
+_FIELD_TOPS = {
+    1: {"version": 2**8 - 1, "flags": 2**16 - 1, "image_height": 2**32 - 1,
+        "image_width": 2**32 - 1, "bottleneck_channels": 2**16 - 1,
+        "bottleneck_height": 2**16 - 1, "bottleneck_width": 2**16 - 1,
+        "num_centers": 2**8 - 1, "seed": 2**64 - 1, "length": 2**32 - 1},
+    2: {"version": 2**8 - 1, "flags": 2**21 - 1, "image_height": 2**35 - 1,
+        "image_width": 2**35 - 1, "bottleneck_channels": 2**21 - 1, "num_centers": 2**8 - 1,
+        "seed": 2**64 - 1, "length": 2**35 - 1},
+}
 
 
 def _with_crc(body):
@@ -65,16 +72,51 @@ def _with_crc(body):
     return body + struct.pack(">I", zlib.crc32(body))
 
 
+def _fields(data):
+    """``(fields, payload)`` of a valid file: its header as a plain dict (plus ``name``)."""
+    header, payload = bitstream.unpack(data)
+    fields = {f: getattr(header, f) for f in _FIELD_TOPS[1] if f != "length"}
+    fields.update(name=header.model_name.encode("utf-8"), fingerprint=header.fingerprint,
+                  length=len(payload), layout=header.version)
+    return fields, payload
+
+
+def _serialize(fields, payload):
+    """A file with these header fields, whatever their values, and a valid CRC.
+
+    Unlike ``bitstream.pack`` nothing is validated: this writes what a
+    hostile writer could, in the layout of ``fields["layout"]`` (1 or 2),
+    whatever its ``version`` byte says.  Version 1 values are cut to the
+    field's width; a version 2 seed is written when not None, whatever the flags say.
+    """
+    f, name = fields, fields["name"]
+    named = bytes([len(name)]) + name if f["flags"] & bitstream.FLAG_MODEL_NAME and name else b""
+    if f["layout"] == 2:
+        varint = bitstream._varint
+        head = (bitstream.MAGIC + bytes([f["version"] & 0xFF]) + varint(f["flags"])
+                + f["fingerprint"] + varint(f["image_height"]) + varint(f["image_width"])
+                + varint(f["bottleneck_channels"]) + bytes([f["num_centers"] & 0xFF]))
+        if f["seed"] is not None:
+            head += varint(f["seed"])
+        return _with_crc(head + named + varint(f["length"]) + payload)
+    cut = {k: v & top for k, v in f.items() if (top := _FIELD_TOPS[1].get(k)) and v is not None}
+    head = struct.pack(">4sBH16sIIHHHBQI", bitstream.MAGIC, cut["version"], cut["flags"],
+                       f["fingerprint"], cut["image_height"], cut["image_width"],
+                       cut["bottleneck_channels"], cut["bottleneck_height"],
+                       cut["bottleneck_width"], cut["num_centers"], cut.get("seed", 0),
+                       cut["length"])
+    return _with_crc(head + named + payload)
+
+
 def _repayload(data, payload):
-    body = bytearray(data[:bitstream.HEADER_SIZE])
-    body[46:50] = struct.pack(">I", len(payload))
-    return _with_crc(bytes(body) + payload)
+    fields, _ = _fields(data)
+    fields["length"] = len(payload)
+    return _serialize(fields, payload)
 
 
 def mutate(data, kind, rng, other):
     """One mutant of the valid file ``data`` (``other``: a second valid file for splices)."""
     data = bytearray(data)
-    head, payload = bitstream.HEADER_SIZE, bytes(data[bitstream.HEADER_SIZE:-4])
     if kind == "flip":
         for _ in range(rng.randint(1, 4)):
             data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
@@ -90,14 +132,13 @@ def mutate(data, kind, rng, other):
     if kind == "splice":
         cut = rng.randrange(len(data))
         return bytes(data[:cut]) + bytes(other[rng.randrange(len(other)):])
+    fields, payload = _fields(bytes(data))
     if kind == "header":
-        name = rng.choice(sorted(_FIELDS))
-        offset, fmt = _FIELDS[name]
-        size = struct.calcsize(fmt)
-        top = 2 ** (8 * size) - 1
-        value = rng.choice([0, 1, top, top // 2 + 1, rng.randrange(top + 1)])
-        data[offset:offset + size] = struct.pack(fmt, value)
-        return _with_crc(data[:-4])
+        tops = _FIELD_TOPS[fields["version"]]
+        name = rng.choice(sorted(tops))
+        top = tops[name]
+        fields[name] = rng.choice([0, 1, top, top // 2 + 1, rng.randrange(top + 1)])
+        return _serialize(fields, payload)  # in the file's layout, whatever "version" says
     if kind == "payload-flip":
         if not payload:
             return _repayload(data, b"\0\0\0\1")
@@ -116,9 +157,10 @@ def mutate(data, kind, rng, other):
     if kind == "claim":
         side = rng.choice([1024, 4096, 8192, 16384, 65535, 2**20])
         h, w = side, rng.choice([side, 16, 2**20])
-        data[23:31] = struct.pack(">II", h, w)
-        data[33:37] = struct.pack(">HH", min(-(-h // 16), 65535), min(-(-w // 16), 65535))
-        return _with_crc(data[:head] + payload)
+        fields.update(image_height=h, image_width=w,
+                      bottleneck_height=min(-(-h // 16), 65535),
+                      bottleneck_width=min(-(-w // 16), 65535))
+        return _serialize(fields, payload)
     raise ValueError(f"unknown mutation kind {kind!r}")
 
 
@@ -141,20 +183,24 @@ def entropy_corpus(rng, count=24):
     files, truth = [], []
     for i in range(count):
         height, width = rng.randint(16, 400), rng.randint(16, 400)
-        # Every other file is context-coded, so both entropy decoders are fuzzed.
-        data, symbols = honest_file(model, height, width, nprng, seed=rng.randrange(2**64),
-                                    in_context=bool(i % 2))
+        # Every other file is context-coded, so both entropy decoders are fuzzed;
+        # half are in version 1's layout (old files must still read safely), and
+        # half the version 2 files leave their seed to the symbols.
+        version = 2 if i % 4 >= 2 else 1
+        seed = None if version == 2 and i % 8 >= 6 else rng.randrange(2**64)
+        data, symbols = honest_file(model, height, width, nprng, seed=seed,
+                                    in_context=bool(i % 2), version=version)
         files.append(data)
         truth.append(symbols)
     return model, files, truth
 
 
-def honest_file(model, height, width, nprng, seed=1, in_context=False):
+def honest_file(model, height, width, nprng, seed=1, in_context=False, version=2):
     """``(file, symbols)``: a valid file claiming ``height x width`` for ``model``.
 
     The symbols are drawn from the model's own probabilities, so the payload
     justifies the claimed size; ``in_context``: coded with the model's
-    context table (``FLAG_CONTEXT_CODED``).
+    context table (``FLAG_CONTEXT_CODED``); ``version``: the container layout.
     """
     from compression.context_model import encode_symbols_in_context
     from compression.entropy_model import encode_symbols
@@ -166,7 +212,7 @@ def honest_file(model, height, width, nprng, seed=1, in_context=False):
     header = bitstream.Header(
         fingerprint=model.fingerprint, image_height=height, image_width=width,
         bottleneck_channels=shape[2], bottleneck_height=shape[0], bottleneck_width=shape[1],
-        num_centers=model.config.num_centers, seed=seed,
+        num_centers=model.config.num_centers, seed=seed, version=version,
         flags=bitstream.FLAG_CONTEXT_CODED if in_context else 0)
     payload = (encode_symbols_in_context(symbols, model.context_table) if in_context
                else encode_symbols(symbols, probs))
@@ -185,7 +231,7 @@ def full_corpus(model, rng, count=6):
         photo = photos[i % len(photos)]
         step = rng.choice([4, 6, 8])
         image = np.ascontiguousarray(photo[::step, ::step, :3])
-        data = encode(model, image, seed=rng.randrange(2**64))
+        data = encode(model, image, seed=rng.randrange(2**64) if i % 2 else None)
         files.append(data)
         truth.append(decode(model, data))
     return files, truth

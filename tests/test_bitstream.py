@@ -1,5 +1,6 @@
 """Tests for compression.bitstream: the .gcz container and file I/O."""
 
+import dataclasses
 import os
 import struct
 import zlib
@@ -49,8 +50,9 @@ FIELDS = {
     "bottleneck_width": 12,
     "num_centers": 5,
     "seed": 0x0123456789ABCDEF,
+    "version": 1,  # the fixed layout; version 2 has its own tests below
 }
-# Byte offsets of header fields (see docs/format.md).
+# Byte offsets of version 1's header fields (see docs/format.md).
 VERSION_AT, FLAGS_AT, SEED_AT = 4, 5, 38
 
 
@@ -154,7 +156,7 @@ def test_header_normalises_numpy_values():
         ("flags", FLAG_MODEL_NAME),  # the bit follows model_name
         ("model_name", "x" * 256),
         ("model_name", "tab\there"),
-        ("version", 2),
+        ("version", 3),
         ("version", 0),
     ],
 )
@@ -223,13 +225,14 @@ def test_damaged_payload_length(valid_file, mask, error):
         unpack(bytes(data))
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
+@pytest.mark.parametrize("version", [0, 3, 255])
 def test_unsupported_version(valid_file, version):
     data = bytearray(valid_file)
     data[VERSION_AT] = version
     # Whether or not the CRC was updated, the version is reported first.
     for candidate in (bytes(data), with_fixed_crc(bytes(data)), bytes(data[:10])):
-        with pytest.raises(UnsupportedVersionError, match=f"version {version}.*supports version 1"):
+        with pytest.raises(UnsupportedVersionError,
+                           match=f"version {version}.*supports versions 1 and 2"):
             unpack(candidate)
 
 
@@ -513,3 +516,102 @@ def test_files_without_a_name_are_as_before():
     header = make_header()
     assert header.model_name == "" and header.overhead == HEADER_SIZE + 4
     assert len(pack(header, b"xyz")) == HEADER_SIZE + 3 + 4
+
+
+# --- version 2: the compact header ------------------------------------------
+
+V2 = {**FIELDS, "version": 2, "bottleneck_height": 7, "bottleneck_width": 12}
+
+
+def v2_header(**changes) -> Header:
+    return Header(**{**V2, **changes})
+
+
+def test_version_2_is_what_is_written_and_is_compact():
+    header = Header(**{k: v for k, v in V2.items() if k not in ("version", "seed")}, seed=None,
+                    model_name="street")
+    assert header.version == bitstream.FORMAT_VERSION == 2
+    assert header.fingerprint == FP[:8] and header.flags == FLAG_MODEL_NAME
+    data = pack(header, bytes(600))
+    # magic 4, version 1, flags 1, fingerprint 8, H 1, W 2, C 1, L 1, name 7,
+    # payload length 2, CRC 4: 32 bytes where version 1 takes 61.
+    assert len(data) - 600 == 32 == header.overhead + 1
+    assert len(pack(dataclasses.replace(header, version=1, seed=0, fingerprint=FP),
+                    bytes(600))) - 600 == 61
+    assert data[:6] == MAGIC + bytes([2, FLAG_MODEL_NAME]) and data[6:14] == FP[:8]
+    assert unpack(data) == (header, bytes(600))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 127, 128, 2**63, 2**64 - 1])
+def test_version_2_stores_a_given_seed_and_sets_its_flag(seed):
+    header = v2_header(seed=seed)
+    assert header.flags & bitstream.FLAG_EXPLICIT_SEED
+    assert unpack(pack(header, b"xy")) == (header, b"xy")
+    none = v2_header(seed=None)
+    assert not none.flags & bitstream.FLAG_EXPLICIT_SEED
+    assert len(pack(none, b"xy")) < len(pack(header, b"xy"))
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"bottleneck_height": 8}, "derives the bottleneck from the image size: 7x12"),
+    ({"seed": None, "version": 1}, "version 1 files store it"),
+    ({"seed": None, "flags": 16}, "stored-seed bit set but seed is None"),
+    ({"fingerprint": FP[:7]}, "fingerprint must be 16 bytes"),
+    ({"flags": 32}, "unknown bits"),
+])
+def test_version_2_header_is_validated(changes, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        v2_header(**changes)
+
+
+def test_version_2_prefixes_are_truncated_and_damage_is_a_bitstream_error():
+    data = pack(v2_header(model_name="general"), bytes(range(200)))
+    for end in range(4, len(data)):
+        with pytest.raises(TruncatedFileError):
+            unpack(data[:end])
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        damaged = bytearray(data)
+        for pos in rng.integers(5, len(data), size=rng.integers(1, 4)):
+            damaged[pos] = rng.integers(0, 256)
+        if bytes(damaged) != data:
+            with pytest.raises(BitstreamError):
+                unpack(bytes(damaged))
+
+
+def test_version_2_varints_are_minimal_and_flags_known():
+    data = bytearray(pack(v2_header(seed=None), b"xyz"))
+    # H = 100 is one byte at offset 14; a two-byte spelling of it is refused.
+    assert data[14] == 100
+    padded = bytes(data[:14]) + bytes([100 | 0x80, 0]) + bytes(data[15:])
+    with pytest.raises(CorruptFileError, match="image height is not a minimal varint"):
+        unpack(with_fixed_crc(padded))
+    newer = bytearray(data)
+    newer[5] |= 0x40  # a flag bit this reader does not know
+    with pytest.raises(UnsupportedVersionError, match="flags 0x0040"):
+        unpack(with_fixed_crc(bytes(newer)))  # intact: written by a newer writer
+    with pytest.raises(CorruptFileError, match="CRC32"):
+        unpack(bytes(newer))  # damaged
+
+
+def test_version_2_read_file_round_trip_and_bounds(tmp_path):
+    header = v2_header(model_name="street", seed=None)
+    path = tmp_path / "a.gcz"
+    write_file(path, header, b"abcd")
+    assert read_file(path) == (header, b"abcd")
+    huge = tmp_path / "huge.gcz"
+    huge.write_bytes(pack(v2_header(image_height=65536, image_width=65536,
+                                    bottleneck_height=4096, bottleneck_width=4096), b""))
+    with pytest.raises(ImageTooLargeError, match="--max-pixels"):
+        read_file(huge)
+    # A payload length no coder writes for 7x12x3 symbols: refused before reading it.
+    data = pack(header, b"")
+    long = data[:-5] + bytes([0xFF, 0xFF, 0xFF, 0x0F])  # varint 2**28 - 1
+    (tmp_path / "long.gcz").write_bytes(long + bytes(100))
+    with pytest.raises(CorruptFileError, match="longer than any coder"):
+        read_file(tmp_path / "long.gcz")
+    newer = bytearray(pack(header, b"abcd"))
+    newer[5] |= 0x40
+    (tmp_path / "newer.gcz").write_bytes(with_fixed_crc(bytes(newer)))
+    with pytest.raises(UnsupportedVersionError, match="flags"):
+        read_file(tmp_path / "newer.gcz")

@@ -14,10 +14,13 @@ from compression import bitstream
 from compression.codec import (
     decode,
     decode_image,
+    default_seed,
     encode,
     encode_image,
     file_stats,
+    noise_seed,
     read_payload,
+    read_symbols,
 )
 from compression.entropy_model import decode_symbols
 from compression.errors import (
@@ -32,7 +35,7 @@ from compression.errors import (
     TruncatedFileError,
     UnsupportedVersionError,
 )
-from compression.image_io import pad_to_multiple, to_float
+from compression.image_io import crop_to, pad_to_multiple, to_float
 
 
 def photo(name, step=4):
@@ -108,7 +111,8 @@ def test_coded_rate_below_the_bound(tiny_model):
     assert result.payload_bpp < result.bpp < result.bound_bpp
     stats = file_stats(result.data)
     assert stats["bpp"] == pytest.approx(result.bpp)
-    assert stats["model"] == tiny_model.fingerprint.hex()
+    assert stats["model"] == tiny_model.fingerprint.hex()[:16]  # version 2 keeps 8 bytes
+    assert stats["version"] == 2 and stats["seed"] == "from the symbols"
     assert stats["entropy"] == "per-channel"  # a run directory has no context table
 
 
@@ -121,8 +125,15 @@ def test_noise_seed_from_the_header_is_used(tiny_model):
     assert bitstream.unpack(b)[0].seed == 2
     np.testing.assert_array_equal(decode(tiny_model, a1), decode(tiny_model, a2))
     assert not np.array_equal(decode(tiny_model, a1), decode(tiny_model, b))
-    # Without a seed, equal images give equal files.
-    assert encode(tiny_model, image) == encode(tiny_model, image.copy())
+    # Without a seed, equal images give equal files, and the file stores none:
+    # the decoder derives the encoder's seed from the symbols it decodes.
+    derived = encode(tiny_model, image)
+    assert derived == encode(tiny_model, image.copy())
+    header, _ = bitstream.unpack(derived)
+    assert header.seed is None and len(derived) < len(a1)
+    symbols = read_symbols(tiny_model, derived)[1]
+    explicit = encode(tiny_model, image, seed=default_seed(symbols))
+    np.testing.assert_array_equal(decode(tiny_model, derived), decode(tiny_model, explicit))
 
 
 def test_bad_seed(tiny_model):
@@ -168,28 +179,29 @@ def test_not_a_gcz(tiny_model):
 
 
 def test_truncated(tiny_model, small_file):
-    for n in (0, 3, 20, bitstream.HEADER_SIZE, len(small_file) - 1):
+    head = len(small_file) - len(bitstream.unpack(small_file)[1]) - 4
+    for n in (0, 3, 6, head - 1, head, len(small_file) - 1):
         with pytest.raises(TruncatedFileError):
             decode(tiny_model, small_file[:n])
 
 
 def test_crc_flip(tiny_model, small_file):
     data = bytearray(small_file)
-    data[bitstream.HEADER_SIZE] ^= 0x01
+    data[-5] ^= 0x01  # the payload's last byte
     with pytest.raises(CorruptFileError, match="CRC"):
         decode(tiny_model, bytes(data))
 
 
 def test_unsupported_version(tiny_model, small_file):
     data = bytearray(small_file)
-    data[4] = 2
-    with pytest.raises(UnsupportedVersionError, match="version 2"):
+    data[4] = 3
+    with pytest.raises(UnsupportedVersionError, match="version 3"):
         decode(tiny_model, bytes(data))
 
 
 def test_unknown_flags(tiny_model, small_file):
     body = bytearray(small_file[:-4])
-    body[5:7] = struct.pack(">H", 0x8000)
+    body[5] |= 0x40  # the flags varint's byte: a bit this reader does not know
     with pytest.raises(UnsupportedVersionError, match="flags"):
         decode(tiny_model, bytes(body) + struct.pack(">I", zlib.crc32(body)))
     with pytest.raises(CorruptFileError, match="a selective mask without a label map"):
@@ -203,15 +215,20 @@ def test_model_mismatch(tiny_model, other_model, small_file):
     with pytest.raises(ModelMismatchError) as info:
         decode(tiny_model, theirs)
     message = str(info.value)
-    assert other_model.fingerprint.hex() in message
+    assert other_model.fingerprint.hex()[:16] in message  # what the file stores
     assert tiny_model.fingerprint.hex() in message
     with pytest.raises(ModelMismatchError):
         decode(tiny_model, repack(small_file, fingerprint=bytes(16)))
 
 
 def test_inconsistent_header(tiny_model, small_file):
+    # Version 1 stores the bottleneck's size, which must fit the image's.
+    as_v1 = {"version": 1, "fingerprint": tiny_model.fingerprint, "flags": 0, "model_name": ""}
     with pytest.raises(CorruptFileError, match="inconsistent"):
-        decode(tiny_model, repack(small_file, image_height=200))
+        decode(tiny_model, repack(small_file, image_height=200, **as_v1))
+    # Version 2 derives it, so a larger claim needs more symbols than the payload holds.
+    with pytest.raises(CorruptFileError):
+        decode(tiny_model, repack(small_file, image_height=200, bottleneck_height=13))
     with pytest.raises(CorruptFileError, match="inconsistent"):
         decode(tiny_model, repack(small_file, num_centers=4))
 
@@ -455,10 +472,16 @@ def test_selective_decoding_ignores_the_symbols_outside_the_mask(selective_model
     noisy = symbols.copy()
     noisy[~mask.astype(bool)] = np.random.default_rng(0).integers(
         0, 5, noisy[~mask.astype(bool)].shape)
-    a = selective_model.decode(symbols, header.seed, labels=padded, mask=mask)
-    b = selective_model.decode(noisy, header.seed, labels=padded, mask=mask)
+    # The file stores no seed: it is derived from the kept cells' symbols, as
+    # the encoder derived it, so the decoded file is this decode.
+    assert header.seed is None
+    seed = noise_seed(header, symbols, mask)
+    a = selective_model.decode(symbols, seed, labels=padded, mask=mask)
+    full = selective_model.decode(symbols, seed, labels=padded, mask=mask, as_uint8=True)
+    np.testing.assert_array_equal(decode(selective_model, data), crop_to(full, (100, 150)))
+    b = selective_model.decode(noisy, seed, labels=padded, mask=mask)
     np.testing.assert_array_equal(a, b)
-    c = selective_model.decode(noisy, header.seed, labels=padded)  # no mask: they count
+    c = selective_model.decode(noisy, seed, labels=padded)  # no mask: they count
     assert not np.array_equal(a, c)
 
 

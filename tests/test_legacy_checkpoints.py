@@ -16,6 +16,7 @@ import tensorflow as tf
 from legacy_probe import FIXTURES, probe
 
 import compression
+from compression.codec import default_seed
 from compression.config import CompressionConfig
 from compression.model import build_training_graph
 
@@ -62,10 +63,18 @@ def test_old_run_directory_codes_the_same_file_and_image():
     with compression.load_model(os.path.join(FIXTURES, "legacy_plain")) as model:
         assert model.uses_ema
         image = ((ref["input_images"][0] + 1) * 127.5).astype(np.uint8)
-        # Files now carry the model's name; without it, the old file byte for byte.
-        header, payload = compression.unpack(compression.encode(model, image))
-        assert header.model_name == "legacy_plain"
-        unnamed = dataclasses.replace(header, model_name="", flags=0)
-        assert compression.pack(unnamed, payload) == ref["gcz"].tobytes()
+        # Files are now version 2 and carry the model's name; in version 1's
+        # layout, without the name, the old file byte for byte.
+        data = compression.encode(model, image)
+        header, payload = compression.unpack(data)
+        assert header.model_name == "legacy_plain" and header.version == 2
+        old_header, _ = compression.unpack(ref["gcz"].tobytes())
+        symbols = compression.read_symbols(model, data)[1]
+        assert header.seed is None and default_seed(symbols) == old_header.seed
+        as_v1 = dataclasses.replace(header, model_name="", flags=0, version=1,
+                                    fingerprint=model.fingerprint, seed=old_header.seed)
+        assert compression.pack(as_v1, payload) == ref["gcz"].tobytes()
+        # The old file decodes as it did, and the new one to the same image.
         np.testing.assert_array_equal(compression.decode(model, ref["gcz"].tobytes()),
                                       ref["decoded"])
+        np.testing.assert_array_equal(compression.decode(model, data), ref["decoded"])

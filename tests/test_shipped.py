@@ -26,17 +26,20 @@ def test_registry(tmp_path):
     assert shipped.shipped_models(models) == {}
     with pytest.raises(ModelLoadError, match="no shipped model is installed"):
         shipped.default_model(models)
-    fake_model(models, "zeta", {"fingerprint": "aa"})
+    fake_model(models, "zeta", {"fingerprint": "aa" * 16})
     assert shipped.default_model(models) == "zeta"  # none preferred: the first installed
-    fake_model(models, "street", {"fingerprint": "bb"})
-    fake_model(models, "general", {"fingerprint": "cc"})
+    fake_model(models, "street", {"fingerprint": "bb" * 16})
+    fake_model(models, "general", {"fingerprint": "cc" * 16})
     (models / "notes").mkdir()  # not a model: no config.json
     broken = fake_model(models, "broken", {})
     (broken / "card.json").write_text("{not json")
     assert list(shipped.shipped_models(models)) == ["general", "street", "zeta"]
     assert shipped.default_model(models) == "general"
-    assert shipped.shipped_by_fingerprint("bb", models) == "street"
-    assert shipped.shipped_by_fingerprint("dd", models) is None
+    # A version 1 file names all 16 bytes, a version 2 file the first 8.
+    assert shipped.shipped_by_fingerprint("bb" * 16, models) == "street"
+    assert shipped.shipped_by_fingerprint("bb" * 8, models) == "street"
+    assert shipped.shipped_by_fingerprint("bb", models) is None  # too short to name one
+    assert shipped.shipped_by_fingerprint("dd" * 16, models) is None
     assert shipped.shipped_path("street", models) == os.path.join(models, "street")
     for bad in ("broken", "notes", "..", "", "street/..", None):
         assert shipped.shipped_path(bad, models) is None
