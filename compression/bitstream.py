@@ -390,32 +390,12 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
 
     fields = _HEADER.unpack_from(data)
     payload_length = fields[-1]
-    if fields[2] & ~_V1_FLAGS and found >= HEADER_SIZE + _CRC.size and (
-            _CRC.unpack_from(data, found - _CRC.size)[0]
-            == zlib.crc32(memoryview(data)[:found - _CRC.size])):
+    if fields[2] & ~_V1_FLAGS and found >= HEADER_SIZE + _CRC.size and _crc_intact(data):
         # Intact, with flags this reader does not know: a newer writer, whose
         # layout after the fixed header may differ, so nothing else is checked.
         raise _unknown_flags(fields[2], _V1_FLAGS)
     head = HEADER_SIZE + _name_size(fields[2], data)
-    expected = head + payload_length + _CRC.size
-    if found < expected:
-        raise TruncatedFileError(
-            f"truncated .gcz file: expected {expected} bytes (header {head} + "
-            f"payload {payload_length} + CRC {_CRC.size}), found {found}"
-        )
-    body_end = head + payload_length
-    (stored_crc,) = _CRC.unpack_from(data, body_end)
-    computed_crc = zlib.crc32(memoryview(data)[:body_end])
-    if stored_crc != computed_crc:
-        raise CorruptFileError(
-            f"corrupt .gcz file: CRC32 mismatch (stored {stored_crc:08x}, "
-            f"computed {computed_crc:08x})"
-        )
-    if found > expected:
-        raise CorruptFileError(
-            f"corrupt .gcz file: {found - expected} unexpected bytes after the "
-            f"CRC (expected {expected} bytes, found {found})"
-        )
+    body_end = _check_body(data, head, payload_length)
 
     (_, _, flags, digest, height, width, channels, b_height, b_width,
      centers, seed, _) = fields
@@ -550,6 +530,21 @@ def _unpack_v2(data: bytes) -> tuple[Header, bytes]:
         raise
     if fields is None:
         raise CorruptFileError("corrupt .gcz file: CRC32 mismatch (unknown flags set)")
+    body_end = _check_body(data, head, payload_length)
+    try:
+        fields["model_name"] = fields["model_name"].decode("utf-8")
+        header = Header(**fields)
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise CorruptFileError(f"corrupt .gcz file: {exc}") from exc
+    return header, data[head:body_end]
+
+
+def _check_body(data: bytes, head: int, payload_length: int) -> int:
+    """The end of the payload, after checking the file's length and CRC (both versions).
+
+    Raises TruncatedFileError when ``data`` is shorter than header, payload
+    and CRC, and CorruptFileError for a CRC mismatch or bytes after the CRC.
+    """
     found = len(data)
     body_end = head + payload_length
     expected = body_end + _CRC.size
@@ -558,6 +553,7 @@ def _unpack_v2(data: bytes) -> tuple[Header, bytes]:
             f"truncated .gcz file: expected {expected} bytes (header {head} + "
             f"payload {payload_length} + CRC {_CRC.size}), found {found}"
         )
+    body_end = head + payload_length
     (stored_crc,) = _CRC.unpack_from(data, body_end)
     computed_crc = zlib.crc32(memoryview(data)[:body_end])
     if stored_crc != computed_crc:
@@ -570,12 +566,7 @@ def _unpack_v2(data: bytes) -> tuple[Header, bytes]:
             f"corrupt .gcz file: {found - expected} unexpected bytes after the "
             f"CRC (expected {expected} bytes, found {found})"
         )
-    try:
-        fields["model_name"] = fields["model_name"].decode("utf-8")
-        header = Header(**fields)
-    except ValueError as exc:  # UnicodeDecodeError included
-        raise CorruptFileError(f"corrupt .gcz file: {exc}") from exc
-    return header, data[head:body_end]
+    return body_end
 
 
 def _unknown_flags(flags: int, known: int = KNOWN_FLAGS) -> UnsupportedVersionError:

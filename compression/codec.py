@@ -398,8 +398,7 @@ def decode_image(model, data, max_pixels=DEFAULT_MAX_PIXELS):
     if labels is not None:
         labels = pad_to_multiple(labels, DOWNSAMPLING)[0]
     reconstruction = model.decode(symbols, noise_seed(header, symbols, mask), labels=labels,
-                                  mask=mask,
-                                  as_uint8=True)
+                                  mask=mask, as_uint8=True)
     image = crop_to(reconstruction, (header.image_height, header.image_width))
     return image, header
 
