@@ -214,6 +214,7 @@ class Header:
                 f"fingerprint must be {FINGERPRINT_SIZE} bytes, got {len(digest)}"
             )
         object.__setattr__(self, "fingerprint", digest[:stored])
+        object.__setattr__(self, "version", version)
         if self.seed is None and version == 1:
             raise ValueError("seed is required: version 1 files store it")
 
@@ -226,7 +227,6 @@ class Header:
             "num_centers": (2, 2**8 - 1),
             "seed": (0, 2**64 - 1),
             "flags": (0, 2**16 - 1),
-            "version": (1, 2**8 - 1),
         }
         for name, (low, high) in limits.items():
             if name == "seed" and self.seed is None:

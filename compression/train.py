@@ -433,9 +433,11 @@ def _rate_note(config):
     else:
         bound = f"bpp bound {config.bpp_bound():.4f} (C={config.channels}, L={config.num_centers})"
     # A 480x360 file's header and CRC, besides a payload of a few hundred bytes.
+    stride = bitstream.BOTTLENECK_STRIDE
     frame = bitstream.Header(fingerprint=bytes(bitstream.FINGERPRINT_SIZE), image_height=360,
                              image_width=480, bottleneck_channels=config.channels,
-                             bottleneck_height=23, bottleneck_width=30,
+                             bottleneck_height=-(-360 // stride),
+                             bottleneck_width=-(-480 // stride),
                              num_centers=config.num_centers, seed=None)
     header = frame.file_size(1000) - 1000
     return (bound + f"; files code at about val_bpp_estimate, plus a {header}-byte header "

@@ -18,6 +18,9 @@ from compression.config import CompressionConfig
 from compression.data import SkippedFileWarning, find_examples, make_dataset
 from compression.inference import load_model
 
+#: TINY without the GAN phase, for tests of run directories rather than of the
+#: recipe: a launch builds half the graph (no discriminator), about half the time.
+TINY_MSE = dataclasses.replace(TINY, lambda_gan=0.0, lambda_fm=0.0)
 
 def global_step(run_dir):
     return int(tf.train.load_variable(tf.train.latest_checkpoint(run_dir), "global_step"))
@@ -48,7 +51,7 @@ def assert_clean_error(capsys, *fragments):
 
 def test_train_resume_refuse_force(tiny_data, tmp_path, capsys):
     run = tmp_path / "run"
-    assert train_cli(tiny_data, run, steps=3) == 0
+    assert train_cli(tiny_data, run, "--no-gan", steps=3) == 0
     names = os.listdir(run)
     assert {"config.json", "run.json", "checkpoint"} <= set(names)
     assert any(n.startswith("events.out.tfevents.") for n in names)
@@ -56,6 +59,7 @@ def test_train_resume_refuse_force(tiny_data, tmp_path, capsys):
     assert global_step(run) == 3
     saved = CompressionConfig.load(run / "config.json")
     assert (saved.channels, saved.crop_size, saved.gan_start_step) == (4, (32, 64), 4)
+    assert saved.lambda_gan == 0.0
     info = json.loads((run / "run.json").read_text())
     assert info["data"] == os.path.abspath(tiny_data) and info["seed"] == 0
 
@@ -86,7 +90,7 @@ def test_train_resume_refuse_force(tiny_data, tmp_path, capsys):
     before = sorted(os.listdir(run))
 
     # --force moves the old run aside, whole, and starts over from step 0.
-    assert train_cli(tiny_data, run, "--force", steps=1) == 0
+    assert train_cli(tiny_data, run, "--force", "--no-gan", steps=1) == 0
     aside = glob.glob(str(run) + ".replaced-*")
     assert len(aside) == 1
     assert sorted(os.listdir(aside[0])) == before
@@ -188,7 +192,7 @@ def two_checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("damaged")
     data = write_tiny_data(root / "data")
     run = root / "run"
-    train(TINY, data, str(run), steps=4, checkpoint_every=2, val_images=0, progress=False,
+    train(TINY_MSE, data, str(run), steps=4, checkpoint_every=2, val_images=0, progress=False,
           log=lambda *_: None)
     assert checkpoint_steps(run) == [2, 4]
     return data, run
@@ -273,7 +277,7 @@ def test_semantic_training_skips_a_corrupt_image(tmp_path):
     run = tmp_path / "run"
     # 2 steps x batch 2 = 4 examples out of 3 images: the bad one is met for sure.
     with pytest.warns(SkippedFileWarning, match="skipping .*" + os.path.basename(bad)):
-        assert train_cli(data, run, "--semantic", "--classes", "4", steps=2) == 0
+        assert train_cli(data, run, "--semantic", "--classes", "4", "--no-gan", steps=2) == 0
     assert CompressionConfig.load(run / "config.json").semantic_classes == 4
     assert global_step(run) == 2
 
@@ -338,7 +342,7 @@ def test_validation_scores_the_weights_inference_loads(tiny_data, ema_decay):
     from compression.model import build_training_graph
     from compression.train import _Validator
 
-    config = CompressionConfig(**{**TINY.to_dict(), "ema_decay": ema_decay})
+    config = dataclasses.replace(TINY_MSE, ema_decay=ema_decay)
     with tf.Graph().as_default():
         images = tf.zeros([2, config.crop_height, config.crop_width, 3])
         tg = build_training_graph(images, config)
@@ -364,7 +368,7 @@ def test_keep_applies_across_resumes(tiny_data, tmp_path):
     run = tmp_path / "run"
     kwargs = dict(checkpoint_every=1, keep=2, summary_every=0, val_every=0, val_images=0,
                   progress=False, log=lambda *_: None)
-    train(TINY, tiny_data, run, steps=3, **kwargs)
+    train(TINY_MSE, tiny_data, run, steps=3, **kwargs)
     assert checkpoint_steps(run) == [2, 3]
     train(None, tiny_data, run, steps=5, resume=True, **kwargs)
     assert checkpoint_steps(run) == [4, 5]
@@ -402,7 +406,7 @@ def test_recipe_options_reach_the_config(tiny_data, tmp_path):
 def test_channel_weights_reach_the_config_or_fail_cleanly(tiny_data, tmp_path, capsys):
     run = tmp_path / "run"
     assert train_cli(tiny_data, run, "--min-channels", "2", "--channel-weights", "1,3,0",
-                     steps=2) == 0
+                     "--no-gan", steps=2) == 0
     assert CompressionConfig.load(run / "config.json").channel_weights == (1.0, 3.0, 0.0)
     with pytest.raises(SystemExit) as exit_:
         train_cli(tiny_data, tmp_path / "a", "--min-channels", "2", "--channel-weights", "1;3")
@@ -463,7 +467,7 @@ def test_init_from_a_different_architecture_is_a_clean_error(tiny_data, tmp_path
     assert train_cli(tiny_data, mse, "--no-gan", steps=1) == 0
     run = tmp_path / "wide"
     with pytest.raises(CompressionError, match="does not fit this config"):
-        train(dataclasses.replace(TINY, width=0.125), tiny_data, str(run), steps=1,
+        train(dataclasses.replace(TINY_MSE, width=0.125), tiny_data, str(run), steps=1,
               progress=False, log=lambda *_: None, init_from=str(mse))
     assert not run.exists()  # nothing left that the corrected command would refuse
     assert main(["train", "--data", str(tiny_data), "--out", str(run), "--steps", "1",
@@ -489,7 +493,7 @@ def test_training_on_several_datasets(tiny_data, tmp_path):
     run = tmp_path / "run"
     from compression.train import train
 
-    result = train(TINY, [tiny_data, plain], str(run), steps=2, val_every=2, val_images=3,
+    result = train(TINY_MSE, [tiny_data, plain], str(run), steps=2, val_every=2, val_images=3,
                    checkpoint_every=0, summary_every=0, progress=False, log=lines.append)
     assert result.step == 2
     assert any(line.startswith("9 training images, 3 validation images") for line in lines), lines
