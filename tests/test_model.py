@@ -25,6 +25,8 @@ _v1 = tf.compat.v1
 TINY = dict(channels=4, width=0.125, residual_blocks=1, discriminator_width=0.125,
             discriminator_scales=2, noise_dim=16, upsample_dim=32,
             crop_height=64, crop_width=64)
+#: No discriminator in the graph: for tests of G alone, half the graph to build.
+DISTORTION_ONLY = dict(lambda_gan=0.0, lambda_fm=0.0)
 EMA_SUFFIX = "/ExponentialMovingAverage"
 
 
@@ -466,7 +468,7 @@ def test_frozen_encoder_is_unchanged_by_gan_steps():
 
 
 def test_mse_only_model_has_no_discriminator():
-    cfg = CompressionConfig(**TINY, lambda_gan=0.0, lambda_fm=0.0, gan_start_step=5)
+    cfg = CompressionConfig(**TINY, gan_start_step=5, **DISTORTION_ONLY)
     assert not cfg.gan
     with tf.Graph().as_default():
         g = build_training_graph(tf.constant(smooth_batch(2, 64, 64)), cfg)
@@ -495,7 +497,7 @@ def test_adversarial_weight_ramps_in():
 
 
 def test_ms_ssim_term_joins_the_distortion():
-    cfg = CompressionConfig(**TINY, lambda_ms_ssim=2.0, noise=False)
+    cfg = CompressionConfig(**TINY, lambda_ms_ssim=2.0, noise=False, **DISTORTION_ONLY)
     with tf.Graph().as_default():
         g = build_training_graph(tf.constant(smooth_batch(2, 64, 64)), cfg)
         warm = g.phase_losses["warmup"]
@@ -537,7 +539,7 @@ def test_noise_map_has_the_same_statistics_in_training_and_inference():
 
 
 def test_bounded_ste_quantizer_trains_the_encoder_within_range():
-    cfg = CompressionConfig(**TINY, quantizer="bounded_ste", noise=False)
+    cfg = CompressionConfig(**TINY, quantizer="bounded_ste", noise=False, **DISTORTION_ONLY)
     with tf.Graph().as_default():
         g = build_training_graph(tf.constant(smooth_batch(2, 64, 64)), cfg)
         grads = tf.gradients(g.phase_losses["warmup"]["g_loss"], g.generator_variables)
@@ -557,8 +559,8 @@ def test_bounded_ste_quantizer_trains_the_encoder_within_range():
 
 
 def test_variable_rate_training_drops_trailing_channels_and_learns_their_fill():
-    cfg = CompressionConfig(**{**TINY, "channels": 6}, min_channels=2, lambda_gan=0.0,
-                            lambda_fm=0.0, noise=False)
+    cfg = CompressionConfig(**{**TINY, "channels": 6}, min_channels=2, noise=False,
+                            **DISTORTION_ONLY)
     with tf.Graph().as_default():
         _v1.set_random_seed(0)
         g = build_training_graph(tf.constant(smooth_batch(2, 64, 64)), cfg)
