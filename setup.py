@@ -29,7 +29,7 @@ setup(
         "matplotlib>=3.8",
     ],
     extras_require={
-        "test": ["pytest>=8", "scikit-image>=0.24", "ruff>=0.6"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "scikit-image>=0.24", "ruff>=0.6"],
         # HEIC in `gcompress compare`; JPEG XL needs the cjxl/djxl tools on PATH.
         "codecs": ["pillow-heif>=1.0"],
         # Viewer of the training summaries every run writes (not needed to train).
