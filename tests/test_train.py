@@ -22,6 +22,7 @@ from compression.inference import load_model
 #: recipe: a launch builds half the graph (no discriminator), about half the time.
 TINY_MSE = dataclasses.replace(TINY, lambda_gan=0.0, lambda_fm=0.0)
 
+
 def global_step(run_dir):
     return int(tf.train.load_variable(tf.train.latest_checkpoint(run_dir), "global_step"))
 
