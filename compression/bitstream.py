@@ -74,6 +74,7 @@ __all__ = [
     "MAX_SYMBOLS",
     "READ_VERSIONS",
     "Header",
+    "bottleneck_size",
     "check_pixels",
     "fingerprint",
     "fingerprint_hex",
@@ -117,6 +118,14 @@ FILE_FINGERPRINT_SIZE = {1: 16, 2: 8}
 #: Pixels per bottleneck cell along each axis: version 2 derives the
 #: bottleneck's ``h = ceil(H / 16)`` and ``w = ceil(W / 16)`` from the image size.
 BOTTLENECK_STRIDE = 16
+
+
+def bottleneck_size(image_height: int, image_width: int) -> tuple[int, int]:
+    """``(h, w)`` of the bottleneck of an ``image_height x image_width`` image:
+    ``ceil(H / 16)``, ``ceil(W / 16)`` (the encoder pads to a multiple of 16)."""
+    return -(-image_height // BOTTLENECK_STRIDE), -(-image_width // BOTTLENECK_STRIDE)
+
+
 #: Default limit on the pixels (H * W) a file may claim: see :func:`check_pixels`.
 DEFAULT_MAX_PIXELS = 2**24
 #: Upper bound on h * w * C.  It keeps a corrupt (or hostile) header from
@@ -244,8 +253,7 @@ class Header:
                 object.__setattr__(self, "flags", self.flags | FLAG_EXPLICIT_SEED)
             elif self.flags & FLAG_EXPLICIT_SEED:
                 raise ValueError("flags has the stored-seed bit set but seed is None")
-            derived = (-(-self.image_height // BOTTLENECK_STRIDE),
-                       -(-self.image_width // BOTTLENECK_STRIDE))
+            derived = bottleneck_size(self.image_height, self.image_width)
             if (self.bottleneck_height, self.bottleneck_width) != derived:
                 raise ValueError(
                     f"a version 2 header derives the bottleneck from the image size: "
@@ -504,8 +512,8 @@ def _parse_v2(data: bytes) -> tuple[dict, int, int]:
         raise TruncatedFileError(
             f"truncated .gcz file: it ends inside its header (model name) at byte {len(data)}")
     payload_length, at = _read_varint(data, at, "payload length", _MAX_PAYLOAD)
-    for name in ("image_height", "image_width"):
-        fields["bottleneck_" + name[6:]] = -(-fields[name] // BOTTLENECK_STRIDE)
+    fields["bottleneck_height"], fields["bottleneck_width"] = bottleneck_size(
+        fields["image_height"], fields["image_width"])
     return fields, payload_length, at
 
 

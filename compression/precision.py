@@ -29,7 +29,7 @@ import os
 
 from compression.errors import CompressionError
 
-__all__ = ["PRECISIONS", "apply_precision", "check_precision", "loss_scale",
+__all__ = ["PRECISIONS", "apply_precision", "check_precision", "cpu_flags", "loss_scale",
            "native_bfloat16"]
 
 #: ``--precision`` values.
@@ -61,12 +61,19 @@ def loss_scale(name):
     return "dynamic" if check_precision(name, gpus=1) == "mixed_float16" else None
 
 
-def native_bfloat16(cpuinfo="/proc/cpuinfo"):
-    """Whether this CPU has bfloat16 instructions (None when it cannot be told)."""
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The words of ``cpuinfo`` (its flags among them), or None when it cannot be read."""
     try:
         with open(cpuinfo, encoding="utf-8", errors="replace") as f:
-            flags = f.read()
+            return set(f.read().split())
     except OSError:
+        return None
+
+
+def native_bfloat16(cpuinfo="/proc/cpuinfo"):
+    """Whether this CPU has bfloat16 instructions (None when it cannot be told)."""
+    flags = cpu_flags(cpuinfo)
+    if flags is None:
         return None
     return "avx512_bf16" in flags or "amx_bf16" in flags
 

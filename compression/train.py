@@ -433,11 +433,10 @@ def _rate_note(config):
     else:
         bound = f"bpp bound {config.bpp_bound():.4f} (C={config.channels}, L={config.num_centers})"
     # A 480x360 file's header and CRC, besides a payload of a few hundred bytes.
-    stride = bitstream.BOTTLENECK_STRIDE
+    height, width = bitstream.bottleneck_size(360, 480)
     frame = bitstream.Header(fingerprint=bytes(bitstream.FINGERPRINT_SIZE), image_height=360,
                              image_width=480, bottleneck_channels=config.channels,
-                             bottleneck_height=-(-360 // stride),
-                             bottleneck_width=-(-480 // stride),
+                             bottleneck_height=height, bottleneck_width=width,
                              num_centers=config.num_centers, seed=None)
     header = frame.file_size(1000) - 1000
     return (bound + f"; files code at about val_bpp_estimate, plus a {header}-byte header "

@@ -552,6 +552,12 @@ def test_version_2_stores_a_given_seed_and_sets_its_flag(seed):
     assert len(pack(none, b"xy")) < len(pack(header, b"xy"))
 
 
+def test_bottleneck_size_is_the_image_size_over_16_rounded_up():
+    assert bitstream.bottleneck_size(360, 480) == (23, 30)
+    assert bitstream.bottleneck_size(16, 17) == (1, 2)
+    assert bitstream.bottleneck_size(1, 1) == (1, 1)
+
+
 @pytest.mark.parametrize("changes, fragment", [
     ({"bottleneck_height": 8}, "derives the bottleneck from the image size: 7x12"),
     ({"seed": None, "version": 1}, "version 1 files store it"),

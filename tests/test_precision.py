@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TINY
+from conftest import TINY, TINY_MSE
 
 from compression.cli import build_parser
 from compression.distribute import Replication, make_strategy, replicated_training_graph
@@ -16,6 +16,7 @@ from compression.precision import (
     PRECISIONS,
     apply_precision,
     check_precision,
+    cpu_flags,
     loss_scale,
     native_bfloat16,
 )
@@ -50,6 +51,8 @@ def test_native_bfloat16_reads_cpu_flags(tmp_path):
     assert native_bfloat16(tmp_path / "with") is True
     assert native_bfloat16(tmp_path / "without") is False
     assert native_bfloat16(tmp_path / "missing") is None
+    assert {"avx512f", "avx512_bf16"} <= cpu_flags(tmp_path / "with")
+    assert cpu_flags(tmp_path / "missing") is None
 
 
 def _run_conv(tf_config):
@@ -69,18 +72,11 @@ def _run_conv(tf_config):
     return out, dtypes
 
 
-def _has_avx512():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            return "avx512f" in f.read()
-    except OSError:
-        return False
-
-
 # oneDNN's bfloat16 kernels need AVX-512; without it TensorFlow says "oneDNN
 # supports DT_BFLOAT16 only on platforms with AVX-512" and leaves this conv in
 # float32 (seen on an AMD EPYC without AVX-512, 2026-12-04).
-@pytest.mark.skipif(not _has_avx512(), reason="oneDNN's bfloat16 rewrite needs AVX-512")
+@pytest.mark.skipif("avx512f" not in (cpu_flags() or ()),
+                    reason="oneDNN's bfloat16 rewrite needs AVX-512")
 def test_mixed_bfloat16_rewrites_the_graph():
     plain, plain_types = _run_conv(session_config(inference=False))
     mixed, mixed_types = _run_conv(apply_precision(session_config(inference=False),
@@ -146,8 +142,7 @@ def test_float16_loss_scaling_under_mirrored():
     with graph.as_default():
         strategy = make_strategy(Replication("mirrored", ("/cpu:0", "/cpu:1")))
         ds = tf.data.Dataset.from_tensors({"image": images}).repeat()
-        mse_only = dataclasses.replace(TINY, lambda_gan=0.0, lambda_fm=0.0)
-        tg, input_init = replicated_training_graph(strategy, ds, mse_only, "dynamic")
+        tg, input_init = replicated_training_graph(strategy, ds, TINY_MSE, "dynamic")
         init = [_v1.global_variables_initializer(), input_init,
                 _v1.variables_initializer(graph.get_collection(LOSS_SCALE_VARIABLES))]
     config = _v1.ConfigProto(device_count={"CPU": 2})

@@ -11,16 +11,20 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import PYTHON, REPO_ROOT, TINY, TINY_CLI, subprocess_env, write_tiny_data
+from conftest import (
+    PYTHON,
+    REPO_ROOT,
+    TINY,
+    TINY_CLI,
+    TINY_MSE,
+    subprocess_env,
+    write_tiny_data,
+)
 
 from compression.cli import main
 from compression.config import CompressionConfig
 from compression.data import SkippedFileWarning, find_examples, make_dataset
 from compression.inference import load_model
-
-#: TINY without the GAN phase, for tests of run directories rather than of the
-#: recipe: a launch builds half the graph (no discriminator), about half the time.
-TINY_MSE = dataclasses.replace(TINY, lambda_gan=0.0, lambda_fm=0.0)
 
 
 def global_step(run_dir):
