@@ -114,6 +114,9 @@ def _add_train(sub):
     p.add_argument("--lambda-gan", type=float, default=None)
     p.add_argument("--lambda-ms-ssim", type=float, default=None,
                    help="weight of a 1 - MS-SSIM distortion term (default 0)")
+    p.add_argument("--lambda-rate", type=float, default=None,
+                   help="weight of a rate term, bits per pixel as the symbol histogram "
+                        "prices them (default 0: the rate is set by the channels alone)")
     p.add_argument("--lr-decay-step", type=int, default=None,
                    help="multiply the learning rates by --lr-decay-factor from this step")
     p.add_argument("--lr-decay-factor", type=float, default=None)
@@ -538,6 +541,7 @@ def _train(args):
                        ("lambda_fm", "lambda_fm"), ("channels", "channels"),
                        ("gan_ramp_steps", "gan_ramp_steps"), ("d_warmup_steps", "d_warmup_steps"),
                        ("lambda_gan", "lambda_gan"), ("lambda_ms_ssim", "lambda_ms_ssim"),
+                       ("lambda_rate", "lambda_rate"),
                        ("lr_decay_step", "lr_decay_step"),
                        ("lr_decay_factor", "lr_decay_factor"), ("beta1", "beta1"),
                        ("quantizer", "quantizer"), ("min_channels", "min_channels"),

@@ -48,7 +48,8 @@ FOR_BPP_TOLERANCE = 0.02
 # later default: an old run resumes, and an old model encodes, as it did.
 _ABSENT_MEANS = {
     "gan_ramp_steps": 0, "d_warmup_steps": 0, "freeze_encoder": False, "lambda_ms_ssim": 0.0,
-    "lr_decay_step": 0, "lr_decay_factor": 0.1, "noise_batch": 1, "quantizer": "soft",
+    "lambda_rate": 0.0, "lr_decay_step": 0, "lr_decay_factor": 0.1, "noise_batch": 1,
+    "quantizer": "soft",
     "min_channels": None, "chroma_weight": 1.0, "selective_probability": 0.0,
     "class_names": (), "label_factor": 1, "upsampling": "transposed", "channel_weights": (),
 }
@@ -130,6 +131,12 @@ class CompressionConfig:
         ``w_hat``, and so the rate, stays what the distortion phase learnt
         while the decoder learns texture.
       lambda_ms_ssim: weight of a ``1 - MS-SSIM`` distortion term (0: none).
+      lambda_rate: weight of a rate term, the coded bits per pixel as the
+        running histogram prices them
+        (:func:`compression.model.differentiable_bits`; paper section 3.1's
+        ``beta``).  0 (default): none, the rate is set by ``channels`` alone.
+        It trains the encoder only, so it does nothing in a GAN phase with
+        ``freeze_encoder``.
       chroma_weight: weight of the chroma part of the MSE against its grey
         part (1: plain RGB MSE; see :func:`compression.losses.distortion_loss`).
       lr_decay_step, lr_decay_factor: both learning rates are multiplied by
@@ -209,6 +216,7 @@ class CompressionConfig:
     d_warmup_steps: int = 500
     freeze_encoder: bool = True
     lambda_ms_ssim: float = 0.0
+    lambda_rate: float = 0.0
     lr_decay_step: int = 0
     lr_decay_factor: float = 0.1
     noise_batch: int = 16
@@ -236,8 +244,8 @@ class CompressionConfig:
             object.__setattr__(self, "discriminator_width", min(1.0, float(self.width)))
         for name in ("sigma", "width", "discriminator_width", "lambda_mse", "lambda_fm",
                      "lambda_gan", "g_learning_rate", "d_learning_rate", "beta1",
-                     "ema_decay", "histogram_decay", "lambda_ms_ssim", "lr_decay_factor",
-                     "chroma_weight", "selective_probability"):
+                     "ema_decay", "histogram_decay", "lambda_ms_ssim", "lambda_rate",
+                     "lr_decay_factor", "chroma_weight", "selective_probability"):
             value = getattr(self, name)
             if not _is_number(value):
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
@@ -379,7 +387,7 @@ class CompressionConfig:
                     f"got {getattr(self, name)}"
                 )
         for name in ("lambda_mse", "lambda_fm", "lambda_gan", "g_learning_rate", "d_learning_rate",
-                     "lambda_ms_ssim", "chroma_weight"):
+                     "lambda_ms_ssim", "lambda_rate", "chroma_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.lambda_mse == 0 and self.lambda_ms_ssim == 0:

@@ -53,6 +53,7 @@ __all__ = [
     "decode_tail",
     "symbol_counts_variable",
     "estimated_bits",
+    "differentiable_bits",
     "kept_channel_mask",
     "build_training_graph",
     "reconstruct_from_symbols",
@@ -171,6 +172,19 @@ def kept_channel_mask(kept, channels):
     return tf.cast(leading_channels(kept, channels), tf.float64)
 
 
+def _code_lengths(counts):
+    """``[C, L]`` float64 bits of each symbol under ``counts``, smoothed as the codec does."""
+    num_centers = int(counts.shape[-1])
+    total = tf.reduce_sum(counts, axis=-1, keepdims=True)
+    empirical = tf.where(
+        tf.broadcast_to(total > 0, tf.shape(counts)),
+        counts / tf.maximum(total, 1e-300),
+        tf.fill(tf.shape(counts), tf.constant(1.0 / num_centers, tf.float64)),
+    )
+    probs = (1.0 - UNIFORM_MIX) * empirical + UNIFORM_MIX / num_centers
+    return -tf.math.log(probs) / tf.math.log(tf.constant(2.0, tf.float64))
+
+
 def estimated_bits(symbols, counts, mask=None):
     """Ideal code length in bits of ``symbols`` ``[B, h, w, C]`` under ``counts`` ``[C, L]``.
 
@@ -180,19 +194,36 @@ def estimated_bits(symbols, counts, mask=None):
     a selective mask ``[B, h, w, 1]``, or their product): count only the
     entries a file would code.
     """
-    num_centers = int(counts.shape[-1])
-    total = tf.reduce_sum(counts, axis=-1, keepdims=True)
-    empirical = tf.where(
-        tf.broadcast_to(total > 0, tf.shape(counts)),
-        counts / tf.maximum(total, 1e-300),
-        tf.fill(tf.shape(counts), tf.constant(1.0 / num_centers, tf.float64)),
-    )
-    probs = (1.0 - UNIFORM_MIX) * empirical + UNIFORM_MIX / num_centers
-    one_hot = tf.one_hot(symbols, num_centers, dtype=tf.float64)
-    per_symbol = tf.reduce_sum(one_hot * tf.math.log(probs), axis=-1)
+    one_hot = tf.one_hot(symbols, int(counts.shape[-1]), dtype=tf.float64)
+    per_symbol = tf.reduce_sum(one_hot * _code_lengths(counts), axis=-1)
     if mask is not None:
         per_symbol *= mask
-    return -tf.reduce_sum(per_symbol) / tf.math.log(tf.constant(2.0, tf.float64))
+    return tf.reduce_sum(per_symbol)
+
+
+def differentiable_bits(w, counts, centers, mask=None):
+    """A code length of the bottleneck ``w`` ``[B, h, w, C]`` that has a gradient.
+
+    Each channel's cost of a symbol, ``-log2 p(c_l)`` under the running
+    histogram ``counts`` ``[C, L]`` (held constant), is interpolated linearly
+    between the centres and read at ``w`` (clipped to the centres' range).
+    At a centre it is that symbol's ideal code length, what
+    :func:`estimated_bits` counts; in between, its slope tells the encoder
+    which neighbouring centre is cheaper.  The rate term of
+    ``config.lambda_rate`` (section 3.1's ``beta * H(w_hat)``, with the
+    histogram in place of a learnt probability model).  ``mask`` as in
+    :func:`estimated_bits`.  Returns a float32 scalar, bits.
+    """
+    lengths = tf.cast(tf.stop_gradient(_code_lengths(counts)), tf.float32)  # [C, L]
+    w = tf.clip_by_value(w, centers[0], centers[-1])
+    bits = lengths[:, 0]
+    for j in range(len(centers) - 1):
+        # How far w is across the interval [c_j, c_j+1]: 0 below, 1 above.
+        across = tf.clip_by_value((w - centers[j]) / (centers[j + 1] - centers[j]), 0.0, 1.0)
+        bits = bits + across * (lengths[:, j + 1] - lengths[:, j])
+    if mask is not None:
+        bits *= tf.cast(mask, tf.float32)
+    return tf.reduce_sum(bits)
 
 
 @dataclasses.dataclass
@@ -337,13 +368,23 @@ def build_training_graph(images, config, labels=None, z=None, loss_scale=None):
     if config.lambda_ms_ssim > 0:
         warmup_losses["ms_ssim"] = ms_ssim_loss(images, scored)
         distortion_term += config.lambda_ms_ssim * warmup_losses["ms_ssim"]
+    pixels = tf.cast(batch * tf.shape(images)[1] * tf.shape(images)[2], tf.float64)
+    coded = None if kept is None else kept_channel_mask(kept, config.channels)
+    if mask is not None:
+        coded = tf.cast(mask, tf.float64) * (1.0 if coded is None else coded)
+    counts = symbol_counts_variable(config)
+    if config.lambda_rate > 0:
+        # Bits per pixel of what a file would code, against the histogram of
+        # the last ~1/(1 - histogram_decay) steps: only the encoder feels it.
+        warmup_losses["rate"] = (differentiable_bits(q.w_soft, counts, config.centers, coded)
+                                 / tf.cast(pixels, tf.float32))
+        distortion_term += config.lambda_rate * warmup_losses["rate"]
     warmup_losses["g_loss"] = distortion_term
 
     g_vars = _variables_under(GENERATOR_SCOPE)
     g_opt = _scaled(_v1.train.AdamOptimizer(
         _learning_rate(config.g_learning_rate, config, global_step),
         beta1=config.beta1, name="g_adam"), loss_scale)
-    counts = symbol_counts_variable(config)
     # Under tf.distribute every replica adds the histogram of the global batch
     # (identity on one device), so the entropy model is not replica 0's alone.
     batch_counts = tf.distribute.get_replica_context().all_reduce(
@@ -424,11 +465,7 @@ def build_training_graph(images, config, labels=None, z=None, loss_scale=None):
         phase_losses = {"warmup": warmup_losses,
                         "d_warmup": dict(warmup_losses, d_loss=d_loss), "gan": losses}
 
-    pixels = tf.cast(batch * tf.shape(images)[1] * tf.shape(images)[2], tf.float64)
     mse_8bit = tf.reduce_mean(tf.square((images - reconstruction) * 127.5))
-    coded = None if kept is None else kept_channel_mask(kept, config.channels)
-    if mask is not None:
-        coded = tf.cast(mask, tf.float64) * (1.0 if coded is None else coded)
     metrics = {
         "psnr": 10.0 * tf.math.log(255.0**2 / tf.maximum(mse_8bit, 1e-10)) / tf.math.log(10.0),
         "bpp_bound": tf.constant(config.bpp_bound(), tf.float64),

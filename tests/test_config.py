@@ -71,7 +71,7 @@ def test_fingerprint_json_ignores_training_only_fields_added_later():
     base = CompressionConfig(**TINY)
     tuned = dataclasses.replace(base, gan_ramp_steps=500, d_warmup_steps=100,
                                 freeze_encoder=True, lambda_ms_ssim=1.0, lr_decay_step=9,
-                                noise_batch=4)
+                                noise_batch=4, lambda_rate=3.0)
     assert tuned.fingerprint_json() == base.fingerprint_json()
     assert tuned.to_json() != base.to_json()
     assert dataclasses.replace(base, channels=5).fingerprint_json() != base.fingerprint_json()
@@ -157,6 +157,8 @@ def test_ints_and_centres_are_normalised():
     (dict(noise_batch=0), "noise_batch"),
     (dict(freeze_encoder="no"), "freeze_encoder"),
     (dict(lambda_ms_ssim=-1.0), "lambda_ms_ssim"),
+    (dict(lambda_rate=-0.5), "lambda_rate"),
+    (dict(lambda_rate="high"), "lambda_rate"),
     (dict(lambda_mse=0.0), "lambda_mse"),               # no distortion term at all
 ])
 def test_invalid_values_raise_config_error_naming_the_field(fields, field_name):

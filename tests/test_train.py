@@ -385,9 +385,11 @@ def test_keep_applies_across_resumes(tiny_data, tmp_path):
 
 def test_no_gan_trains_an_mse_model_without_discriminator(tiny_data, tmp_path):
     run = tmp_path / "run"
-    assert train_cli(tiny_data, run, "--no-gan", "--lambda-ms-ssim", "0.5", steps=3) == 0
+    assert train_cli(tiny_data, run, "--no-gan", "--lambda-ms-ssim", "0.5",
+                     "--lambda-rate", "2", steps=3) == 0
     saved = CompressionConfig.load(run / "config.json")
     assert (saved.lambda_gan, saved.lambda_fm, saved.lambda_ms_ssim) == (0.0, 0.0, 0.5)
+    assert saved.lambda_rate == 2.0
     names = [n for n, _ in tf.train.list_variables(tf.train.latest_checkpoint(str(run)))]
     assert not [n for n in names if n.startswith(("discriminator", "d_adam"))]
     with load_model(str(run)) as model:  # an MSE model codes files like any other
