@@ -12,7 +12,8 @@ Data flow, one module per stage::
 ``inference`` loads a run, ``codec`` writes and reads ``.gcz`` files, with
 ``rate_control`` choosing how many channels a file codes; ``context_model``
 codes the symbols in context when the model has a context table (``export``
-fits one).
+fits one), and ``refine`` optimises one image's bottleneck through the decoder
+before it is coded (``encode --refine``).
 """
 
 import importlib
@@ -78,6 +79,8 @@ _EXPORTS = {
     "pack": ("bitstream", "pack"),
     "pad_to_multiple": ("image_io", "pad_to_multiple"),
     "probabilities_from_counts": ("entropy_model", "probabilities_from_counts"),
+    "refine_symbols": ("refine", "refine_symbols"),
+    "RefineResult": ("refine", "RefineResult"),
     "psnr": ("metrics", "psnr"),
     "chroma_error": ("metrics", "chroma_error"),
     "quantize": ("quantizer", "quantize"),
@@ -118,7 +121,8 @@ __all__ = [
     "generator_adversarial_loss", "initialize_run", "load_model", "make_dataset", "ms_ssim",
     "multiscale_discriminator", "one_hot_labels", "pack", "pad_to_multiple",
     "probabilities_from_counts", "psnr", "quantize", "read_image", "read_symbols",
-    "reconstruct_from_symbols", "semantic_encoder", "symbol_counts", "synthesize",
+    "reconstruct_from_symbols", "refine_symbols", "RefineResult", "semantic_encoder",
+    "symbol_counts", "synthesize",
     "train", "uniform_probabilities", "unpack", "write_image",
     "write_synthetic_cityscapes",
     "sample_masks", "apply_mask", "mask_from_labels", "class_ids", "encode_mask_bitmap",

@@ -171,6 +171,12 @@ def _add_train(sub):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+REFINE_HELP = ("optimise each file's bottleneck for its image in STEPS gradient steps "
+               "through the decoder (about 3 decodes each; 20 gave +0.7 dB and +0.026 MS-SSIM "
+               "on CamVid at the same size): the file keeps the best step that fits --bpp, or "
+               "without it is no larger than the unrefined file (default 0: off)")
+
+
 def _add_encode(sub):
     from compression.config import LABEL_FACTORS
 
@@ -188,6 +194,8 @@ def _add_encode(sub):
     out.add_argument("--out-dir", help="output directory (default: beside each input)")
     p.add_argument("--seed", type=int, default=None,
                    help="noise seed, 0 to 2**64-1 (default: from content)")
+    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                   help=REFINE_HELP)
     p.add_argument("--labels", default=None, metavar="PATH",
                    help="semantic models: the image's label map (single-channel class ids), "
                         "or a folder holding <stem>_gtFine_labelIds.png or <stem>.png per image")
@@ -264,6 +272,8 @@ def _add_evaluate(sub):
                       help="largest file size in bits per pixel, as for encode")
     rate.add_argument("--channels", type=int, default=None, metavar="K",
                       help="code exactly K leading channels (variable-rate models)")
+    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                   help="encode-time refinement, as for encode")
 
 
 def _add_compare(sub):
@@ -637,6 +647,7 @@ def _encode(args):
     if args.seed is not None and not 0 <= args.seed < 2**64:
         raise _CliError(f"--seed must be in 0..2**64-1 (the file stores a u64), got {args.seed}")
     _check_bpp(args.bpp)
+    _check_refine(args.refine)
     plan = _plan_files(args, ".gcz")
     if args.labels is not None:
         if not os.path.exists(args.labels):
@@ -680,12 +691,17 @@ def _encode(args):
 
             labels = read_label_map(_label_path(src, args.labels))
         result = encode_image(model, read_image(src), seed=args.seed, bpp=args.bpp,
-                              labels=labels, keep=keep, label_factor=args.label_factor)
+                              labels=labels, keep=keep, label_factor=args.label_factor,
+                              refine=args.refine)
         write_atomic(dst, result.data, overwrite=args.force)
         labelled = f", label map {result.label_bpp:.4f} bpp" if labels is not None else ""
         if keep is not None:
             labelled += (f", kept {100 * result.kept_fraction:.1f}% of the bottleneck, "
                          f"mask {result.mask_bpp:.4f} bpp")
+        if args.refine:
+            labelled += (f", refined: step {result.refined_step} of {args.refine}"
+                         if result.refined_step else
+                         f", refined: no step of {args.refine} beat the encoder's own")
         return (f"{src} -> {dst}: {len(result.data)} bytes, {result.bpp:.4f} bpp "
                 f"({result.channels} of {cfg.channels} channels; "
                 f"bound {result.bound_bpp:.4f} bpp{labelled})")
@@ -753,11 +769,17 @@ def _info(args):
 
 
 def _evaluate(args):
+    _check_refine(args.refine)
     _check_model_path(args)
     _quiet_tensorflow()
     from compression.evaluate import evaluate_command
 
     return evaluate_command(args)
+
+
+def _check_refine(steps):
+    if steps < 0:
+        raise _CliError(f"--refine takes a number of steps >= 0 (0: off), got {steps}")
 
 
 def _check_bpp(bpp):

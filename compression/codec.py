@@ -51,6 +51,7 @@ from compression.rate_control import (
     choose_channels,
     file_bpp,
 )
+from compression.refine import refine_symbols
 
 __all__ = ["EncodeResult", "encode", "decode", "encode_image", "decode_image", "read_symbols",
            "read_payload", "split_payload", "file_stats", "describe_model", "default_seed",
@@ -74,7 +75,9 @@ class EncodeResult:
     carries (0 otherwise).  A selective file (``keep`` or ``mask``) codes
     only the bottleneck entries inside its mask: ``kept_fraction`` is the
     share of bottleneck cells inside it (1.0 for other files) and
-    ``mask_bpp`` the mask's own bits.
+    ``mask_bpp`` the mask's own bits.  ``refined_step``: the step of
+    encode-time refinement the file codes (0: the encoder's own bottleneck,
+    refined or not).
     """
 
     data: bytes
@@ -87,6 +90,7 @@ class EncodeResult:
     label_bpp: float = 0.0
     mask_bpp: float = 0.0
     kept_fraction: float = 1.0
+    refined_step: int = 0
 
 
 def default_seed(symbols):
@@ -113,7 +117,7 @@ def noise_seed(header, symbols, mask=None):
 
 
 def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, keep=None,
-                 mask=None, label_factor=None):
+                 mask=None, label_factor=None, refine=0):
     """Encode ``image`` (uint8 ``[H, W, 3]`` or ``[H, W]``) -> :class:`EncodeResult`.
 
     ``bpp``: the whole file must be at most this many bits per pixel.  A
@@ -137,7 +141,15 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
     from the label map; ``mask``, a uint8 ``[ceil(H/16), ceil(W/16)]`` array
     of 0 and 1, codes exactly the cells it marks.  The file stores the mask
     (:mod:`compression.mask`) and entropy-codes only the kept entries.
+
+    ``refine``: this many steps of encode-time refinement
+    (:mod:`compression.refine`) after the rate is chosen: the bottleneck is
+    optimised for this image through the decoder, and the file keeps the
+    best iterate that is no larger than ``bpp`` allows or, without ``bpp``,
+    than the unrefined file.  Each step costs about three decodes.
     """
+    if not isinstance(refine, int) or isinstance(refine, bool) or refine < 0:
+        raise ConfigError(f"refine takes a number of steps >= 0, got {refine!r}")
     choices = channel_choices(model.config)
     if channels is not None:
         if bpp is not None:
@@ -170,7 +182,7 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
     symbols = model.encode(to_float(padded))
     payloads = {}
 
-    def code(k):
+    def code(k, symbols=symbols):
         kept = symbols[:, :, :k]
         if cells is not None:
             kept = kept[cells.astype(bool)][None]  # [1, kept cells, k]: only they are coded
@@ -199,6 +211,20 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
 
     k, data = choose_channels(code, choices, h * w, bpp)
     pixels = h * w
+    if refine:
+        budget = len(data)
+
+        def fits(candidate):
+            if bpp is None:
+                return len(candidate) <= budget
+            return file_bpp(len(candidate), pixels) <= bpp
+
+        refined = refine_symbols(
+            model, to_float(padded), (h, w), k, lambda s: code(k, s), fits, refine, seed=seed,
+            labels=None if not classes else pad_to_multiple(seen, DOWNSAMPLING)[0],
+            cells=cells)
+        symbols, data = refined.symbols, refined.data
+        code(k, symbols)  # so that payloads[k] (payload_bpp) is the chosen file's
     return EncodeResult(
         data=data, height=h, width=w,
         bpp=file_bpp(len(data), pixels),
@@ -208,6 +234,7 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
         label_bpp=file_bpp(len(label_bytes), pixels),
         mask_bpp=file_bpp(len(mask_bytes or b""), pixels),
         kept_fraction=1.0 if cells is None else float(cells.mean()),
+        refined_step=refined.step if refine else 0,
     )
 
 

@@ -286,7 +286,7 @@ class CompressionModel:
             if cfg.semantic_classes:
                 self._labels = _v1.placeholder(tf.int32, [1, None, None], name="labels")
                 one_hot = one_hot_labels(self._labels, cfg.semantic_classes)
-            _, q = encode(self._images, cfg)
+            self._latents, q = encode(self._images, cfg)
             self._symbols_out = q.symbols
             z = sample_noise(1, cfg.noise_dim, self._seed) if cfg.noise else None
             w_hat = dequantize(self._symbols_in, cfg.centers)
@@ -421,6 +421,17 @@ class CompressionModel:
 
         ``H`` and ``W`` must be multiples of 16.
         """
+        return self.session.run(self._symbols_out, self._image_feed(image))[0]
+
+    def latents(self, image):
+        """The encoder's output before quantisation, float32 ``[H/16, W/16, C]``.
+
+        What :mod:`compression.refine` starts from; :meth:`encode` is its
+        quantisation.  ``image`` as for :meth:`encode`.
+        """
+        return self.session.run(self._latents, self._image_feed(image))[0]
+
+    def _image_feed(self, image):
         image = np.asarray(image, np.float32)
         if image.ndim != 3 or image.shape[2] != 3:
             raise ConfigError(f"image must have shape [H, W, 3], got {image.shape}")
@@ -430,8 +441,7 @@ class CompressionModel:
                 f"image size {h}x{w} is not a multiple of 16; pad with "
                 "compression.pad_to_multiple(image, 16)"
             )
-        feed = {self._images: image[None]}
-        return self.session.run(self._symbols_out, feed)[0]
+        return {self._images: image[None]}
 
     def decode(self, symbols, seed, labels=None, tile=None, as_uint8=False, mask=None):
         """Symbols ``[h, w, k]`` and the noise seed -> float image ``[16h, 16w, 3]`` in [-1, 1].

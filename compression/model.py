@@ -54,6 +54,7 @@ __all__ = [
     "symbol_counts_variable",
     "estimated_bits",
     "differentiable_bits",
+    "interpolated_code_lengths",
     "kept_channel_mask",
     "build_training_graph",
     "reconstruct_from_symbols",
@@ -215,15 +216,27 @@ def differentiable_bits(w, counts, centers, mask=None):
     :func:`estimated_bits`.  Returns a float32 scalar, bits.
     """
     lengths = tf.cast(tf.stop_gradient(_code_lengths(counts)), tf.float32)  # [C, L]
-    w = tf.clip_by_value(w, centers[0], centers[-1])
-    bits = lengths[:, 0]
-    for j in range(len(centers) - 1):
-        # How far w is across the interval [c_j, c_j+1]: 0 below, 1 above.
-        across = tf.clip_by_value((w - centers[j]) / (centers[j + 1] - centers[j]), 0.0, 1.0)
-        bits = bits + across * (lengths[:, j + 1] - lengths[:, j])
+    bits = interpolated_code_lengths(w, lengths, centers)
     if mask is not None:
         bits *= tf.cast(mask, tf.float32)
     return tf.reduce_sum(bits)
+
+
+def interpolated_code_lengths(w, lengths, centers):
+    """Each entry's code length, linear between the centres: float32 like ``w``.
+
+    ``lengths`` (float32, ``[..., L]``, its leading axes broadcast against
+    ``w``: ``[C, L]`` per channel, or ``[B, h, w, C, L]`` per entry as in
+    :mod:`compression.refine`) holds the bits of each centre; ``w`` is
+    clipped to the centres' range, so the length is flat beyond it.
+    """
+    w = tf.clip_by_value(w, centers[0], centers[-1])
+    bits = lengths[..., 0]
+    for j in range(len(centers) - 1):
+        # How far w is across the interval [c_j, c_j+1]: 0 below, 1 above.
+        across = tf.clip_by_value((w - centers[j]) / (centers[j + 1] - centers[j]), 0.0, 1.0)
+        bits = bits + across * (lengths[..., j + 1] - lengths[..., j])
+    return bits
 
 
 @dataclasses.dataclass

@@ -229,6 +229,24 @@ def test_variable_rate_encode_and_info(capsys, variable_rate_run, tmp_path):
     assert "(2 of 6 channels); its range for this image is" in err
 
 
+def test_encode_with_refinement(capsys, variable_rate_run, tmp_path):
+    image = write_png(tmp_path / "a.png", 64, 96)
+    plain, refined = tmp_path / "plain.gcz", tmp_path / "refined.gcz"
+    assert run_cli(capsys, "encode", image, "--model", variable_rate_run, "-o", plain)[0] == 0
+    code, out, _ = run_cli(capsys, "encode", image, "--model", variable_rate_run, "--refine",
+                           "3", "-o", refined)
+    assert code == 0
+    assert re.search(r"refined: (step [1-3] of 3|no step of 3 beat the encoder's own)", out)
+    assert refined.stat().st_size <= plain.stat().st_size
+    assert run_cli(capsys, "decode", refined, "--model", variable_rate_run, "-o",
+                   tmp_path / "r.png")[0] == 0
+    for command in ("encode", "evaluate"):
+        args = [image] if command == "encode" else ["--images", str(tmp_path)]
+        code, _, err = run_cli(capsys, command, *args, "--model", variable_rate_run,
+                               "--refine", "-2")
+        assert code == 2 and "--refine takes a number of steps >= 0" in err
+
+
 def test_info(capsys, tiny_run, tiny_model, images, tmp_path):
     gcz = tmp_path / "a.gcz"
     assert run_cli(capsys, "encode", images[0], "--model", tiny_run, "-o", gcz, "--seed",

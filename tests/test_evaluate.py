@@ -140,6 +140,11 @@ def test_evaluate_at_a_rate_or_a_channel_count(variable_rate_run, val_dir, tmp_p
     with load_model(variable_rate_run) as model:
         fitted = evaluate(model, find_images(val_dir), bpp=target)
     assert all(row["bpp"] <= target and row["channels"] >= 3 for row in fitted)
+    refined = tmp_path / "k3_refined.json"
+    assert main(["evaluate", "--model", variable_rate_run, "--images", val_dir, "--channels",
+                 "3", "--refine", "2", "--out", str(refined)]) == 0
+    for plain, better in zip(rows, json.loads(refined.read_text()), strict=True):
+        assert better["channels"] == 3 and better["bytes"] <= plain["bytes"]
     # Below every image's smallest file: each image is reported and skipped.
     code = main(["evaluate", "--model", variable_rate_run, "--images", val_dir, "--bpp", "0.001"])
     err = capsys.readouterr().err

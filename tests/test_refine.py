@@ -1,0 +1,119 @@
+"""Encode-time refinement (compression.refine): files that decode closer at no more bytes."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from skimage import data as skdata
+
+from compression import bitstream, refine
+from compression.codec import decode, default_seed, encode_image
+from compression.errors import ConfigError
+from compression.image_io import pad_to_multiple, to_float
+from compression.losses import distortion_loss
+
+
+def photo(name="coffee", step=4):
+    return np.ascontiguousarray(getattr(skdata, name)()[::step, ::step, :3])
+
+
+def mse(a, b):
+    return float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+
+
+def test_refined_files_decode_closer_at_no_more_bytes(variable_rate_model):
+    model, image = variable_rate_model, photo()
+    plain = encode_image(model, image, channels=4)
+    refined = encode_image(model, image, channels=4, refine=8)
+    assert len(refined.data) <= len(plain.data)
+    assert refined.refined_step > 0 and plain.refined_step == 0
+    assert refined.channels == 4 and refined.bpp == pytest.approx(8 * len(refined.data) / 15000)
+    assert mse(decode(model, refined.data), image) < mse(decode(model, plain.data), image)
+
+
+def test_a_target_rate_holds_at_every_step(variable_rate_model):
+    model, image = variable_rate_model, photo("astronaut", 4)
+    pixels = image.shape[0] * image.shape[1]
+    # A target exactly at the encoder's 3-channel file: no iterate may be a byte longer.
+    target = 8 * len(encode_image(model, image, channels=3).data) / pixels
+    refined = encode_image(model, image, bpp=target, refine=6)
+    assert refined.channels == 3 and refined.bpp <= target
+
+
+def test_the_chosen_step_is_scored_as_its_file_decodes(variable_rate_model):
+    # The refinement's distortion of its choice is that of decoding the file
+    # it wrote, the noise seed derived from the new symbols and the crop included.
+    model, image = variable_rate_model, photo()
+    cfg, k = model.config, 4
+    padded, _ = pad_to_multiple(image, 16)
+    files = {}
+
+    def code(symbols):
+        files[symbols.tobytes()] = symbols.copy()
+        return symbols[:, :, :k].tobytes()
+
+    result = refine.refine_symbols(model, to_float(padded), image.shape[:2], k, code,
+                                   lambda data: True, steps=5)
+    assert result.steps == 5 and result.distortion <= result.initial_distortion
+    symbols = result.symbols[:, :, :k]
+    decoded = model.decode(symbols, default_seed(symbols))[:100, :150]
+    expected = cfg.lambda_mse * float(distortion_loss(
+        tf.constant(to_float(image)[None]), tf.constant(decoded[None]), cfg.chroma_weight))
+    assert result.distortion == pytest.approx(expected, rel=1e-3)
+
+
+def test_an_explicit_seed_is_kept(variable_rate_model):
+    result = encode_image(variable_rate_model, photo(), channels=2, seed=7, refine=2)
+    header, _ = bitstream.unpack(result.data)
+    assert header.seed == 7
+
+
+def test_refinement_builds_one_graph_per_image_size(variable_rate_model):
+    model, image = variable_rate_model, photo("chelsea", 8)
+    encode_image(model, image, channels=2, refine=1)
+    ops = len(model.graph.get_operations())
+    encode_image(model, image[::-1], channels=3, refine=1)  # same size, other content and k
+    assert len(model.graph.get_operations()) == ops
+    encode_image(model, image[:20], channels=2, refine=1)
+    assert len(model.graph.get_operations()) > ops
+
+
+@pytest.fixture(scope="module")
+def selective_model(tmp_path_factory):
+    """An initialised semantic TINY for selective compression: labels and masks."""
+    from conftest import TINY
+
+    from compression.inference import initialize_run, load_model
+
+    run = tmp_path_factory.mktemp("refine_selective") / "run"
+    initialize_run(dataclasses.replace(
+        TINY, semantic_classes=3, class_names=["sky", "road", "car"],
+        selective_probability=0.5), run)
+    model = load_model(run)
+    yield model
+    model.close()
+
+
+def test_semantic_and_selective_files_refine(selective_model):
+    model, image = selective_model, photo()
+    labels = np.zeros((100, 150), np.uint8)
+    labels[50:] = 1
+    labels[60:80, 40:90] = 2
+    plain = encode_image(model, image, labels=labels, keep="car")
+    refined = encode_image(model, image, labels=labels, keep="car", refine=3)
+    assert len(refined.data) <= len(plain.data)
+    assert refined.kept_fraction == plain.kept_fraction < 1
+    assert decode(model, refined.data).shape == image.shape
+
+
+def test_bad_refinements_are_clear_errors(variable_rate_model, monkeypatch):
+    model, image = variable_rate_model, photo("chelsea", 8)
+    for steps in (-1, True, 2.5):
+        with pytest.raises(ConfigError, match="refine takes a number of steps"):
+            encode_image(model, image, refine=steps)
+    with pytest.raises(ConfigError, match=f"1..{refine.MAX_STEPS} steps"):
+        encode_image(model, image, refine=refine.MAX_STEPS + 1)
+    monkeypatch.setattr(refine, "MAX_PIXELS", 32 * 32)
+    with pytest.raises(ConfigError, match="without --refine, or downscale it"):
+        encode_image(model, image, refine=1)
