@@ -296,6 +296,8 @@ def _add_compare(sub):
                            "pick their channels per image; default: every channel)")
     rate.add_argument("--channels", type=int, default=None, metavar="K",
                       help="code exactly K leading channels (variable-rate models)")
+    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                   help="encode-time refinement of our files, as for encode")
     p.add_argument("--force", action="store_true", help="replace an earlier comparison")
 
 
@@ -789,6 +791,7 @@ def _check_bpp(bpp):
 
 def _compare(args):
     _check_bpp(args.bpp)
+    _check_refine(args.refine)
     _check_model_path(args)
     _quiet_tensorflow()
     from compression.compare import compare_command

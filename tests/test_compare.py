@@ -143,6 +143,10 @@ def test_compare_at_a_rate_of_a_variable_rate_model(variable_rate_run, tiny_data
     target = max(float(r["bpp"]) for r in two) * 1.01
     assert main(base + ["--out-dir", str(tmp_path / "bpp"), "--bpp", f"{target:.5f}"]) == 0
     assert all(float(r["bpp"]) <= target for r in ours(tmp_path / "bpp"))
+    assert main(base + ["--out-dir", str(tmp_path / "refined"), "--channels", "2",
+                        "--refine", "2"]) == 0
+    refined = ours(tmp_path / "refined")
+    assert all(int(a["bytes"]) <= int(b["bytes"]) for a, b in zip(refined, two, strict=True))
     capsys.readouterr()
     assert main(base + ["--out-dir", str(tmp_path / "bad"), "--channels", "9"]) == 2
     assert "this model codes 2..6 leading channels" in capsys.readouterr().err
