@@ -15,6 +15,7 @@ from compression.model import (
     differentiable_bits,
     encode,
     estimated_bits,
+    interpolated_code_lengths,
     reconstruct_from_symbols,
     sample_kept_channels,
     synthesize,
@@ -263,6 +264,20 @@ def test_differentiable_bits_is_the_code_length_at_the_centres_and_slopes_betwee
         0.75 * lengths[0, 2] + 0.25 * lengths[0, 3] + lengths[1, 0] + lengths[2, 4], rel=1e-5)
     np.testing.assert_allclose(got_grad.ravel(), [lengths[0, 3] - lengths[0, 2], 0.0, 0.0],
                                rtol=1e-5)
+
+
+def test_per_entry_code_lengths_interpolate_each_entry_on_its_own_table():
+    # compression.refine prices each entry with its own context's lengths [B, h, w, C, L].
+    centers = (-1.0, 0.0, 1.0)
+    lengths = np.array([[[[[1.0, 2.0, 3.0]], [[6.0, 4.0, 1.0]]]]], np.float32)  # [1,1,2,1,3]
+    with tf.Graph().as_default():
+        w = tf.constant([[[[0.5], [-0.5]]]], tf.float32)
+        bits = interpolated_code_lengths(w, tf.constant(lengths), centers)
+        grad = tf.gradients(tf.reduce_sum(bits), w)[0]
+        with _v1.Session() as sess:
+            got, got_grad = sess.run([bits, grad])
+    np.testing.assert_allclose(got.ravel(), [2.5, 5.0])
+    np.testing.assert_allclose(got_grad.ravel(), [1.0, -2.0])
 
 
 def test_rate_term_trains_the_encoder_to_code_fewer_bits():
