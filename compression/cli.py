@@ -357,6 +357,8 @@ def build_parser():
                       help="target rate of a variable-rate model (default 0.04)")
     demo.add_argument("--codecs", default=None,
                       help="classical codecs to try, comma-separated (default: all available)")
+    demo.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                      help="encode-time refinement, as for encode (default 0: off)")
     demo.add_argument("--train", action="store_true",
                       help="the training demo: train a small model, then code a photo")
     demo.add_argument("--data", default=None,
@@ -866,9 +868,9 @@ def _export(args):
 
 def _demo(args):
     if args.train:
-        if args.photo or args.model or args.bpp is not None or args.codecs:
+        if args.photo or args.model or args.bpp is not None or args.codecs or args.refine:
             raise _CliError("--train trains its own model on --data: drop the photo, --model, "
-                            "--bpp and --codecs")
+                            "--bpp, --codecs and --refine")
         _quiet_tensorflow()
         from compression.demo import run_training_demo
 
@@ -876,6 +878,7 @@ def _demo(args):
                           progress=sys.stderr.isatty())
         return 0
     _check_bpp(args.bpp)
+    _check_refine(args.refine)
     if args.photo is not None and not os.path.isfile(args.photo):
         raise _CliError(f"{args.photo} does not exist or is not a file")
     _check_model_path(args)
@@ -884,7 +887,7 @@ def _demo(args):
     from compression.demo import DEMO_BPP, run_demo
 
     run_demo(args.out, photo=args.photo, model=args.model,
-             bpp=DEMO_BPP if args.bpp is None else args.bpp, codecs=codecs)
+             bpp=DEMO_BPP if args.bpp is None else args.bpp, codecs=codecs, refine=args.refine)
     return 0
 
 

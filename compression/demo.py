@@ -146,12 +146,13 @@ def _best_classical(image, target_bpp, codecs, log):
     return None if best is None else best[1]
 
 
-def run_demo(out, photo=None, model=None, bpp=DEMO_BPP, codecs=None, log=print):
+def run_demo(out, photo=None, model=None, bpp=DEMO_BPP, codecs=None, log=print, refine=0):
     """Compress ``photo`` (a path; default :data:`DEMO_PHOTO`) with ``model`` and compare.
 
     ``model``: a shipped model's name or a run directory (default: the
     default shipped model).  ``bpp``: the target of a variable-rate model (a
-    fixed-rate model codes at its own rate).  Writes ``<stem>.gcz``,
+    fixed-rate model codes at its own rate).  ``refine``: steps of
+    encode-time refinement (:mod:`compression.refine`; 0: none).  Writes ``<stem>.gcz``,
     ``<stem>_decoded.png`` and ``<stem>_side_by_side.png`` to ``out``, and
     returns ``{"ours": EncodeResult, "decoded": image, "classical": MatchResult or None}``.
     """
@@ -170,7 +171,7 @@ def run_demo(out, photo=None, model=None, bpp=DEMO_BPP, codecs=None, log=print):
     os.makedirs(out, exist_ok=True)
     with load_model(default_model() if model is None else model) as loaded:
         rate = bpp if loaded.config.variable_rate else None
-        encoded = encode_image(loaded, image, bpp=rate)
+        encoded = encode_image(loaded, image, bpp=rate, refine=refine)
         decoded, _ = decode_image(loaded, encoded.data)
         name = loaded.name or "ours"
     h, w = image.shape[:2]
@@ -180,7 +181,8 @@ def run_demo(out, photo=None, model=None, bpp=DEMO_BPP, codecs=None, log=print):
     log(f"{source} ({w}x{h}) -> {gcz}")
     log(f"  ours  {name}: {len(encoded.data)} bytes  {encoded.bpp:.4f} bpp  "
         f"PSNR {psnr(image, decoded):5.2f} dB  MS-SSIM {ms_ssim(image, decoded):.4f}  "
-        f"({encoded.channels} channels)")
+        f"({encoded.channels} channels"
+        + (f", refined {refine} steps" if refine else "") + ")")
     log(f"classical codecs with at least {len(encoded.data)} bytes:")
     classical = _best_classical(image, encoded.bpp, codecs, log)
     panels = [(f"gcompress ({name})", decoded, encoded.bpp)]
@@ -190,4 +192,6 @@ def run_demo(out, photo=None, model=None, bpp=DEMO_BPP, codecs=None, log=print):
     comparison_grid(image, panels, grid)
     log(f"wrote {gcz}, {os.path.join(out, stem + '_decoded.png')} and {grid} "
         f"in {time.perf_counter() - start:.1f} s")
+    if not refine:
+        log("a better picture in a file no larger: add --refine 20 (about a minute on 2 cores)")
     return {"ours": encoded, "decoded": decoded, "classical": classical}

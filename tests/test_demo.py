@@ -39,6 +39,14 @@ def test_demo_command_checks_its_arguments(capsys, tiny_run, tmp_path):
                              tmp_path / "d", "--codecs", "jpeg")
     assert code == 0, err
     assert "classical codecs with at least" in out and (tmp_path / "d" / "p.gcz").exists()
+    assert "add --refine 20" in out
+    code, out, err = run_cli(capsys, "demo", photo, "--model", tiny_run, "--out",
+                             tmp_path / "r", "--codecs", "jpeg", "--refine", "2")
+    assert code == 0, err
+    assert "refined 2 steps" in out and "add --refine" not in out
+    assert (tmp_path / "r" / "p.gcz").stat().st_size <= (tmp_path / "d" / "p.gcz").stat().st_size
+    code, _, err = run_cli(capsys, "demo", photo, "--refine", "-1")
+    assert code == 2 and "--refine takes a number of steps" in err
 
 
 @pytest.mark.parametrize("bad", ["0", "-1"])
