@@ -55,9 +55,10 @@ __all__ = ["refine_symbols", "RefineResult", "LEARNING_RATE", "RATE_WEIGHT",
 _v1 = tf.compat.v1
 
 #: Adam's step on ``w``: the centres are 1 apart, so 20 steps can move an
-#: entry across about one centre.  Measured against 0.02 and 0.1 (docs/benchmarks.md).
+#: entry across about one centre.  0.1 did no better (docs/benchmarks.md).
 LEARNING_RATE = 0.05
-#: Starting weight of the rate (bits per pixel) against the distortion.
+#: Starting weight of the rate (bits per pixel) against the distortion; 3 did
+#: no better (docs/benchmarks.md).
 RATE_WEIGHT = 10.0
 #: Factor on the rate weight after an iterate whose file did not fit.
 RATE_WEIGHT_GROWTH = 1.5
