@@ -139,6 +139,20 @@ def test_chroma_weight_splits_the_error_into_grey_and_colour():
         assert np.all(np.abs(grad).sum(axis=(0, 1, 2)) > 0)
 
 
+def test_ms_ssim_loss_is_tensorflows_where_both_are_defined():
+    # The separable window and the batched blur compute the 11x11 Gaussian
+    # window of Wang et al.; tf.image.ssim_multiscale is the reference.
+    from skimage import data
+
+    from compression.losses import ms_ssim_loss
+
+    a = data.astronaut()[:256, :320].astype(np.float32) / 127.5 - 1
+    b = np.clip(a + np.random.default_rng(0).normal(0, 0.2, a.shape), -1, 1).astype(np.float32)
+    ours = float(ms_ssim_loss(tf.constant(a[None]), tf.constant(b[None])))
+    theirs = 1.0 - float(tf.image.ssim_multiscale(a[None], b[None], max_val=2.0)[0])
+    assert 0.1 < ours < 0.3 and abs(ours - theirs) < 2e-4
+
+
 def test_ms_ssim_loss_stays_finite_under_the_bfloat16_rewrite():
     """train --precision mixed_bfloat16 rewrites float32 convolutions to 16 bits;
     the blur's variances (E[x^2] - E[x]^2) then cancelled to <= 0 and the loss
