@@ -146,7 +146,7 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
     (:mod:`compression.refine`) after the rate is chosen: the bottleneck is
     optimised for this image through the decoder, and the file keeps the
     best iterate that is no larger than ``bpp`` allows or, without ``bpp``,
-    than the unrefined file.  Each step costs about three decodes.
+    than the unrefined file.  Each step costs about five decodes.
     """
     if not isinstance(refine, int) or isinstance(refine, bool) or refine < 0:
         raise ConfigError(f"refine takes a number of steps >= 0, got {refine!r}")

@@ -193,5 +193,5 @@ def run_demo(out, photo=None, model=None, bpp=DEMO_BPP, codecs=None, log=print, 
     log(f"wrote {gcz}, {os.path.join(out, stem + '_decoded.png')} and {grid} "
         f"in {time.perf_counter() - start:.1f} s")
     if not refine:
-        log("a better picture in a file no larger: add --refine 20 (about a minute on 2 cores)")
+        log("a better picture in a file no larger: add --refine 20 (under a minute on 2 cores)")
     return {"ours": encoded, "decoded": decoded, "classical": classical}

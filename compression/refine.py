@@ -29,7 +29,7 @@ under the same budget.  The weight of the rate term starts at
 :data:`RATE_WEIGHT` and grows by :data:`RATE_WEIGHT_GROWTH` after every
 iterate that did not fit, a simple Lagrangian search for the budget.
 
-Cost: one decoder forward and backward pass per step (about three decodes);
+Cost: one decoder forward and backward pass per step (about five decodes);
 measured in docs/benchmarks.md.  Memory grows with the image: backpropagation
 through the decoder keeps its activations, so :data:`MAX_PIXELS` bounds the
 images it accepts.
@@ -171,7 +171,7 @@ def refine_symbols(model, padded_image, size, k, code, fits, steps, seed=None, l
       code: ``symbols [h, w, C] -> bytes``, the complete file of the leading
         ``k`` channels of ``symbols``.
       fits: ``bytes -> bool``, whether a file is allowed (its budget).
-      steps: gradient steps (>= 1); each costs about three decodes.
+      steps: gradient steps (>= 1); each costs about five decodes.
       seed: the file's noise seed, or None for the one derived from its symbols.
       labels: int32 ``[Hp, Wp]``, a semantic model's label map as the decoder sees it.
       cells: uint8 ``[h, w]`` of a selective file (1: coded), or None.
