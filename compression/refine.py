@@ -40,7 +40,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from compression.context_model import _contexts
+from compression.context_model import context_indices
 from compression.errors import ConfigError
 from compression.losses import distortion_loss, ms_ssim_loss
 from compression.model import decode_tail, decoder_features, interpolated_code_lengths
@@ -149,7 +149,7 @@ def _code_lengths(model, symbols, k, cells, in_context):
     lengths = np.zeros((h, w, channels, model.config.num_centers), np.float32)
     if in_context:
         table = model.context_table[:k]
-        contexts = _contexts(symbols[:, :, :k].astype(np.int64), table.shape[2])
+        contexts = context_indices(symbols[:, :, :k], model.config.num_centers)
         for c in range(k):
             lengths[:, :, c] = -np.log2(table[c][contexts[:, :, c]])
     else:
