@@ -177,6 +177,11 @@ REFINE_HELP = ("optimise each file's bottleneck for its image in STEPS gradient 
                "--bpp, or without it is no larger than the unrefined file (default 0: off)")
 
 
+def _add_refine(parser, help_text):
+    """``--refine STEPS`` (checked by :func:`_check_refine` before TensorFlow loads)."""
+    parser.add_argument("--refine", type=int, default=0, metavar="STEPS", help=help_text)
+
+
 def _add_encode(sub):
     from compression.config import LABEL_FACTORS
 
@@ -194,8 +199,7 @@ def _add_encode(sub):
     out.add_argument("--out-dir", help="output directory (default: beside each input)")
     p.add_argument("--seed", type=int, default=None,
                    help="noise seed, 0 to 2**64-1 (default: from content)")
-    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
-                   help=REFINE_HELP)
+    _add_refine(p, REFINE_HELP)
     p.add_argument("--labels", default=None, metavar="PATH",
                    help="semantic models: the image's label map (single-channel class ids), "
                         "or a folder holding <stem>_gtFine_labelIds.png or <stem>.png per image")
@@ -272,8 +276,7 @@ def _add_evaluate(sub):
                       help="largest file size in bits per pixel, as for encode")
     rate.add_argument("--channels", type=int, default=None, metavar="K",
                       help="code exactly K leading channels (variable-rate models)")
-    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
-                   help="encode-time refinement, as for encode")
+    _add_refine(p, "encode-time refinement, as for encode")
 
 
 def _add_compare(sub):
@@ -296,8 +299,7 @@ def _add_compare(sub):
                            "pick their channels per image; default: every channel)")
     rate.add_argument("--channels", type=int, default=None, metavar="K",
                       help="code exactly K leading channels (variable-rate models)")
-    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
-                   help="encode-time refinement of our files, as for encode")
+    _add_refine(p, "encode-time refinement of our files, as for encode")
     p.add_argument("--force", action="store_true", help="replace an earlier comparison")
 
 
@@ -357,8 +359,7 @@ def build_parser():
                       help="target rate of a variable-rate model (default 0.04)")
     demo.add_argument("--codecs", default=None,
                       help="classical codecs to try, comma-separated (default: all available)")
-    demo.add_argument("--refine", type=int, default=0, metavar="STEPS",
-                      help="encode-time refinement, as for encode (default 0: off)")
+    _add_refine(demo, "encode-time refinement, as for encode (default 0: off)")
     demo.add_argument("--train", action="store_true",
                       help="the training demo: train a small model, then code a photo")
     demo.add_argument("--data", default=None,
