@@ -51,7 +51,7 @@ from compression.rate_control import (
     choose_channels,
     file_bpp,
 )
-from compression.refine import refine_symbols
+from compression.refine import choose_seed, refine_symbols
 
 __all__ = ["EncodeResult", "encode", "decode", "encode_image", "decode_image", "read_symbols",
            "read_payload", "split_payload", "file_stats", "describe_model", "default_seed",
@@ -77,7 +77,8 @@ class EncodeResult:
     share of bottleneck cells inside it (1.0 for other files) and
     ``mask_bpp`` the mask's own bits.  ``refined_step``: the step of
     encode-time refinement the file codes (0: the encoder's own bottleneck,
-    refined or not).
+    refined or not).  ``seed``: the noise seed the file stores (None: it
+    derives its seed from its symbols).
     """
 
     data: bytes
@@ -91,6 +92,7 @@ class EncodeResult:
     mask_bpp: float = 0.0
     kept_fraction: float = 1.0
     refined_step: int = 0
+    seed: int | None = None
 
 
 def default_seed(symbols):
@@ -117,7 +119,7 @@ def noise_seed(header, symbols, mask=None):
 
 
 def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, keep=None,
-                 mask=None, label_factor=None, refine=0):
+                 mask=None, label_factor=None, refine=0, seeds=1):
     """Encode ``image`` (uint8 ``[H, W, 3]`` or ``[H, W]``) -> :class:`EncodeResult`.
 
     ``bpp``: the whole file must be at most this many bits per pixel.  A
@@ -147,9 +149,19 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
     optimised for this image through the decoder, and the file keeps the
     best iterate that is no larger than ``bpp`` allows or, without ``bpp``,
     than the unrefined file.  Each step costs about five decodes.
+
+    ``seeds``: try this many noise seeds (:func:`compression.refine.choose_seed`;
+    1: none, the file derives its seed from its symbols) and store the one
+    under which the symbols decode best, in one header byte; with ``bpp`` the
+    byte must fit too.  Each seed costs a decode.  It runs before
+    ``refine``, which then refines under the chosen seed.  Not with ``seed``.
     """
-    if not isinstance(refine, int) or isinstance(refine, bool) or refine < 0:
-        raise ConfigError(f"refine takes a number of steps >= 0, got {refine!r}")
+    for name, value, least in (("refine", refine, 0), ("seeds", seeds, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ConfigError(f"{name} takes a number of {'steps' if name == 'refine' else name}"
+                              f" >= {least}, got {value!r}")
+    if seeds > 1 and seed is not None:
+        raise ConfigError("pass seed or seeds, not both: the seed search chooses the seed")
     choices = channel_choices(model.config)
     if channels is not None:
         if bpp is not None:
@@ -179,10 +191,14 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
                                         (math.ceil(h / DOWNSAMPLING), math.ceil(w / DOWNSAMPLING)),
                                         seen if classes else None)
     padded, _ = pad_to_multiple(image, DOWNSAMPLING)
-    symbols = model.encode(to_float(padded))
+    latents = None
+    if refine:
+        symbols, latents = model.encode_with_latents(to_float(padded))
+    else:
+        symbols = model.encode(to_float(padded))
     payloads = {}
 
-    def code(k, symbols=symbols):
+    def code(k, symbols=symbols, seed=seed):
         kept = symbols[:, :, :k]
         if cells is not None:
             kept = kept[cells.astype(bool)][None]  # [1, kept cells, k]: only they are coded
@@ -211,20 +227,28 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
 
     k, data = choose_channels(code, choices, h * w, bpp)
     pixels = h * w
+    decoder_labels = None if not classes else pad_to_multiple(seen, DOWNSAMPLING)[0]
+
+    def fits(candidate, budget=None):
+        if bpp is None:
+            return budget is None or len(candidate) <= budget
+        return file_bpp(len(candidate), pixels) <= bpp
+
+    if seeds > 1:
+        # Without bpp the stored seed's byte is the search's only price.
+        choice = choose_seed(model, to_float(padded), (h, w), symbols, k,
+                             lambda s, file_seed: code(k, s, file_seed), fits, seeds,
+                             labels=decoder_labels, cells=cells)
+        seed, data = choice.seed, choice.data
     if refine:
         budget = len(data)
-
-        def fits(candidate):
-            if bpp is None:
-                return len(candidate) <= budget
-            return file_bpp(len(candidate), pixels) <= bpp
-
         refined = refine_symbols(
-            model, to_float(padded), (h, w), k, lambda s: code(k, s), fits, refine, seed=seed,
-            labels=None if not classes else pad_to_multiple(seen, DOWNSAMPLING)[0],
-            cells=cells)
+            model, to_float(padded), (h, w), k, lambda s: code(k, s, seed),
+            lambda candidate: fits(candidate, budget), refine, seed=seed,
+            labels=decoder_labels, cells=cells, latents=latents)
         symbols, data = refined.symbols, refined.data
-        code(k, symbols)  # so that payloads[k] (payload_bpp) is the chosen file's
+    if seeds > 1 or refine:
+        code(k, symbols, seed)  # so that payloads[k] (payload_bpp) is the chosen file's
     return EncodeResult(
         data=data, height=h, width=w,
         bpp=file_bpp(len(data), pixels),
@@ -235,6 +259,7 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
         mask_bpp=file_bpp(len(mask_bytes or b""), pixels),
         kept_fraction=1.0 if cells is None else float(cells.mean()),
         refined_step=refined.step if refine else 0,
+        seed=seed,
     )
 
 

@@ -96,11 +96,11 @@ def codec_rows(image, target_bpp, codecs, name="image"):
     return rows, results, notes
 
 
-def _ours(model, image, name, bpp=None, channels=None, refine=0):
+def _ours(model, image, name, bpp=None, channels=None, refine=0, seeds=1):
     from compression.codec import decode_image, encode_image
     from compression.metrics import ms_ssim, psnr
 
-    encoded = encode_image(model, image, bpp=bpp, channels=channels, refine=refine)
+    encoded = encode_image(model, image, bpp=bpp, channels=channels, refine=refine, seeds=seeds)
     decoded, _ = decode_image(model, encoded.data)
     h, w = image.shape[:2]
     row = {
@@ -151,7 +151,7 @@ def _stem(index, path):
 
 
 def compare(model, image_paths, out_dir, codecs=None, grids=3, on_error=None, log=print,
-            bpp=None, channels=None, refine=0):
+            bpp=None, channels=None, refine=0, seeds=1):
     """Code every image with ``model`` and every classical codec at our rate; write reports.
 
     Args:
@@ -171,6 +171,7 @@ def compare(model, image_paths, out_dir, codecs=None, grids=3, on_error=None, lo
         every channel.  An image the model cannot code that small is an error
         for ``on_error``.
       refine: steps of encode-time refinement of our files (:mod:`compression.refine`).
+      seeds: noise seeds tried for each of our files (1: none).
 
     Returns:
       ``(rows, summary, notes)``.
@@ -206,7 +207,7 @@ def compare(model, image_paths, out_dir, codecs=None, grids=3, on_error=None, lo
         try:
             image = read_image(path)
             stem = _stem(index, path)
-            ours, data, decoded = _ours(model, image, path, bpp, channels, refine)
+            ours, data, decoded = _ours(model, image, path, bpp, channels, refine, seeds)
             _write_file(os.path.join(files, stem + ".gcz"), data)
             classical_rows, results, unreachable = codec_rows(image, ours["bpp"], codecs, path)
         except Exception as e:  # one bad image must not stop the comparison
@@ -260,7 +261,7 @@ def compare_command(args):
 
     ``args`` has ``model``, ``images``, ``out_dir``, ``limit``, ``codecs``
     (comma-separated names or None), ``grids`` and ``force``, and may have
-    ``bpp`` or ``channels`` (our rate; default: every channel) and ``refine``.
+    ``bpp`` or ``channels`` (our rate; default: every channel), ``refine`` and ``seeds``.
     """
     from compression.classical import CODEC_NAMES
     from compression.evaluate import find_images, skip_reporter
@@ -297,7 +298,8 @@ def compare_command(args):
     try:
         rows, _, _ = compare(model, paths, out_dir, codecs=codecs,
                              grids=3 if args.grids is None else args.grids, on_error=on_error,
-                             bpp=bpp, channels=channels, refine=getattr(args, "refine", 0))
+                             bpp=bpp, channels=channels, refine=getattr(args, "refine", 0),
+                             seeds=getattr(args, "seeds", 1))
     finally:
         model.close()
     if rows:

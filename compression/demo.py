@@ -146,13 +146,15 @@ def _best_classical(image, target_bpp, codecs, log):
     return None if best is None else best[1]
 
 
-def run_demo(out, photo=None, model=None, bpp=DEMO_BPP, codecs=None, log=print, refine=0):
+def run_demo(out, photo=None, model=None, bpp=DEMO_BPP, codecs=None, log=print, refine=0,
+             seeds=1):
     """Compress ``photo`` (a path; default :data:`DEMO_PHOTO`) with ``model`` and compare.
 
     ``model``: a shipped model's name or a run directory (default: the
     default shipped model).  ``bpp``: the target of a variable-rate model (a
     fixed-rate model codes at its own rate).  ``refine``: steps of
-    encode-time refinement (:mod:`compression.refine`; 0: none).  Writes ``<stem>.gcz``,
+    encode-time refinement (:mod:`compression.refine`; 0: none); ``seeds``: noise
+    seeds tried (1: none).  Writes ``<stem>.gcz``,
     ``<stem>_decoded.png`` and ``<stem>_side_by_side.png`` to ``out``, and
     returns ``{"ours": EncodeResult, "decoded": image, "classical": MatchResult or None}``.
     """
@@ -171,7 +173,7 @@ def run_demo(out, photo=None, model=None, bpp=DEMO_BPP, codecs=None, log=print, 
     os.makedirs(out, exist_ok=True)
     with load_model(default_model() if model is None else model) as loaded:
         rate = bpp if loaded.config.variable_rate else None
-        encoded = encode_image(loaded, image, bpp=rate, refine=refine)
+        encoded = encode_image(loaded, image, bpp=rate, refine=refine, seeds=seeds)
         decoded, _ = decode_image(loaded, encoded.data)
         name = loaded.name or "ours"
     h, w = image.shape[:2]
@@ -182,7 +184,8 @@ def run_demo(out, photo=None, model=None, bpp=DEMO_BPP, codecs=None, log=print, 
     log(f"  ours  {name}: {len(encoded.data)} bytes  {encoded.bpp:.4f} bpp  "
         f"PSNR {psnr(image, decoded):5.2f} dB  MS-SSIM {ms_ssim(image, decoded):.4f}  "
         f"({encoded.channels} channels"
-        + (f", refined {refine} steps" if refine else "") + ")")
+        + (f", refined {refine} steps" if refine else "")
+        + (f", best of {seeds} seeds" if seeds > 1 else "") + ")")
     log(f"classical codecs with at least {len(encoded.data)} bytes:")
     classical = _best_classical(image, encoded.bpp, codecs, log)
     panels = [(f"gcompress ({name})", decoded, encoded.bpp)]

@@ -131,7 +131,7 @@ def _code_one(model, path, work_dir, rate):
 
 
 def evaluate(model, image_paths, on_error=None, on_row=None, warm_up=True, work_dir=None,
-             bpp=None, channels=None, refine=0):
+             bpp=None, channels=None, refine=0, seeds=1):
     """Code every image with ``model`` and measure it -> list of row dicts (:data:`COLUMNS`).
 
     Args:
@@ -150,12 +150,13 @@ def evaluate(model, image_paths, on_error=None, on_row=None, warm_up=True, work_
         :func:`~compression.codec.encode_image` (an image whose smallest
         file exceeds ``bpp`` is an error, reported to ``on_error``).
       refine: steps of encode-time refinement per image (:mod:`compression.refine`).
+      seeds: noise seeds tried per image (1: none; :func:`~compression.refine.choose_seed`).
 
     Returns:
       One dict per image that was coded, in the order of ``image_paths``.
     """
     paths = [os.fspath(p) for p in image_paths]
-    rate = {"bpp": bpp, "channels": channels, "refine": refine}
+    rate = {"bpp": bpp, "channels": channels, "refine": refine, "seeds": seeds}
     rows = []
     with tempfile.TemporaryDirectory(prefix="gcompress-eval-") as tmp:
         folder = work_dir or tmp
@@ -268,7 +269,7 @@ def evaluate_command(args):
         rows = evaluate(model, paths, on_error=on_error,
                         on_row=lambda i, row: print(_progress_line(i, len(paths), row)),
                         bpp=getattr(args, "bpp", None), channels=getattr(args, "channels", None),
-                        refine=getattr(args, "refine", 0))
+                        refine=getattr(args, "refine", 0), seeds=getattr(args, "seeds", 1))
     finally:
         model.close()
     if rows:

@@ -431,6 +431,12 @@ class CompressionModel:
         """
         return self.session.run(self._latents, self._image_feed(image))[0]
 
+    def encode_with_latents(self, image):
+        """``(symbols, latents)`` of :meth:`encode` and :meth:`latents` in one encoder pass."""
+        symbols, latents = self.session.run([self._symbols_out, self._latents],
+                                            self._image_feed(image))
+        return symbols[0], latents[0]
+
     def _image_feed(self, image):
         image = np.asarray(image, np.float32)
         if image.ndim != 3 or image.shape[2] != 3:

@@ -18,6 +18,7 @@ __all__ = [
     "generator_adversarial_loss",
     "distortion_loss",
     "ms_ssim_loss",
+    "ms_ssim_scales",
     "feature_matching_loss",
 ]
 
@@ -68,7 +69,12 @@ def _gaussian_taps(size=11, sigma=1.5):
     return g / tf.reduce_sum(g)
 
 
-def ms_ssim_loss(images, reconstruction):
+def ms_ssim_scales(side):
+    """How many scales :func:`ms_ssim_loss` uses on images whose smaller side is ``side``."""
+    return max(1, min(5, 1 + int(math.floor(math.log2(side / 11.0)))))
+
+
+def ms_ssim_loss(images, reconstruction, scales=None):
     """``1 - MS-SSIM`` (Wang et al. 2003) on images ``[B, H, W, 3]`` in [-1, 1], batch mean.
 
     Written out here rather than ``tf.image.ssim_multiscale``, whose
@@ -76,6 +82,8 @@ def ms_ssim_loss(images, reconstruction):
     step into NaN; each scale's term is clipped to ``[1e-6, 1]`` instead.
     Five scales need sides of at least 176 pixels (an 11x11 window at 1/16);
     smaller crops use as many scales as fit, with the weights renormalised.
+    ``scales``: how many, for images whose static shape does not say it
+    (one graph for many sizes): :func:`ms_ssim_scales` of their smaller side.
 
     The local statistics are computed in float64 and the result returned as
     float32.  ``sxx = blur(x*x) - blur(x)**2`` cancels catastrophically in
@@ -86,8 +94,8 @@ def ms_ssim_loss(images, reconstruction):
     ops alone, and the blur is a few hundred MFLOP against the model's tens
     of GFLOP.
     """
-    side = min(int(images.shape[1]), int(images.shape[2]))
-    scales = max(1, min(5, 1 + int(math.floor(math.log2(side / 11.0)))))
+    if scales is None:
+        scales = ms_ssim_scales(min(int(images.shape[1]), int(images.shape[2])))
     weights = _MS_SSIM_WEIGHTS[:scales]
     weights = [w / sum(weights) for w in weights]
     c1, c2 = (0.01 * 2.0) ** 2, (0.03 * 2.0) ** 2  # dynamic range 2 ([-1, 1])

@@ -5,7 +5,7 @@ Usage (from the repository root)::
     python scripts/rate_distortion.py --model vr=runs/vr16 --model C4=runs/c4 \\
         --images ../shared/data/camvid/leftImg8bit/val --out-dir rd \\
         [--channels 1,2,4,8,16] [--targets 0.02,0.03,0.05,0.08,0.12] [--target-images 20] \
-        [--refine STEPS]
+        [--refine STEPS] [--seeds N]
 
 Every point is real files: each image is encoded to a ``.gcz`` file, read
 back, decoded and scored (:func:`compression.evaluate.evaluate`).  A
@@ -14,8 +14,9 @@ variable-rate model is coded at every leading-channel count in ``--channels``
 variable-rate model codes the first ``--target-images`` images at every
 ``--targets`` bpp with rate control (``encode --bpp``), and the script counts
 files over the target (there must be none) and the mean rate against it;
-``--refine N`` refines those files (``encode --refine``) and leaves the
-fixed-channel points as they are.
+``--refine N`` refines those files (``encode --refine``) and ``--seeds N``
+searches their noise seeds (``encode --seeds``); the fixed-channel points
+stay as they are.
 
 Writes to ``--out-dir``: ``rows.csv`` (every image at every setting),
 ``points.csv`` (means per setting), ``rate_control.csv`` (per target) and
@@ -86,6 +87,8 @@ def main(argv=None):
     parser.add_argument("--target-images", type=int, default=20)
     parser.add_argument("--refine", type=int, default=0,
                         help="steps of encode-time refinement of the rate-control files")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="noise seeds tried for each rate-control file (1: none)")
     parser.add_argument("--out-dir", required=True)
     args = parser.parse_args(argv)
 
@@ -119,7 +122,7 @@ def main(argv=None):
             subset = paths[:args.target_images]
             for target in _numbers(args.targets, float):
                 rows, below = _code(model, subset, name, f"bpp<={target}", all_rows,
-                                    bpp=target, refine=args.refine)
+                                    bpp=target, refine=args.refine, seeds=args.seeds)
                 entry = {"method": name, "target_bpp": target, "images": len(subset),
                          "coded": len(rows), "below_range": len(below),
                          "over_target": sum(float(r["bpp"]) > target for r in rows)}

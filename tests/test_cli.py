@@ -247,6 +247,26 @@ def test_encode_with_refinement(capsys, variable_rate_run, tmp_path):
         assert code == 2 and "--refine takes a number of steps >= 0" in err
 
 
+def test_encode_with_a_seed_search(capsys, variable_rate_run, tmp_path):
+    image = write_png(tmp_path / "a.png", 64, 96)
+    searched = tmp_path / "s.gcz"
+    code, out, err = run_cli(capsys, "encode", image, "--model", variable_rate_run, "--seeds",
+                             "5", "--refine", "1", "-o", searched)
+    assert code == 0, err
+    match = re.search(r"seed (\d) of 5 tried|the derived seed beat 4 others", out)
+    assert match
+    assert run_cli(capsys, "info", searched)[1].count("seed") >= 1
+    assert run_cli(capsys, "decode", searched, "--model", variable_rate_run, "-o",
+                   tmp_path / "s.png")[0] == 0
+    for bad, message in ((["--seeds", "0"], "--seeds takes a number of seeds >= 1"),
+                         (["--seeds", "3", "--seed", "1"], "pass --seed or --seeds, not both")):
+        code, _, err = run_cli(capsys, "encode", image, "--model", variable_rate_run, *bad)
+        assert code == 2 and message in err
+    code, _, err = run_cli(capsys, "encode", image, "--model", variable_rate_run, "--seeds",
+                           "1000")
+    assert code == 1 and "2..129 seeds" in err
+
+
 def test_info(capsys, tiny_run, tiny_model, images, tmp_path):
     gcz = tmp_path / "a.gcz"
     assert run_cli(capsys, "encode", images[0], "--model", tiny_run, "-o", gcz, "--seed",

@@ -145,6 +145,11 @@ def test_evaluate_at_a_rate_or_a_channel_count(variable_rate_run, val_dir, tmp_p
                  "3", "--refine", "2", "--out", str(refined)]) == 0
     for plain, better in zip(rows, json.loads(refined.read_text()), strict=True):
         assert better["channels"] == 3 and better["bytes"] <= plain["bytes"]
+    searched = tmp_path / "k3_seeds.json"
+    assert main(["evaluate", "--model", variable_rate_run, "--images", val_dir, "--channels",
+                 "3", "--seeds", "3", "--out", str(searched)]) == 0
+    for plain, other in zip(rows, json.loads(searched.read_text()), strict=True):
+        assert other["bytes"] - plain["bytes"] in (0, 1)  # at most the stored seed's byte
     # Below every image's smallest file: each image is reported and skipped.
     code = main(["evaluate", "--model", variable_rate_run, "--images", val_dir, "--bpp", "0.001"])
     err = capsys.readouterr().err

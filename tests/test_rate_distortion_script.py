@@ -43,7 +43,7 @@ def test_points_curves_and_rate_control(variable_rate_run, tiny_run, tiny_data, 
     # --refine: the rate-control files are refined, and still within their target.
     assert load_script().main([
         "--model", f"vr={variable_rate_run}", "--images", images, "--channels", "2",
-        "--targets", "0.2", "--target-images", "1", "--refine", "1",
+        "--targets", "0.2", "--target-images", "1", "--refine", "1", "--seeds", "2",
         "--out-dir", str(tmp_path / "refined")]) == 0
     refined = read(tmp_path / "refined" / "rate_control.csv")
     assert refined[0]["coded"] == "1" and refined[0]["over_target"] == "0"

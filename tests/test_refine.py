@@ -69,14 +69,61 @@ def test_an_explicit_seed_is_kept(variable_rate_model):
     assert header.seed == 7
 
 
-def test_refinement_builds_one_graph_per_image_size(variable_rate_model):
-    model, image = variable_rate_model, photo("chelsea", 8)
+def test_refinement_builds_one_graph_per_count_of_ms_ssim_scales(variable_rate_model):
+    # Sizes are dynamic: a folder of photographs of many sizes adds at most five graphs.
+    model, image = variable_rate_model, photo("chelsea", 8)  # 38x57: two MS-SSIM scales
     encode_image(model, image, channels=2, refine=1)
     ops = len(model.graph.get_operations())
     encode_image(model, image[::-1], channels=3, refine=1)  # same size, other content and k
+    encode_image(model, image[:, :40], channels=2, refine=1, seeds=2)  # other size, 2 scales
     assert len(model.graph.get_operations()) == ops
-    encode_image(model, image[:20], channels=2, refine=1)
+    encode_image(model, image[:20], channels=2, refine=1)  # 20 pixels high: one scale
     assert len(model.graph.get_operations()) > ops
+
+
+def model_distortion(model, image, decoded):
+    cfg = model.config
+    assert not cfg.lambda_ms_ssim  # TINY: the model's distortion is its weighted MSE
+    return cfg.lambda_mse * float(distortion_loss(
+        tf.constant(to_float(image)[None]), tf.constant(decoded[None]), cfg.chroma_weight))
+
+
+def test_the_seed_search_keeps_the_seed_that_decodes_best(variable_rate_model):
+    model, image, k = variable_rate_model, photo(), 3
+    padded, _ = pad_to_multiple(image, 16)
+    symbols = model.encode(to_float(padded))
+    choice = refine.choose_seed(model, to_float(padded), image.shape[:2], symbols, k,
+                                lambda s, seed: bytes([0 if seed is None else seed + 1]),
+                                lambda data: True, seeds=6)
+    h, w = image.shape[:2]
+    losses = {seed: model_distortion(model, image, model.decode(
+        symbols[:, :, :k], default_seed(symbols[:, :, :k]) if seed is None else seed)[:h, :w])
+        for seed in [None, 0, 1, 2, 3, 4]}
+    assert choice.tried == 6 and choice.initial_distortion == pytest.approx(losses[None], 1e-4)
+    assert choice.distortion == pytest.approx(min(losses.values()), rel=1e-4)
+    assert losses[choice.seed] == pytest.approx(choice.distortion, rel=1e-4)
+    assert choice.data == bytes([0 if choice.seed is None else choice.seed + 1])
+
+
+def test_searched_seeds_are_stored_and_decode(variable_rate_model):
+    model, image = variable_rate_model, photo("astronaut", 4)
+    plain = encode_image(model, image, channels=3)
+    searched = encode_image(model, image, channels=3, seeds=12)
+    header, _ = bitstream.unpack(searched.data)
+    assert header.seed == searched.seed and searched.seed in [None, *range(11)]
+    assert len(searched.data) - len(plain.data) == (0 if searched.seed is None else 1)
+    assert searched.payload_bpp == plain.payload_bpp  # the same symbols
+    assert mse(decode(model, searched.data), image) <= mse(decode(model, plain.data), image)
+    both = encode_image(model, image, channels=3, seeds=12, refine=2)
+    assert both.seed == searched.seed == bitstream.unpack(both.data)[0].seed
+
+
+def test_the_seeds_byte_counts_towards_the_target(variable_rate_model):
+    model, image = variable_rate_model, photo("astronaut", 4)
+    pixels = image.shape[0] * image.shape[1]
+    plain = encode_image(model, image, channels=3)
+    exact = encode_image(model, image, bpp=8 * len(plain.data) / pixels, seeds=12)
+    assert exact.seed is None and exact.data == plain.data  # no room for the byte
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +161,15 @@ def test_bad_refinements_are_clear_errors(variable_rate_model, monkeypatch):
             encode_image(model, image, refine=steps)
     with pytest.raises(ConfigError, match=f"1..{refine.MAX_STEPS} steps"):
         encode_image(model, image, refine=refine.MAX_STEPS + 1)
+    for seeds in (0, False, 1.5):
+        with pytest.raises(ConfigError, match="seeds takes a number of seeds >= 1"):
+            encode_image(model, image, seeds=seeds)
+    with pytest.raises(ConfigError, match=f"2..{refine.MAX_SEEDS} seeds"):
+        encode_image(model, image, seeds=refine.MAX_SEEDS + 1)
+    with pytest.raises(ConfigError, match="pass seed or seeds, not both"):
+        encode_image(model, image, seeds=4, seed=3)
     monkeypatch.setattr(refine, "MAX_PIXELS", 32 * 32)
     with pytest.raises(ConfigError, match="without --refine, or downscale it"):
         encode_image(model, image, refine=1)
+    with pytest.raises(ConfigError, match="without --seeds, or downscale it"):
+        encode_image(model, image, seeds=2)
