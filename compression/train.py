@@ -21,6 +21,7 @@ import itertools
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import time
@@ -194,6 +195,8 @@ class _StopFlag:
 
 #: Part of the name of every EMA shadow variable.
 _EMA_SHADOW = "ExponentialMovingAverage"
+#: A decoder residual block's variables; group 1 is its number (from 1).
+_RESIDUAL_BLOCK = re.compile(r"^generator/decoder/res(\d+)/")
 
 
 def _initializer_from(source, graph_variables, upsampling="transposed", log=print):
@@ -219,7 +222,13 @@ def _initializer_from(source, graph_variables, upsampling="transposed", log=prin
       to use the label map from there;
     * ``upsampling="resize"`` (this graph's) seeded from a transposed-
       convolution source: each ``u`` stage's kernel is the least-squares fit
-      :func:`compression.decoder.resize_kernel_from_transposed`.
+      :func:`compression.decoder.resize_kernel_from_transposed`;
+    * more residual blocks than the source (``--residual-blocks``): the new
+      ones come after the source's and start as the identity (the scale of
+      their second norm is 0), so the deeper model decodes as the source did
+      and training grows the blocks from there (Net2Net's "deeper" step, Chen
+      et al. 2016).  Fewer blocks than the source raise: trained blocks are
+      never dropped silently.
 
     Returns ``(restore, checkpoint, taken, fresh)``; ``restore(sess)`` loads them.
     """
@@ -229,8 +238,21 @@ def _initializer_from(source, graph_variables, upsampling="transposed", log=prin
     run_dir, ckpt = resolve_run(source)
     stored = dict(tf.train.list_variables(ckpt))
     source_semantic = any(n.startswith("generator/semantic_encoder/") for n in stored)
-    convert_upsampling = (upsampling == "resize" and CompressionConfig.load(
-        os.path.join(run_dir, CONFIG_NAME)).upsampling == "transposed")
+    source_config = CompressionConfig.load(os.path.join(run_dir, CONFIG_NAME))
+    convert_upsampling = upsampling == "resize" and source_config.upsampling == "transposed"
+    blocks = {int(m.group(1)) for v in graph_variables
+              if (m := _RESIDUAL_BLOCK.match(v.op.name))}
+    if blocks and max(blocks) < source_config.residual_blocks:
+        raise CompressionError(
+            f"--init-from {source!r}: it has {source_config.residual_blocks} residual blocks "
+            f"and this config {max(blocks)}; a fine-tune can add blocks (they start as the "
+            "identity) but not drop trained ones: give --residual-blocks "
+            f"{source_config.residual_blocks} or more")
+
+    def new_block(name):
+        """Whether ``name`` belongs to a residual block the source does not have."""
+        m = _RESIDUAL_BLOCK.match(name)
+        return m is not None and int(m.group(1)) > source_config.residual_blocks
 
     def widen(old, shape):
         kernel = np.zeros(shape, np.float32)
@@ -269,7 +291,7 @@ def _initializer_from(source, graph_variables, upsampling="transposed", log=prin
         else:
             mismatched.append(f"{name} {stored[name]} vs {shape}")
     required = [n for n in fresh if n.startswith("generator/")
-                and "adam" not in n and _EMA_SHADOW not in n
+                and "adam" not in n and _EMA_SHADOW not in n and not new_block(n)
                 and not (n.startswith("generator/semantic_encoder/") and not source_semantic)]
     if mismatched or required:
         problems = mismatched + [f"{n} missing" for n in required]
@@ -279,6 +301,22 @@ def _initializer_from(source, graph_variables, upsampling="transposed", log=prin
             "give the new run the source run's width, channels, residual blocks, "
             "noise and semantic settings (its config.json)")
     restore_taken = checkpoint_restorer(ckpt, taken)
+    # A new block's second norm scales its branch: zero (and its EMA shadow,
+    # which validation and exports read) makes the block the identity, so the
+    # deeper model starts out decoding exactly as the source did.  The
+    # gradient of that scale is not zero, so the block learns from there.
+    identity = [v for v in graph_variables if new_block(v.op.name) and "adam" not in v.op.name
+                and v.op.name.split("/" + _EMA_SHADOW)[0].endswith("/norm2/gamma")]
+    if identity:
+        added = sorted({_RESIDUAL_BLOCK.match(v.op.name).group(1) for v in identity}, key=int)
+        log(f"--init-from: residual blocks {', '.join(added)} are new; each starts as the "
+            "identity (its second norm's scale is 0)")
+        zero = tf.group(*[v.assign(tf.zeros_like(v)) for v in identity])
+        restore_plain = restore_taken
+
+        def restore_taken(sess):
+            restore_plain(sess)
+            sess.run(zero)
     if not bridged:
         return restore_taken, ckpt, len(taken), fresh
     if convert_upsampling:

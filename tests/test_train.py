@@ -572,6 +572,47 @@ def test_init_from_seeds_a_selective_semantic_model(tiny_data, tmp_path, capsys)
     assert_clean_error(capsys, "--selective needs a semantic model")
 
 
+def test_init_from_adds_residual_blocks_as_the_identity(tiny_data, tmp_path, capsys):
+    """--residual-blocks above the source's: the new blocks start as the identity, so
+    the deeper model decodes as the source did; fewer blocks are refused."""
+    from compression.codec import decode_image, encode_image
+    from compression.image_io import read_image
+
+    mse = tmp_path / "mse"  # no EMA: both models decode with their raw weights
+    assert train_cli(tiny_data, mse, "--no-gan", "--ema", "0", steps=2) == 0
+    source = tf.train.latest_checkpoint(str(mse))
+    capsys.readouterr()
+    deep = tmp_path / "deep"
+    assert main(["train", "--data", str(tiny_data), "--out", str(deep), "--init-from", str(mse),
+                 "--residual-blocks", "3", "--lr", "0", "--steps", "1", "--val-images", "0",
+                 "--no-progress"]) == 0
+    assert "residual blocks 2, 3 are new" in capsys.readouterr().out
+    after = tf.train.latest_checkpoint(str(deep))
+    names = dict(tf.train.list_variables(after))
+    for i in (2, 3):
+        assert not tf.train.load_variable(after, f"generator/decoder/res{i}/norm2/gamma").any()
+        assert tf.train.load_variable(after, f"generator/decoder/res{i}/conv1/weights").any()
+    for n in names:
+        if n.startswith("generator/decoder/res1/") and "adam" not in n:
+            np.testing.assert_array_equal(tf.train.load_variable(after, n),
+                                          tf.train.load_variable(source, n))
+    image = read_image(sorted(glob.glob(os.path.join(tiny_data, "leftImg8bit", "val", "*",
+                                                     "*.png")))[0])
+    decoded = []
+    for run in (mse, deep):
+        model = load_model(str(run))
+        decoded.append(decode_image(model, encode_image(model, image, seed=7).data)[0])
+    # Within one level: the step (at learning rate 0) still moved the noise
+    # generator's batch-norm statistics; a random new block would move everything.
+    assert np.abs(decoded[0].astype(int) - decoded[1].astype(int)).max() <= 1
+    # A shallower fine-tune would drop trained blocks: a clean error, nothing written.
+    assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "shallow"),
+                 "--init-from", str(deep), "--residual-blocks", "1", "--steps", "1",
+                 "--no-progress"]) == 2
+    assert_clean_error(capsys, "3 residual blocks", "--residual-blocks 3 or more")
+    assert not (tmp_path / "shallow").exists()
+
+
 def test_init_from_converts_transposed_upsampling_to_resize(tiny_data, tmp_path, capsys):
     """--upsampling resize seeded from a transposed-convolution run: every u
     stage's kernel, and its EMA shadow, is the least-squares resize fit."""
