@@ -4,20 +4,24 @@ Version 2 (written since 2026-12; byte-by-byte table in ``docs/format.md``)
 spends 23-26 bytes besides the payload and the model's name, where version 1
 spent 54: integers are unsigned LEB128 varints, the bottleneck size follows
 from the image size, the model fingerprint is cut to its first 8 bytes and a
-default noise seed is not stored (the decoder derives it from the symbols)::
+default noise seed is not stored (the decoder derives it from the symbols).
+Files written since 2026-12-05 spend 6 more on a colour correction (flag
+bit 5; :mod:`compression.correction`)::
 
     size  field
        4  magic               b"\x89GCZ"
        1  version             u8: 2
      1-3  flags               varint bitmask (bit 0 semantic map, bit 1
                               selective mask, bit 2 model name, bit 3
-                              context-coded, bit 4 seed stored)
+                              context-coded, bit 4 seed stored, bit 5
+                              colour correction)
        8  model fingerprint   the first 8 bytes of the 16-byte digest
      1-5  image height H      varint >= 1
      1-5  image width W       varint >= 1
      1-3  bottleneck C        varint >= 1 (h = ceil(H/16), w = ceil(W/16))
        1  centres L           u8 >= 2
     1-10  noise seed          varint, only with flag bit 4
+       6  colour correction   only with flag bit 5: 3 u8 means, 3 u8 gains
        n  model name          only with flag bit 2: u8 length m >= 1, m bytes
      1-5  payload length N    varint
        N  payload
@@ -58,9 +62,11 @@ from .files import open_regular, write_atomic
 
 __all__ = [
     "BOTTLENECK_STRIDE",
+    "CORRECTION_SIZE",
     "DEFAULT_MAX_PIXELS",
     "FILE_FINGERPRINT_SIZE",
     "FINGERPRINT_SIZE",
+    "FLAG_COLOR_CORRECTION",
     "FLAG_CONTEXT_CODED",
     "FLAG_EXPLICIT_SEED",
     "FLAG_MODEL_NAME",
@@ -105,9 +111,14 @@ FLAG_CONTEXT_CODED = 1 << 3
 #: derives the seed from the decoded symbols (``codec.default_seed``), as the
 #: encoder did; version 1 always stores the seed and never sets this bit.
 FLAG_EXPLICIT_SEED = 1 << 4
+#: Flag bit (version 2): a colour correction follows the seed
+#: (:mod:`compression.correction`), which the decoder applies to its output.
+FLAG_COLOR_CORRECTION = 1 << 5
+#: Bytes of the colour correction: each channel's mean, then its gain.
+CORRECTION_SIZE = 6
 _V1_FLAGS = FLAG_SEMANTIC_MAP | FLAG_SELECTIVE_MASK | FLAG_MODEL_NAME | FLAG_CONTEXT_CODED
 #: Every flag bit this reader understands; any other bit set is rejected.
-KNOWN_FLAGS = _V1_FLAGS | FLAG_EXPLICIT_SEED
+KNOWN_FLAGS = _V1_FLAGS | FLAG_EXPLICIT_SEED | FLAG_COLOR_CORRECTION
 #: Longest model name a file can carry, in UTF-8 bytes.
 MAX_MODEL_NAME = 255
 #: Length of the model fingerprint in bytes.
@@ -141,8 +152,9 @@ HEADER_SIZE = _HEADER.size
 _MAX_PAYLOAD = 2**32 - 1
 _MAX_VARINT = 10  # bytes of a u64
 # The longest version 2 header: magic, version, flags, fingerprint, H, W, C, L,
-# seed, name, payload length.
-_V2_MAX_HEADER = 4 + 1 + 3 + 8 + 5 + 5 + 3 + 1 + _MAX_VARINT + 1 + MAX_MODEL_NAME + 5
+# seed, correction, name, payload length.
+_V2_MAX_HEADER = (4 + 1 + 3 + 8 + 5 + 5 + 3 + 1 + _MAX_VARINT + CORRECTION_SIZE + 1
+                  + MAX_MODEL_NAME + 5)
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> int:
@@ -186,12 +198,16 @@ class Header:
             means "not stored: the one the codec derives from the symbols".
         flags: bitmask of ``FLAG_*`` values (only :data:`KNOWN_FLAGS` allowed).
             :data:`FLAG_MODEL_NAME` follows ``model_name`` and
-            :data:`FLAG_EXPLICIT_SEED` follows ``seed`` (they are set for you).
+            :data:`FLAG_EXPLICIT_SEED` follows ``seed`` and
+            :data:`FLAG_COLOR_CORRECTION` follows ``correction`` (they are
+            set for you).
         version: container format version, 2 (:data:`FORMAT_VERSION`) or 1.
         model_name: the name of the model that wrote the file (e.g. a shipped
             model's, ``"street"``), at most :data:`MAX_MODEL_NAME` UTF-8 bytes
             of printable text; ``""``: none (the fingerprint identifies the
             model either way; the name says which one to get).
+        correction: version 2: the :data:`CORRECTION_SIZE` bytes of a colour
+            correction (:mod:`compression.correction`), or None.
     """
 
     fingerprint: bytes
@@ -205,6 +221,7 @@ class Header:
     flags: int = 0
     version: int = FORMAT_VERSION
     model_name: str = ""
+    correction: bytes | None = None
 
     def __post_init__(self) -> None:
         """Validate and normalise the fields (frozen, hence ``object.__setattr__``)."""
@@ -253,12 +270,28 @@ class Header:
                 object.__setattr__(self, "flags", self.flags | FLAG_EXPLICIT_SEED)
             elif self.flags & FLAG_EXPLICIT_SEED:
                 raise ValueError("flags has the stored-seed bit set but seed is None")
+            if self.correction is not None:
+                object.__setattr__(self, "flags", self.flags | FLAG_COLOR_CORRECTION)
+            elif self.flags & FLAG_COLOR_CORRECTION:
+                raise ValueError("flags has the colour-correction bit set but correction is None")
             derived = bottleneck_size(self.image_height, self.image_width)
             if (self.bottleneck_height, self.bottleneck_width) != derived:
                 raise ValueError(
                     f"a version 2 header derives the bottleneck from the image size: "
                     f"{derived[0]}x{derived[1]} for {self.image_height}x{self.image_width}, "
                     f"got {self.bottleneck_height}x{self.bottleneck_width}")
+        if self.correction is not None:
+            if version == 1:
+                raise ValueError("version 1 files carry no colour correction")
+            try:
+                correction = bytes(self.correction)
+            except TypeError:
+                raise TypeError(f"correction must be bytes, got "
+                                f"{type(self.correction).__name__}") from None
+            if len(correction) != CORRECTION_SIZE:
+                raise ValueError(f"correction must be {CORRECTION_SIZE} bytes, "
+                                 f"got {len(correction)}")
+            object.__setattr__(self, "correction", correction)
         name = self.model_name
         if not isinstance(name, str):
             raise TypeError(f"model_name must be a str, got {type(name).__name__}")
@@ -472,6 +505,8 @@ def _head_v2(header: Header, payload_length: int) -> bytes:
             + _varint(header.bottleneck_channels) + bytes([header.num_centers]))
     if header.seed is not None:
         head += _varint(header.seed)
+    if header.correction is not None:
+        head += header.correction
     if header.model_name:
         name = header.model_name.encode("utf-8")
         head += bytes([len(name)]) + name
@@ -505,6 +540,13 @@ def _parse_v2(data: bytes) -> tuple[dict, int, int]:
     fields["seed"] = None
     if flags & FLAG_EXPLICIT_SEED:
         fields["seed"], at = _read_varint(data, at, "noise seed")
+    fields["correction"] = None
+    if flags & FLAG_COLOR_CORRECTION:
+        if len(data) < at + CORRECTION_SIZE:
+            raise TruncatedFileError("truncated .gcz file: it ends inside its header "
+                                     f"(colour correction) at byte {len(data)}")
+        fields["correction"] = bytes(data[at:at + CORRECTION_SIZE])
+        at += CORRECTION_SIZE
     name_size = _name_size(flags, data, at)
     fields["model_name"] = bytes(data[at + 1:at + name_size])
     at += name_size

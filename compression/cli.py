@@ -66,7 +66,7 @@ def _add_train(sub):
     rate = p.add_mutually_exclusive_group()
     rate.add_argument("--bpp", type=float, help="picks the largest C whose bound "
                       "C*log2(L)/256 does not exceed it (the bound, not the file size: files "
-                      "code a little below it plus a 26-byte header and the model's name; "
+                      "code a little below it plus a 32-byte header and the model's name; "
                       "'encode --bpp' sets "
                       "file sizes)")
     rate.add_argument("--channels", type=int, help="bottleneck channels C (default 8)")

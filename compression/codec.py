@@ -23,6 +23,7 @@ import numpy as np
 from compression import bitstream
 from compression.config import DOWNSAMPLING
 from compression.context_model import decode_symbols_in_context, encode_symbols_in_context
+from compression.correction import GAIN_STEP, apply_correction, fit_correction
 from compression.entropy_model import bound_bits, decode_symbols, encode_symbols
 from compression.errors import (
     ConfigError,
@@ -78,7 +79,8 @@ class EncodeResult:
     ``mask_bpp`` the mask's own bits.  ``refined_step``: the step of
     encode-time refinement the file codes (0: the encoder's own bottleneck,
     refined or not).  ``seed``: the noise seed the file stores (None: it
-    derives its seed from its symbols).
+    derives its seed from its symbols).  ``corrected``: whether the file
+    carries a colour correction (:mod:`compression.correction`).
     """
 
     data: bytes
@@ -93,6 +95,7 @@ class EncodeResult:
     kept_fraction: float = 1.0
     refined_step: int = 0
     seed: int | None = None
+    corrected: bool = False
 
 
 def default_seed(symbols):
@@ -119,7 +122,7 @@ def noise_seed(header, symbols, mask=None):
 
 
 def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, keep=None,
-                 mask=None, label_factor=None, refine=0, seeds=1):
+                 mask=None, label_factor=None, refine=0, seeds=1, correct=True):
     """Encode ``image`` (uint8 ``[H, W, 3]`` or ``[H, W]``) -> :class:`EncodeResult`.
 
     ``bpp``: the whole file must be at most this many bits per pixel.  A
@@ -155,6 +158,11 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
     under which the symbols decode best, in one header byte; with ``bpp`` the
     byte must fit too.  Each seed costs a decode.  It runs before
     ``refine``, which then refines under the chosen seed.  Not with ``seed``.
+
+    ``correct``: the encoder decodes its file and stores the colour
+    correction (:mod:`compression.correction`, 6 bytes, counted against
+    ``bpp``) that brings the decoded colours and contrast closest to the
+    image's; the decoder applies it.  It costs one decode.
     """
     for name, value, least in (("refine", refine, 0), ("seeds", seeds, 1)):
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
@@ -198,7 +206,9 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
         symbols = model.encode(to_float(padded))
     payloads = {}
 
-    def code(k, symbols=symbols, seed=seed):
+    placeholder = bytes(bitstream.CORRECTION_SIZE) if correct else None
+
+    def code(k, symbols=symbols, seed=seed, correction=placeholder):
         kept = symbols[:, :, :k]
         if cells is not None:
             kept = kept[cells.astype(bool)][None]  # [1, kept cells, k]: only they are coded
@@ -221,6 +231,7 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
             num_centers=model.config.num_centers,
             seed=None if seed is None else int(seed),  # None: derived from the symbols
             model_name=getattr(model, "name", ""),
+            correction=correction,  # the placeholder has its size, so rates count it
         )
         return bitstream.pack(header, _join(label_bytes, mask_bytes, payloads[k]) if classes
                               else payloads[k])
@@ -238,17 +249,20 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
         # Without bpp the stored seed's byte is the search's only price.
         choice = choose_seed(model, to_float(padded), (h, w), symbols, k,
                              lambda s, file_seed: code(k, s, file_seed), fits, seeds,
-                             labels=decoder_labels, cells=cells)
+                             labels=decoder_labels, cells=cells, correct=correct)
         seed, data = choice.seed, choice.data
     if refine:
         budget = len(data)
         refined = refine_symbols(
             model, to_float(padded), (h, w), k, lambda s: code(k, s, seed),
             lambda candidate: fits(candidate, budget), refine, seed=seed,
-            labels=decoder_labels, cells=cells, latents=latents)
+            labels=decoder_labels, cells=cells, latents=latents, correct=correct)
         symbols, data = refined.symbols, refined.data
     if seeds > 1 or refine:
         code(k, symbols, seed)  # so that payloads[k] (payload_bpp) is the chosen file's
+    if correct:
+        decoded = _reconstruct(model, *read_payload(model, code(k, symbols, seed, None)))
+        data = code(k, symbols, seed, fit_correction(image, decoded))
     return EncodeResult(
         data=data, height=h, width=w,
         bpp=file_bpp(len(data), pixels),
@@ -260,6 +274,7 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
         kept_fraction=1.0 if cells is None else float(cells.mean()),
         refined_step=refined.step if refine else 0,
         seed=seed,
+        corrected=correct,
     )
 
 
@@ -447,12 +462,20 @@ def decode_image(model, data, max_pixels=DEFAULT_MAX_PIXELS):
     file's unkept cells are synthesised from its label map.
     """
     header, symbols, labels, mask = read_payload(model, data, max_pixels)
+    image = _reconstruct(model, header, symbols, labels, mask)
+    if header.correction is not None:
+        image = apply_correction(image, header.correction)
+    return image, header
+
+
+def _reconstruct(model, header, symbols, labels, mask):
+    """The decoder's uint8 ``[H, W, 3]`` of a file's :func:`read_payload` parts, before
+    the colour correction."""
     if labels is not None:
         labels = pad_to_multiple(labels, DOWNSAMPLING)[0]
     reconstruction = model.decode(symbols, noise_seed(header, symbols, mask), labels=labels,
                                   mask=mask, as_uint8=True)
-    image = crop_to(reconstruction, (header.image_height, header.image_width))
-    return image, header
+    return crop_to(reconstruction, (header.image_height, header.image_width))
 
 
 def decode(model, data, max_pixels=DEFAULT_MAX_PIXELS):
@@ -495,5 +518,14 @@ def file_stats(data, max_pixels=DEFAULT_MAX_PIXELS):
         "model": bitstream.fingerprint_hex(header.fingerprint),
         "model_name": header.model_name or "-",
         "seed": "from the symbols" if header.seed is None else header.seed,
+        "color_correction": ("none" if header.correction is None else
+                             _describe_correction(header.correction)),
         "version": header.version,
     }
+
+
+def _describe_correction(correction):
+    """``'means 118,121,97 gains 1.08,1.12,1.05'``: a file's colour correction for people."""
+    means, gains = correction[:3], correction[3:]
+    return (f"means {','.join(str(m) for m in means)} "
+            f"gains {','.join(f'{g * GAIN_STEP:.2f}' for g in gains)}")

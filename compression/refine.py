@@ -12,7 +12,9 @@ model and the file format are the same, so any decoder decodes the result.
 Each step scores the bottleneck as the file would decode it: the hard
 symbols (forward pass of the quantiser), the noise seed the file would
 carry (:func:`compression.codec.default_seed` of those symbols, unless a seed
-is given) and the model's own training distortion,
+is given), the colour correction the file will carry
+(:mod:`compression.correction`, with the gain unrounded) and the model's
+own training distortion,
 ``lambda_mse * distortion_loss + lambda_ms_ssim * ms_ssim_loss`` on the
 image's own pixels (not the reflected padding).  Its rate is priced as the
 codec codes it: each symbol's ``-log2 p`` under the context model given its
@@ -45,6 +47,7 @@ import numpy as np
 import tensorflow as tf
 
 from compression.context_model import context_indices
+from compression.correction import MAX_GAIN
 from compression.errors import ConfigError
 from compression.losses import distortion_loss, ms_ssim_loss, ms_ssim_scales
 from compression.model import decode_tail, decoder_features, interpolated_code_lengths
@@ -118,6 +121,7 @@ class _Graph:
             self.lengths = _v1.placeholder(tf.float32, [1, None, None, cfg.channels,
                                                         cfg.num_centers])
             self.rate_weight = _v1.placeholder(tf.float32, [])
+            self.correct = _v1.placeholder_with_default(0.0, [])  # 1: the file is corrected
             self.labels = None
             one_hot = None
             if cfg.semantic_classes:
@@ -133,6 +137,7 @@ class _Graph:
             # The image's own pixels: the reflected padding is not part of the picture.
             h, w = self.size[0], self.size[1]
             x, y = self.image[:, :h, :w], reconstruction[:, :h, :w]
+            y += self.correct * (_corrected(x, y) - y)
             self.distortion = cfg.lambda_mse * distortion_loss(x, y, cfg.chroma_weight)
             if cfg.lambda_ms_ssim:
                 self.distortion += cfg.lambda_ms_ssim * ms_ssim_loss(x, y, scales=scales)
@@ -141,6 +146,21 @@ class _Graph:
             # Built now even when only the seed search uses this graph: the
             # decoder's conds cannot gain gradients once the session has run them.
             self.gradient = tf.gradients(loss, self.w)[0]
+
+
+def _corrected(x, y):
+    """``y`` ``[1, h, w, 3]`` as the file's colour correction leaves it
+    (:mod:`compression.correction`; the gain unrounded and held constant for
+    the gradient), in [-1, 1]."""
+    def moments(t, u):
+        return tf.reduce_mean(t * u, axis=[1, 2], keepdims=True)
+
+    mx = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+    dx, dy = x - mx, y - tf.reduce_mean(y, axis=[1, 2], keepdims=True)
+    sx, sy = tf.sqrt(moments(dx, dx)), tf.sqrt(moments(dy, dy))
+    rho = tf.nn.relu(moments(dx, dy)) / (sx * sy + 1e-12)
+    gain = tf.stop_gradient(tf.clip_by_value(tf.sqrt(rho) * sx / (sy + 1e-12), 0.0, MAX_GAIN))
+    return tf.clip_by_value(gain * dy + mx, -1.0, 1.0)
 
 
 def _graph(model, size):
@@ -161,11 +181,11 @@ def _check_size(padded_image, option):
             "or downscale it")
 
 
-def _base_feed(graph, padded_image, size, k, shape, labels, cells):
+def _base_feed(graph, padded_image, size, k, shape, labels, cells, correct):
     """The feed every evaluation of ``graph`` on one image shares (``shape``: ``[h, w]``
     of its bottleneck)."""
     feed = {graph.image: padded_image[None], graph.size: np.asarray(size, np.int32),
-            graph.kept: k,
+            graph.kept: k, graph.correct: float(correct),
             graph.mask: (np.ones((1, *shape, 1), np.float32) if cells is None
                          else cells[None, :, :, None].astype(np.float32))}
     if graph.labels is not None:
@@ -208,7 +228,7 @@ def _code_lengths(model, symbols, k, cells, in_context):
 
 def refine_symbols(model, padded_image, size, k, code, fits, steps, seed=None, labels=None,
                    cells=None, learning_rate=LEARNING_RATE, rate_weight=RATE_WEIGHT,
-                   latents=None):
+                   latents=None, correct=False):
     """Refine the bottleneck of one image -> :class:`RefineResult`.
 
     Args:
@@ -226,6 +246,8 @@ def refine_symbols(model, padded_image, size, k, code, fits, steps, seed=None, l
       latents: float32 ``[h, w, C]``, the encoder's output for the image when
         the caller has it (:meth:`CompressionModel.encode_with_latents`);
         None runs the encoder.
+      correct: the file will carry a colour correction
+        (:mod:`compression.correction`): score the decoded image as corrected.
 
     Returns None when no iterate fits, the encoder's own included.
 
@@ -243,7 +265,7 @@ def refine_symbols(model, padded_image, size, k, code, fits, steps, seed=None, l
     if cells is not None:
         entries *= cells[None, :, :, None]
     in_context = cells is None and model.context_table is not None
-    feed = _base_feed(graph, padded_image, size, k, w.shape[1:3], labels, cells)
+    feed = _base_feed(graph, padded_image, size, k, w.shape[1:3], labels, cells, correct)
     first = m = v = None
     best = None
     weight = float(rate_weight)
@@ -296,7 +318,7 @@ class SeedChoice:
 
 
 def choose_seed(model, padded_image, size, symbols, k, code, fits, seeds, labels=None,
-                cells=None):
+                cells=None, correct=False):
     """The noise seed under which ``symbols`` decode best -> :class:`SeedChoice`.
 
     The decoder reads a noise map drawn from the file's seed beside the
@@ -323,7 +345,7 @@ def choose_seed(model, padded_image, size, symbols, k, code, fits, seeds, labels
         raise ConfigError(f"the seed search tries 2..{MAX_SEEDS} seeds, got {seeds}")
     _check_size(padded_image, "--seeds")
     graph = _graph(model, size)
-    feed = _base_feed(graph, padded_image, size, k, symbols.shape[:2], labels, cells)
+    feed = _base_feed(graph, padded_image, size, k, symbols.shape[:2], labels, cells, correct)
     # The centres themselves quantise to these symbols: the graph decodes exactly them.
     feed[graph.w] = np.asarray(model.config.centers, np.float32)[symbols][None]
     derived = _derived_seed(symbols, k, cells)

@@ -552,6 +552,23 @@ def test_version_2_stores_a_given_seed_and_sets_its_flag(seed):
     assert len(pack(none, b"xy")) < len(pack(header, b"xy"))
 
 
+def test_version_2_stores_a_colour_correction_after_the_seed():
+    correction = bytes([118, 121, 97, 60, 64, 71])
+    for seed in (None, 5):
+        header = v2_header(seed=seed, correction=correction, model_name="general")
+        assert header.flags & bitstream.FLAG_COLOR_CORRECTION
+        data = pack(header, b"xy")
+        assert unpack(data) == (header, b"xy")
+        plain = pack(dataclasses.replace(header, flags=header.flags
+                                         & ~bitstream.FLAG_COLOR_CORRECTION,
+                                         correction=None), b"xy")
+        assert len(data) == len(plain) + bitstream.CORRECTION_SIZE
+        assert correction in data and correction not in plain
+        for end in range(4, len(data)):  # every prefix, the correction's bytes included
+            with pytest.raises(TruncatedFileError):
+                unpack(data[:end])
+
+
 def test_bottleneck_size_is_the_image_size_over_16_rounded_up():
     assert bitstream.bottleneck_size(360, 480) == (23, 30)
     assert bitstream.bottleneck_size(16, 17) == (1, 2)
@@ -563,7 +580,10 @@ def test_bottleneck_size_is_the_image_size_over_16_rounded_up():
     ({"seed": None, "version": 1}, "version 1 files store it"),
     ({"seed": None, "flags": 16}, "stored-seed bit set but seed is None"),
     ({"fingerprint": FP[:7]}, "fingerprint must be 16 bytes"),
-    ({"flags": 32}, "unknown bits"),
+    ({"flags": 32}, "colour-correction bit set but correction is None"),
+    ({"flags": 64}, "unknown bits"),
+    ({"correction": b"\x01" * 5}, "correction must be 6 bytes"),
+    ({"correction": b"\x01" * 6, "version": 1}, "version 1 files carry no colour"),
 ])
 def test_version_2_header_is_validated(changes, fragment):
     with pytest.raises(ValueError, match=fragment):

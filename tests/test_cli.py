@@ -277,6 +277,8 @@ def test_info(capsys, tiny_run, tiny_model, images, tmp_path):
     assert code == 1
     assert out.startswith(f"{gcz}: height 32, width 48, bytes {gcz.stat().st_size}, bpp ")
     assert f"model {tiny_model.fingerprint.hex()[:16]}, model_name run, seed 42" in out
+    assert re.search(r", color_correction means \d+,\d+,\d+ gains \d\.\d\d,\d\.\d\d,"
+                     r"\d\.\d\d, version 2", out), out
     assert f"gcompress: {broken}: truncated .gcz file" in err
 
 

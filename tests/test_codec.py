@@ -22,6 +22,7 @@ from compression.codec import (
     read_payload,
     read_symbols,
 )
+from compression.correction import apply_correction, fit_correction
 from compression.entropy_model import decode_symbols
 from compression.errors import (
     BitstreamError,
@@ -116,10 +117,35 @@ def test_coded_rate_below_the_bound(tiny_model):
     assert stats["entropy"] == "per-channel"  # a run directory has no context table
 
 
+def test_files_carry_the_colour_correction_the_decoder_applies(tiny_model):
+    image = photo("chelsea", 8)
+    plain = encode_image(tiny_model, image, seed=3, correct=False)
+    corrected = encode_image(tiny_model, image, seed=3)
+    assert corrected.corrected and not plain.corrected
+    assert len(corrected.data) == len(plain.data) + bitstream.CORRECTION_SIZE
+    assert corrected.payload_bpp == plain.payload_bpp  # the same symbols
+    header, _ = bitstream.unpack(corrected.data)
+    assert bitstream.unpack(plain.data)[0].correction is None
+    raw = decode(tiny_model, plain.data)  # what the decoder draws before correcting
+    assert header.correction == fit_correction(image, raw)
+    np.testing.assert_array_equal(decode(tiny_model, corrected.data),
+                                  apply_correction(raw, header.correction))
+    # The 6 bytes count towards a target: exactly the uncorrected file's rate
+    # leaves no room for them in this fixed-rate model's only file.
+    exact = 8 * len(plain.data) / (image.shape[0] * image.shape[1])
+    assert encode_image(tiny_model, image, seed=3, bpp=exact, correct=False).data == plain.data
+    with pytest.raises(RateError):
+        encode_image(tiny_model, image, seed=3, bpp=exact)
+
+
 def test_noise_seed_from_the_header_is_used(tiny_model):
     image = photo("chelsea", 8)
-    a1, a2 = encode(tiny_model, image, seed=1), encode(tiny_model, image, seed=1)
-    b = encode(tiny_model, image, seed=2)
+    # Without the colour correction: the tiny model's decodes correlate too
+    # weakly with the photograph for its gains to keep their texture.
+    def encode(model, image, seed=None):
+        return encode_image(model, image, seed=seed, correct=False).data
+
+    a1, a2, b = (encode(tiny_model, image, seed=s) for s in (1, 1, 2))
     assert a1 == a2
     assert bitstream.unpack(a1)[1] == bitstream.unpack(b)[1]  # same symbols
     assert bitstream.unpack(b)[0].seed == 2
@@ -168,6 +194,9 @@ def repack(data, **changes):
     header, payload = bitstream.unpack(data)
     fields = {f: getattr(header, f) for f in header.__dataclass_fields__}
     fields.update(changes)
+    if fields["version"] == 1:  # version 1 has no colour correction
+        fields["correction"] = None
+        fields["flags"] &= ~bitstream.FLAG_COLOR_CORRECTION
     return bitstream.pack(bitstream.Header(**fields), payload)
 
 
@@ -478,7 +507,8 @@ def test_selective_decoding_ignores_the_symbols_outside_the_mask(selective_model
     seed = noise_seed(header, symbols, mask)
     a = selective_model.decode(symbols, seed, labels=padded, mask=mask)
     full = selective_model.decode(symbols, seed, labels=padded, mask=mask, as_uint8=True)
-    np.testing.assert_array_equal(decode(selective_model, data), crop_to(full, (100, 150)))
+    np.testing.assert_array_equal(decode(selective_model, data),
+                                  apply_correction(crop_to(full, (100, 150)), header.correction))
     b = selective_model.decode(noisy, seed, labels=padded, mask=mask)
     np.testing.assert_array_equal(a, b)
     c = selective_model.decode(noisy, seed, labels=padded)  # no mask: they count

@@ -36,9 +36,9 @@ def check_row(row):
     # range coder's final 32-bit word); the whole file adds the version 2
     # header and CRC (magic 4, version 1, flags 1, fingerprint 8, H 1, W 2,
     # C 1, L 1, payload length 1, CRC 4: 24 bytes, 0.023 bpp of a 64x128
-    # image) and the model's name ("run": 1 + 3 bytes).
+    # image), the colour correction (6 bytes) and the model's name ("run": 1 + 3 bytes).
     assert 0 < payload <= bound + 32 / (h * w)
-    assert bpp == pytest.approx(payload + 8 * (24 + 4) / (h * w))
+    assert bpp == pytest.approx(payload + 8 * (24 + 6 + 4) / (h * w))
     assert math.isfinite(float(row["psnr"])) and float(row["psnr"]) > 0
     assert 0 < float(row["ms_ssim"]) <= 1
     assert float(row["encode_s"]) > 0 and float(row["decode_s"]) > 0

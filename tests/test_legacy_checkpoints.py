@@ -18,6 +18,7 @@ from legacy_probe import FIXTURES, probe
 import compression
 from compression.codec import default_seed
 from compression.config import CompressionConfig
+from compression.correction import apply_correction
 from compression.model import build_training_graph
 
 v1 = tf.compat.v1
@@ -72,9 +73,12 @@ def test_old_run_directory_codes_the_same_file_and_image():
         symbols = compression.read_symbols(model, data)[1]
         assert header.seed is None and default_seed(symbols) == old_header.seed
         as_v1 = dataclasses.replace(header, model_name="", flags=0, version=1,
-                                    fingerprint=model.fingerprint, seed=old_header.seed)
+                                    fingerprint=model.fingerprint, seed=old_header.seed,
+                                    correction=None)
         assert compression.pack(as_v1, payload) == ref["gcz"].tobytes()
-        # The old file decodes as it did, and the new one to the same image.
+        # The old file decodes as it did, and the new one to the same image, which
+        # it then corrects with the colour correction it carries.
         np.testing.assert_array_equal(compression.decode(model, ref["gcz"].tobytes()),
                                       ref["decoded"])
-        np.testing.assert_array_equal(compression.decode(model, data), ref["decoded"])
+        np.testing.assert_array_equal(compression.decode(model, data),
+                                      apply_correction(ref["decoded"], header.correction))
