@@ -12,8 +12,9 @@ Data flow, one module per stage::
 ``inference`` loads a run, ``codec`` writes and reads ``.gcz`` files, with
 ``rate_control`` choosing how many channels a file codes; ``context_model``
 codes the symbols in context when the model has a context table (``export``
-fits one), and ``refine`` optimises one image's bottleneck through the decoder
-before it is coded (``encode --refine``).
+fits one), ``refine`` optimises one image's bottleneck through the decoder
+before it is coded (``encode --refine``), and ``correction`` is the colour
+correction every file carries, which the decoder applies to its output.
 """
 
 import importlib
@@ -80,6 +81,8 @@ _EXPORTS = {
     "pad_to_multiple": ("image_io", "pad_to_multiple"),
     "probabilities_from_counts": ("entropy_model", "probabilities_from_counts"),
     "refine_symbols": ("refine", "refine_symbols"),
+    "fit_correction": ("correction", "fit_correction"),
+    "apply_correction": ("correction", "apply_correction"),
     "RefineResult": ("refine", "RefineResult"),
     "psnr": ("metrics", "psnr"),
     "chroma_error": ("metrics", "chroma_error"),
@@ -116,7 +119,7 @@ __all__ = [
     "decode", "decode_image", "decode_symbols", "decode_symbols_in_context",
     "decoder", "dequantize", "discriminator_loss", "distortion_loss", "encode",
     "encode_graph", "encode_image", "encode_symbols", "encode_symbols_in_context", "encoder",
-    "evaluate", "export_model", "fit_entropy_model",
+    "evaluate", "export_model", "fit_correction", "apply_correction", "fit_entropy_model",
     "feature_matching_loss", "find_examples", "fingerprint", "fingerprint_hex",
     "generator_adversarial_loss", "initialize_run", "load_model", "make_dataset", "ms_ssim",
     "multiscale_discriminator", "one_hot_labels", "pack", "pad_to_multiple",
