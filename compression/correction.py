@@ -26,7 +26,7 @@ the correction holds even where another machine's arithmetic decodes a
 slightly different ``y``.  This is what a video codec's adaptive loop filter
 does with a few coefficients a frame.  A 3x3 or 5x5 filter a channel
 gained at most 0.11 dB more than this gain and mean, and a full 3x4 colour
-matrix at most 0.12 dB (docs/benchmarks.md), for 5 to 26 times the bytes.
+matrix at most 0.12 dB (docs/benchmarks.md), for 2 to 13 times the values.
 """
 
 import numpy as np
