@@ -261,7 +261,8 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
     if seeds > 1 or refine:
         code(k, symbols, seed)  # so that payloads[k] (payload_bpp) is the chosen file's
     if correct:
-        decoded = _reconstruct(model, *read_payload(model, code(k, symbols, seed, None)))
+        # The chosen file still holds the placeholder, which _reconstruct does not apply.
+        decoded = _reconstruct(model, *read_payload(model, data))
         data = code(k, symbols, seed, fit_correction(image, decoded))
     return EncodeResult(
         data=data, height=h, width=w,
