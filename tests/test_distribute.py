@@ -69,11 +69,16 @@ def test_mirrored_on_two_cpus_matches_one_device(tiny_data, tmp_path):
         if scale == 0:
             np.testing.assert_array_equal(step_mirrored, 0, err_msg=name)
             continue
-        # Gradients are the global batch's mean (Adam's moments would be twice as
-        # large if the replicas' gradients were summed unscaled, 100% off).  Adam
-        # normalises each element, so elements with near-zero gradients take
-        # lr-sized steps whose sign is float noise: up to ~2% seen, hence 5%.
-        assert np.linalg.norm(step_mirrored - step_single) <= 0.05 * scale, name
+        # Gradients are the global batch's mean: Adam's moments (sums of gradients
+        # and of their squares, no normalisation) would be 100% off if the replicas'
+        # gradients were summed unscaled, and are within 0.2% here.  A weight's own
+        # Adam step is g / (|g| + 3e-7) on the first step, so an element whose
+        # gradient is near 3e-7 turns float noise into a step that differs by a
+        # large part of lr (6% of a whole D kernel's update seen on CI); a replica
+        # training on half the batch alone is 26% off or more (measured).  (EMA
+        # shadows follow their weights.)
+        tolerance = 0.05 if name.endswith(("adam", "adam_1")) else 0.15
+        assert np.linalg.norm(step_mirrored - step_single) <= tolerance * scale, name
         compared += 1
     assert compared > 60
 
