@@ -109,6 +109,10 @@ def _add_train(sub):
                    help="train D alone this many steps before --gan-start-step")
     p.add_argument("--freeze-encoder", action=argparse.BooleanOptionalAction, default=None,
                    help="keep the encoder (and so the rate) fixed in the GAN phase")
+    p.add_argument("--corrected-loss", action=argparse.BooleanOptionalAction, default=None,
+                   help="score the distortion on each crop as a file's colour correction "
+                        "(channel means and gains, 6 bytes a file) leaves it: the decoder "
+                        "stops spending capacity on global colour")
     p.add_argument("--no-gan", action="store_true",
                    help="distortion only, no discriminator: the paper's MSE baseline")
     p.add_argument("--lambda-gan", type=float, default=None)
@@ -571,7 +575,8 @@ def _train(args):
                        ("lr_decay_factor", "lr_decay_factor"), ("beta1", "beta1"),
                        ("quantizer", "quantizer"), ("min_channels", "min_channels"),
                        ("chroma_weight", "chroma_weight"), ("upsampling", "upsampling"),
-                       ("channel_weights", "channel_weights")):
+                       ("channel_weights", "channel_weights"),
+                       ("corrected_loss", "corrected_loss")):
         if getattr(args, arg) is not None:
             fields[field] = getattr(args, arg)
     if args.crop:

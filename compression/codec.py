@@ -162,8 +162,13 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
     ``correct``: the encoder decodes its file and stores the colour
     correction (:mod:`compression.correction`, 6 bytes, counted against
     ``bpp``) that brings the decoded colours and contrast closest to the
-    image's; the decoder applies it.  It costs one decode.
+    image's; the decoder applies it.  It costs one decode.  A model trained
+    with ``corrected_loss`` needs it (its raw decodes carry no colour it was
+    taught), so ``correct=False`` is refused for it.
     """
+    if not correct and model.config.corrected_loss:
+        raise ConfigError("this model was trained with corrected_loss: its files need the "
+                          "colour correction (6 bytes); encode with correct=True")
     for name, value, least in (("refine", refine, 0), ("seeds", seeds, 1)):
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise ConfigError(f"{name} takes a number of {'steps' if name == 'refine' else name}"

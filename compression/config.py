@@ -52,6 +52,7 @@ _ABSENT_MEANS = {
     "quantizer": "soft",
     "min_channels": None, "chroma_weight": 1.0, "selective_probability": 0.0,
     "class_names": (), "label_factor": 1, "upsampling": "transposed", "channel_weights": (),
+    "corrected_loss": False,
 }
 
 
@@ -139,6 +140,12 @@ class CompressionConfig:
         ``freeze_encoder``.
       chroma_weight: weight of the chroma part of the MSE against its grey
         part (1: plain RGB MSE; see :func:`compression.losses.distortion_loss`).
+      corrected_loss: score the distortion terms on each crop's reconstruction
+        as a file's colour correction leaves it (its channel means and gains
+        set from the original; :func:`compression.losses.color_corrected`), so
+        the decoder is not trained on what every file repairs for 6 bytes.
+        Such a model's files need the correction: the encoder refuses to
+        write them without it.  Default False.
       lr_decay_step, lr_decay_factor: both learning rates are multiplied by
         ``lr_decay_factor`` from global step ``lr_decay_step`` on (0: never).
       quantizer: ``"bounded_ste"`` (default: encoder output squashed into
@@ -230,6 +237,7 @@ class CompressionConfig:
     label_factor: int = 1
     upsampling: str = "transposed"
     channel_weights: tuple = ()
+    corrected_loss: bool = False
     _notes: tuple = field(default=(), repr=False, compare=False)
 
     def __post_init__(self):
@@ -342,7 +350,7 @@ class CompressionConfig:
             raise ConfigError(
                 f"upsampling must be {' or '.join(map(repr, UPSAMPLING))}, "
                 f"got {self.upsampling!r}")
-        for name in ("noise", "freeze_encoder"):
+        for name in ("noise", "freeze_encoder", "corrected_loss"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
 

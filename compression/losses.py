@@ -7,16 +7,21 @@
   [-1, 1] (a value of 0.01 is about 26 dB PSNR on 8-bit images).
 * Feature matching: L1 between D's intermediate activations on ``x`` and on
   ``x_hat``, averaged over layers and scales; real activations are constants.
+* :func:`color_corrected`: a reconstruction as a file's colour correction
+  leaves it, so the distortion terms can score what a user sees.
 """
 
 import math
 
 import tensorflow as tf
 
+from compression.correction import MAX_GAIN
+
 __all__ = [
     "discriminator_loss",
     "generator_adversarial_loss",
     "distortion_loss",
+    "color_corrected",
     "ms_ssim_loss",
     "ms_ssim_scales",
     "feature_matching_loss",
@@ -56,6 +61,33 @@ def distortion_loss(images, reconstruction, chroma_weight=1.0):
     grey = tf.reduce_mean(error, axis=-1, keepdims=True)
     chroma = tf.reduce_sum(tf.square(error - grey), axis=-1)
     return tf.reduce_mean(3.0 * tf.square(grey[..., 0]) + chroma_weight * chroma) / 3.0
+
+
+def color_corrected(images, reconstruction, hold_gain=False):
+    """``reconstruction`` ``[B, H, W, 3]`` in [-1, 1] with each example's
+    channels mapped to ``gain * (y - mean(y)) + mean(x)``: what the file's
+    colour correction (:mod:`compression.correction`) makes of it, with the
+    gain ``sqrt(rho) * std(x) / std(y)`` unrounded and clipped to [0, 255/64].
+
+    The mean and the gain are the image's (the crop's, in training), so a loss
+    on the result does not charge the decoder for a global colour cast or a
+    contrast that every file repairs for a few bytes.  ``hold_gain`` treats the
+    gain as a constant for the gradient (a bottleneck optimised in place moves
+    too little to change it); otherwise the gradient is the exact one of what
+    the decoder will show, which is unchanged by scaling the decoder's output.
+    """
+    def mean(t):
+        return tf.reduce_mean(t, axis=[1, 2], keepdims=True)
+
+    mx = mean(images)
+    dx, dy = images - mx, reconstruction - mean(reconstruction)
+    sx, sy = tf.sqrt(mean(dx * dx) + 1e-12), tf.sqrt(mean(dy * dy) + 1e-12)
+    # max, not relu + sqrt: sqrt's gradient at 0 is infinite (0 * inf = NaN).
+    rho = tf.maximum(mean(dx * dy) / (sx * sy), 1e-8)
+    gain = tf.clip_by_value(tf.sqrt(rho) * sx / sy, 0.0, MAX_GAIN)
+    if hold_gain:
+        gain = tf.stop_gradient(gain)
+    return tf.clip_by_value(gain * dy + mx, -1.0, 1.0)
 
 
 # Wang et al. (2003) weights of the five MS-SSIM scales, finest first.

@@ -32,6 +32,7 @@ from compression.discriminator import multiscale_discriminator
 from compression.encoder import encoder
 from compression.entropy_model import UNIFORM_MIX
 from compression.losses import (
+    color_corrected,
     discriminator_loss,
     distortion_loss,
     feature_matching_loss,
@@ -372,6 +373,9 @@ def build_training_graph(images, config, labels=None, z=None, loss_scale=None):
         w_hat = apply_mask(w_hat, mask)
     reconstruction, noise = synthesize(w_hat, config, True, z=z, labels_one_hot=one_hot,
                                        kept=kept)
+    if config.corrected_loss:
+        # What a file shows: the losses, D and the metrics all see it.
+        reconstruction = color_corrected(images, reconstruction)
     scored = reconstruction if mask is None else keep_inside(images, reconstruction, mask)
 
     global_step = _v1.train.get_or_create_global_step()

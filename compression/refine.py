@@ -47,9 +47,13 @@ import numpy as np
 import tensorflow as tf
 
 from compression.context_model import context_indices
-from compression.correction import MAX_GAIN
 from compression.errors import ConfigError
-from compression.losses import distortion_loss, ms_ssim_loss, ms_ssim_scales
+from compression.losses import (
+    color_corrected,
+    distortion_loss,
+    ms_ssim_loss,
+    ms_ssim_scales,
+)
 from compression.model import decode_tail, decoder_features, interpolated_code_lengths
 from compression.quantizer import quantize
 from compression.selective import apply_mask
@@ -137,7 +141,7 @@ class _Graph:
             # The image's own pixels: the reflected padding is not part of the picture.
             h, w = self.size[0], self.size[1]
             x, y = self.image[:, :h, :w], reconstruction[:, :h, :w]
-            y += self.correct * (_corrected(x, y) - y)
+            y += self.correct * (color_corrected(x, y, hold_gain=True) - y)
             self.distortion = cfg.lambda_mse * distortion_loss(x, y, cfg.chroma_weight)
             if cfg.lambda_ms_ssim:
                 self.distortion += cfg.lambda_ms_ssim * ms_ssim_loss(x, y, scales=scales)
@@ -146,21 +150,6 @@ class _Graph:
             # Built now even when only the seed search uses this graph: the
             # decoder's conds cannot gain gradients once the session has run them.
             self.gradient = tf.gradients(loss, self.w)[0]
-
-
-def _corrected(x, y):
-    """``y`` ``[1, h, w, 3]`` as the file's colour correction leaves it
-    (:mod:`compression.correction`; the gain unrounded and held constant for
-    the gradient), in [-1, 1]."""
-    def moments(t, u):
-        return tf.reduce_mean(t * u, axis=[1, 2], keepdims=True)
-
-    mx = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
-    dx, dy = x - mx, y - tf.reduce_mean(y, axis=[1, 2], keepdims=True)
-    sx, sy = tf.sqrt(moments(dx, dx)), tf.sqrt(moments(dy, dy))
-    rho = tf.nn.relu(moments(dx, dy)) / (sx * sy + 1e-12)
-    gain = tf.stop_gradient(tf.clip_by_value(tf.sqrt(rho) * sx / (sy + 1e-12), 0.0, MAX_GAIN))
-    return tf.clip_by_value(gain * dy + mx, -1.0, 1.0)
 
 
 def _graph(model, size):

@@ -33,6 +33,7 @@ from compression import bitstream
 from compression import data as data_lib
 from compression import metrics as metrics_lib
 from compression.config import CompressionConfig
+from compression.correction import apply_correction, fit_correction
 from compression.distribute import (
     check_strategy,
     make_strategy,
@@ -426,6 +427,8 @@ class _Validator:
             a = _to_uint8(out["image"])
             for suffix in self.rates:
                 b = _to_uint8(out[f"reconstruction{suffix}"])
+                if self.config.corrected_loss:
+                    b = apply_correction(b, fit_correction(a, b))
                 figures[f"val_psnr{suffix}"].append(metrics_lib.psnr(a, b))
                 figures[f"val_ms_ssim{suffix}"].append(metrics_lib.ms_ssim(a, b))
                 figures[f"val_bpp_estimate{suffix}"].append(out[f"bpp_estimate{suffix}"])
@@ -470,12 +473,14 @@ def _rate_note(config):
                  f"C={config.channels}, L={config.num_centers})")
     else:
         bound = f"bpp bound {config.bpp_bound():.4f} (C={config.channels}, L={config.num_centers})"
-    # A 480x360 file's header and CRC, besides a payload of a few hundred bytes.
+    # A 480x360 file's header (with the colour correction every file carries
+    # by default) and CRC, besides a payload of a few hundred bytes.
     height, width = bitstream.bottleneck_size(360, 480)
     frame = bitstream.Header(fingerprint=bytes(bitstream.FINGERPRINT_SIZE), image_height=360,
                              image_width=480, bottleneck_channels=config.channels,
                              bottleneck_height=height, bottleneck_width=width,
-                             num_centers=config.num_centers, seed=None)
+                             num_centers=config.num_centers, seed=None,
+                             correction=bytes(bitstream.CORRECTION_SIZE))
     header = frame.file_size(1000) - 1000
     return (bound + f"; files code at about val_bpp_estimate, plus a {header}-byte header "
             f"({8 * header / (480 * 360):.4f} bpp at 480x360) and the model's name")

@@ -39,10 +39,11 @@ def test_a_saved_config_without_later_fields_keeps_their_first_meaning():
     # A config.json of the first release has none of the later fields: it
     # must load as the soft-quantiser model it was, whatever today's defaults.
     first = {k: v for k, v in CompressionConfig(quantizer="soft").to_dict().items()
-             if k not in ("quantizer", "noise_batch", "freeze_encoder", "gan_ramp_steps")}
+             if k not in ("quantizer", "noise_batch", "freeze_encoder", "gan_ramp_steps",
+                          "corrected_loss")}
     cfg = CompressionConfig.from_dict(first)
-    assert (cfg.quantizer, cfg.noise_batch, cfg.freeze_encoder, cfg.gan_ramp_steps) == (
-        "soft", 1, False, 0)
+    assert (cfg.quantizer, cfg.noise_batch, cfg.freeze_encoder, cfg.gan_ramp_steps,
+            cfg.corrected_loss) == ("soft", 1, False, 0, False)
     assert CompressionConfig.from_dict(CompressionConfig().to_dict()) == CompressionConfig()
 
 
@@ -71,7 +72,7 @@ def test_fingerprint_json_ignores_training_only_fields_added_later():
     base = CompressionConfig(**TINY)
     tuned = dataclasses.replace(base, gan_ramp_steps=500, d_warmup_steps=100,
                                 freeze_encoder=True, lambda_ms_ssim=1.0, lr_decay_step=9,
-                                noise_batch=4, lambda_rate=3.0)
+                                noise_batch=4, lambda_rate=3.0, corrected_loss=True)
     assert tuned.fingerprint_json() == base.fingerprint_json()
     assert tuned.to_json() != base.to_json()
     assert dataclasses.replace(base, channels=5).fingerprint_json() != base.fingerprint_json()
@@ -156,6 +157,7 @@ def test_ints_and_centres_are_normalised():
     (dict(lr_decay_factor=2.0), "lr_decay_factor"),
     (dict(noise_batch=0), "noise_batch"),
     (dict(freeze_encoder="no"), "freeze_encoder"),
+    (dict(corrected_loss=1), "corrected_loss"),
     (dict(lambda_ms_ssim=-1.0), "lambda_ms_ssim"),
     (dict(lambda_rate=-0.5), "lambda_rate"),
     (dict(lambda_rate="high"), "lambda_rate"),

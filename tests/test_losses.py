@@ -182,3 +182,53 @@ def test_ms_ssim_loss_stays_finite_under_the_bfloat16_rewrite():
     (plain, plain_grad), (mixed, mixed_grad) = values
     assert np.isfinite(mixed) and np.all(np.isfinite(mixed_grad))
     assert 0 < plain < 0.05 and abs(mixed - plain) < 0.1 * plain
+
+
+def test_color_corrected_is_what_the_file_correction_makes_of_a_decode():
+    from skimage import data
+
+    from compression.correction import apply_correction, fit_correction
+    from compression.losses import color_corrected
+
+    a = data.astronaut()[:128, :160]
+    rng = np.random.default_rng(0)
+    # A decode with a colour cast, half the contrast and noise of its own.
+    cast = 0.5 * a.astype(float) + np.array([60.0, 10.0, 40.0]) + rng.normal(0, 6, a.shape)
+    b = np.clip(cast, 0, 255).astype(np.uint8)
+    with tf.Graph().as_default():
+        x = tf.constant(a[None] / 127.5 - 1, tf.float32)
+        y = tf.constant(b[None] / 127.5 - 1, tf.float32)
+        for hold_gain in (False, True):
+            out = (run(color_corrected(x, y, hold_gain=hold_gain))[0] + 1) * 127.5
+            # The file's correction rounds its means and gains: within a level or two.
+            expected = apply_correction(b, fit_correction(a, b)).astype(float)
+            assert np.abs(out - expected).mean() < 1.0
+            assert np.abs(out - a).mean() < 0.4 * np.abs(b.astype(float) - a).mean()
+
+
+def test_color_corrected_loss_charges_no_cast_or_contrast():
+    """The exact gradient does not move a decode's channel means or scale, and is finite."""
+    from compression.losses import color_corrected
+
+    rng = np.random.default_rng(1)
+    x_values = rng.uniform(-0.8, 0.8, (2, 16, 16, 3))
+    y_values = 0.4 * x_values + 0.1 + rng.normal(0, 0.1, x_values.shape)
+    with tf.Graph().as_default():
+        x = tf.constant(x_values, tf.float32)
+        y = tf.constant(y_values, tf.float32)
+        exact = tf.gradients(distortion_loss(x, color_corrected(x, y)), y)[0]
+        held = tf.gradients(distortion_loss(x, color_corrected(x, y, hold_gain=True)), y)[0]
+        # A flat decode (std 0) and an anti-correlated one: clipped gains, finite gradients.
+        flat = tf.zeros_like(x) + 0.3
+        edge = tf.gradients(distortion_loss(x, color_corrected(x, flat))
+                            + distortion_loss(x, color_corrected(x, -x)), flat)[0]
+        g, h, e = run([exact, held, edge])
+    centred = y_values - y_values.mean(axis=(1, 2), keepdims=True)
+    scale = np.abs(g).sum()
+    assert scale > 0 and np.all(np.isfinite(e))
+    # No component along each example's channel mean ...
+    assert np.abs(g.sum(axis=(1, 2))).max() < 1e-4 * scale
+    assert np.abs(h.sum(axis=(1, 2))).max() < 1e-4 * scale
+    # ... and, with the gain differentiated, none along its contrast either.
+    assert np.abs((g * centred).sum(axis=(1, 2))).max() < 1e-4 * np.abs(g * centred).sum()
+    assert np.abs((h * centred).sum(axis=(1, 2))).max() > 1e-2 * np.abs(h * centred).sum()

@@ -647,3 +647,27 @@ def test_init_from_converts_transposed_upsampling_to_resize(tiny_data, tmp_path,
                  "--init-from", str(resized), "--upsampling", "transposed", "--steps", "1",
                  "--no-progress"]) == 2
     assert_clean_error(capsys, "decoder/u1/weights")
+
+
+def test_corrected_loss_trains_on_what_files_show(tiny_data, tmp_path):
+    from skimage import data
+
+    from compression.codec import decode_image, encode_image
+    from compression.errors import ConfigError
+
+    run = tmp_path / "run"
+    # Distortion steps, then a GAN step whose D sees the corrected decode, then validation.
+    assert main(["train", "--data", str(tiny_data), "--out", str(run), "--steps", "5",
+                 "--val-every", "5", "--val-images", "2", *TINY_CLI, "--corrected-loss"]) == 0
+    assert CompressionConfig.load(run / "config.json").corrected_loss
+    figures = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any(np.isfinite(f.get("val_psnr", np.nan)) for f in figures)
+    assert all(np.isfinite(f["g_loss"]) for f in figures if "g_loss" in f)
+    image = data.astronaut()[::8, ::8]
+    with load_model(run) as model:
+        with pytest.raises(ConfigError, match="trained with corrected_loss.*correct=True"):
+            encode_image(model, image, correct=False)
+        result = encode_image(model, image)
+        assert result.corrected
+        decoded, header = decode_image(model, result.data)
+        assert decoded.shape == image.shape and header.correction is not None
