@@ -112,7 +112,8 @@ def _add_train(sub):
     p.add_argument("--corrected-loss", action=argparse.BooleanOptionalAction, default=None,
                    help="score the distortion on each crop as a file's colour correction "
                         "(channel means and gains, 6 bytes a file) leaves it: the decoder "
-                        "stops spending capacity on global colour")
+                        "stops spending capacity on global colour (default: on; "
+                        "--no-corrected-loss for the models before it)")
     p.add_argument("--no-gan", action="store_true",
                    help="distortion only, no discriminator: the paper's MSE baseline")
     p.add_argument("--lambda-gan", type=float, default=None)

@@ -26,6 +26,9 @@ TINY = CompressionConfig(
     batch_size=2, gan_start_step=4,
     # The GAN phase of these tests: full weights at once, encoder trained.
     lambda_gan=1.0, lambda_fm=10.0, gan_ramp_steps=0, d_warmup_steps=0, freeze_encoder=False,
+    # The codec tests compare files with and without the colour correction,
+    # which a corrected_loss model refuses to write.
+    corrected_loss=False,
 )
 #: TINY without the GAN phase, for tests that need no discriminator: a training
 #: launch builds half the graph, in about half the time.
@@ -90,6 +93,7 @@ def tiny_run(tiny_data, tmp_path_factory):
 TINY_VARIABLE_RATE = CompressionConfig(
     channels=6, min_channels=2, width=0.0625, residual_blocks=1, noise_dim=16, upsample_dim=32,
     crop_height=32, crop_width=64, batch_size=2, lambda_gan=0.0, lambda_fm=0.0,
+    corrected_loss=False,
 )
 
 

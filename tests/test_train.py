@@ -656,9 +656,10 @@ def test_corrected_loss_trains_on_what_files_show(tiny_data, tmp_path):
     from compression.errors import ConfigError
 
     run = tmp_path / "run"
-    # Distortion steps, then a GAN step whose D sees the corrected decode, then validation.
+    # Distortion steps, then a GAN step whose D sees the corrected decode, then
+    # validation; corrected_loss is the default.
     assert main(["train", "--data", str(tiny_data), "--out", str(run), "--steps", "5",
-                 "--val-every", "5", "--val-images", "2", *TINY_CLI, "--corrected-loss"]) == 0
+                 "--val-every", "5", "--val-images", "2", *TINY_CLI]) == 0
     assert CompressionConfig.load(run / "config.json").corrected_loss
     figures = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert any(np.isfinite(f.get("val_psnr", np.nan)) for f in figures)
