@@ -48,6 +48,7 @@ __all__ = [
     "SkippedFileWarning",
     "find_examples",
     "make_dataset",
+    "whole_window",
     "write_synthetic_cityscapes",
     "data_error_from",
     "IMAGE_SUFFIX",
@@ -67,6 +68,10 @@ PLAIN_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 # (crop larger than the images, too few --classes) into a DataError before
 # tf.data starts; later files are handled inside the pipeline.
 EAGER_CHECKS = 4
+# Whole-image evaluation (make_dataset(crop_size=None)): windows are cut to
+# multiples of the encoder's stride and capped per side; see whole_window.
+WHOLE_MULTIPLE = 16
+WHOLE_MAX_SIDE = 1024
 
 _DEFAULT_SPLITS = MappingProxyType({"train": 4, "val": 2})
 
@@ -298,7 +303,8 @@ class _Loader:
 
     Training: ``train_item(i)`` returns the crop of global example ``i``
     (image ``[h, w, 3]`` and, with labels, ``[h, w]`` uint8).  Evaluation:
-    ``eval_item(j)`` returns the centre crop of ``examples[j]`` plus an ``ok``
+    ``eval_item(j)`` returns the centre crop of ``examples[j]`` (with
+    ``crop=None``, its whole-image window: :func:`whole_window`) plus an ``ok``
     flag that is False for a skipped file.
     """
 
@@ -338,9 +344,10 @@ class _Loader:
         except Exception as e:  # Pillow raises OSError, ValueError, SyntaxError, ...
             raise _BadFile(f"cannot read image ({type(e).__name__}: {e})") from e
         h, w = image.shape[:2]
-        if h < self.crop[0] or w < self.crop[1]:
+        least = self.crop or (WHOLE_MULTIPLE, WHOLE_MULTIPLE)
+        if h < least[0] or w < least[1]:
             raise _BadFile(f"image is {_size_text((h, w))} (height x width), smaller than "
-                           f"the crop {_size_text(self.crop)}")
+                           f"the crop {_size_text(least)}")
         labels = None
         if self.num_classes:
             try:
@@ -360,8 +367,8 @@ class _Loader:
             labels = labels.astype(np.uint8)
         return image, labels
 
-    def _outputs(self, image, labels, y, x, flip):
-        h, w = self.crop
+    def _outputs(self, image, labels, y, x, flip, window=None):
+        h, w = window or self.crop
         out = [image[y:y + h, x:x + w]]
         if labels is not None:
             out.append(labels[y:y + h, x:x + w])
@@ -401,7 +408,7 @@ class _Loader:
 
     def _eval_item(self, j):
         ex = self.examples[j]
-        h, w = self.crop
+        h, w = self.crop or (WHOLE_MULTIPLE, WHOLE_MULTIPLE)
         try:
             if self.counter.is_bad(ex.image_path):
                 raise _BadFile("")
@@ -412,9 +419,23 @@ class _Loader:
             if self.num_classes:
                 out.append(np.zeros((h, w), np.uint8))
             return out + [np.bool_(False)]
+        if self.crop is None:
+            h, w = whole_window(*image.shape[:2])
         y = (image.shape[0] - h) // 2
         x = (image.shape[1] - w) // 2
-        return self._outputs(image, labels, y, x, False) + [np.bool_(True)]
+        return self._outputs(image, labels, y, x, False, (h, w)) + [np.bool_(True)]
+
+
+def whole_window(height, width):
+    """The ``(h, w)`` an evaluation of a whole ``height x width`` image uses.
+
+    The largest centred window whose sides are multiples of
+    ``WHOLE_MULTIPLE`` (the encoder's stride, so no padding is needed) and at
+    most ``WHOLE_MAX_SIDE`` (so a validation pass of large photographs stays
+    within an inference's memory): 352x480 of a 360x480 CamVid frame,
+    320x480 of a 321x481 BSDS500 photograph.
+    """
+    return tuple(min(WHOLE_MAX_SIDE, s - s % WHOLE_MULTIPLE) for s in (height, width))
 
 
 def data_error_from(error):
@@ -524,6 +545,10 @@ def make_dataset(examples, *, crop_size, batch_size, training, num_classes=0, se
       crop_size: ``(h, w)`` of the crops.  Training takes a random window and
         a random horizontal flip (the same for image and labels); evaluation
         takes the centre window (the whole image when the sizes are equal).
+        None (evaluation only, ``batch_size`` 1): each image nearly whole, in
+        its own :func:`whole_window`, so figures are those of the sizes files
+        code (a model trained on small crops can score very differently on
+        whole frames: its instance norms see other statistics).
       batch_size: examples per batch.
       training: True: an infinite, shuffled stream of full batches (see the
         module docstring for how it depends on ``seed``).  False: one pass
@@ -555,7 +580,10 @@ def make_dataset(examples, *, crop_size, batch_size, training, num_classes=0, se
     examples = list(examples)
     if not examples:
         raise DataError("no examples to build a dataset from")
-    crop = _pair(crop_size, "crop_size")
+    if crop_size is None and (training or int(batch_size) != 1):
+        raise DataError("crop_size=None (whole images, each its own size) is for "
+                        "evaluation with batch_size 1; give a crop size to train or batch")
+    crop = None if crop_size is None else _pair(crop_size, "crop_size")
     resize = None if resize is None else _pair(resize, "resize")
     if int(batch_size) < 1:
         raise DataError(f"batch_size must be positive, got {batch_size!r}")
@@ -572,11 +600,11 @@ def make_dataset(examples, *, crop_size, batch_size, training, num_classes=0, se
                 f"{len(unlabelled)} of {len(examples)} have none (first: "
                 f"{unlabelled[0].image_path!r}); add the {LABEL_DIR} files or use --classes 0"
             )
-    _eager_checks(examples, crop, resize, num_classes)
+    _eager_checks(examples, crop or (WHOLE_MULTIPLE, WHOLE_MULTIPLE), resize, num_classes)
 
     counter = skip_counter if skip_counter is not None else SkipCounter()
     loader = _Loader(examples, crop, resize, num_classes, seed, counter)
-    h, w = crop
+    h, w = crop or (None, None)
     types = [tf.uint8, tf.uint8] if num_classes else [tf.uint8]
     shapes = [(h, w, 3), (h, w)][: len(types)]
 

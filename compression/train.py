@@ -377,7 +377,8 @@ class _Validator:
 
     Reports PSNR, MS-SSIM (with fewer scales for small images, see
     :func:`compression.metrics.ms_ssim`) and the entropy-model estimate of the
-    bits per pixel, averaged over the images.  With an EMA of the generator
+    bits per pixel, averaged over the images, each nearly whole (its
+    :func:`compression.data.whole_window`).  With an EMA of the generator
     (``config.ema_decay > 0``) the shadow weights are scored, because they
     are what :func:`compression.inference.load_model` loads.
     """
@@ -386,8 +387,11 @@ class _Validator:
         self.config = config
         self.examples = examples
         cfg = config
+        # Whole images (each in its data_lib.whole_window), not training-size
+        # crops: a model trained on 256x256 crops scored +0.017 MS-SSIM on
+        # centre crops of CamVid val but +0.002 on the whole frames files code.
         ds = data_lib.make_dataset(
-            examples, crop_size=cfg.crop_size, batch_size=1, training=False,
+            examples, crop_size=None, batch_size=1, training=False,
             num_classes=cfg.semantic_classes, resize=resize,
         )
         ds = ds[0] if isinstance(ds, tuple) else ds
@@ -572,7 +576,8 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
     val_examples = [e for group in itertools.zip_longest(*val_sets) for e in group
                     if e is not None][:val_images]
     log(_device_message())
-    log(f"{len(examples)} training images, {len(val_examples)} validation images; "
+    log(f"{len(examples)} training images, {len(val_examples)} validation images (scored "
+        "nearly whole); "
         + _rate_note(config))
 
     graph = tf.Graph()

@@ -182,6 +182,38 @@ def test_evaluation_centre_crop(tmp_path):
     np.testing.assert_array_equal(got, image[5:15, 10:20])
 
 
+def test_evaluation_of_whole_images_keeps_each_size(tmp_path):
+    """crop_size=None: every image in its own centred window, sides cut to
+    multiples of 16 (no padding needed) and labels cut the same."""
+    rng = np.random.default_rng(0)
+    sizes = [(40, 70), (33, 16), (64, 48)]
+    images = [rng.integers(0, 256, s + (3,), dtype=np.uint8) for s in sizes]
+    labels = [rng.integers(0, 4, s, dtype=np.uint8) for s in sizes]
+    root = _write_tree(tmp_path, "val", ["a", "b", "c"], images, labels)
+    batches = _batches(make_dataset(find_examples(root, "val", True), crop_size=None,
+                                    batch_size=1, training=False, num_classes=4))
+    assert [b["image"].shape[1:3] for b in batches] == [(32, 64), (32, 16), (64, 48)]
+    for b, image, label, (h, w) in zip(batches, images, labels,
+                                       [(32, 64), (32, 16), (64, 48)], strict=True):
+        y, x = (image.shape[0] - h) // 2, (image.shape[1] - w) // 2
+        got = np.round((b["image"][0] + 1) * 127.5).astype(np.uint8)
+        np.testing.assert_array_equal(got, image[y:y + h, x:x + w])
+        np.testing.assert_array_equal(b["labels"][0], label[y:y + h, x:x + w])
+
+
+def test_whole_window_cuts_to_the_stride_and_caps_large_images():
+    assert data.whole_window(360, 480) == (352, 480)  # a CamVid frame
+    assert data.whole_window(481, 321) == (480, 320)  # a BSDS500 portrait
+    assert data.whole_window(1024, 2048) == (1024, data.WHOLE_MAX_SIDE)
+
+
+def test_whole_images_are_for_evaluation_one_at_a_time(tmp_path):
+    examples = find_examples(_id_tree(tmp_path, 2))
+    for kwargs in (dict(training=True, batch_size=1), dict(training=False, batch_size=2)):
+        with pytest.raises(DataError, match="crop_size=None"):
+            make_dataset(examples, crop_size=None, **kwargs)
+
+
 def test_resize_keeps_label_ids(tmp_path):
     # 2x2 blocks of ids 0 and 10: halving the size with nearest neighbour must
     # give the blocks back exactly; any interpolation would create other ids.

@@ -367,6 +367,29 @@ def test_validation_scores_the_weights_inference_loads(tiny_data, ema_decay):
     assert shadows == ((weights - encoder) if ema_decay else set())
 
 
+def test_validation_scores_whole_images(tiny_data):
+    """Validation decodes each val image nearly whole (the size files code),
+    not a training-size crop: crop-trained models score differently there."""
+    from compression.data import whole_window
+    from compression.model import build_training_graph
+    from compression.train import _Validator
+
+    with tf.Graph().as_default():
+        images = tf.zeros([2, TINY_MSE.crop_height, TINY_MSE.crop_width, 3])
+        tg = build_training_graph(images, TINY_MSE)
+        validator = _Validator(TINY_MSE, find_examples(tiny_data, "val"), None,
+                               tg.symbol_counts, tg.ema)
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            sess.run(validator.iterator.initializer)
+            out = sess.run(validator.fetches)
+            figures = validator.run(sess)
+    assert (TINY_MSE.crop_height, TINY_MSE.crop_width) != (64, 128)
+    assert out["image"].shape[:2] == whole_window(64, 128)
+    assert out["reconstruction"].shape == out["image"].shape
+    assert figures["val_images"] == 2 and np.isfinite(figures["val_psnr"])
+
+
 def test_keep_applies_across_resumes(tiny_data, tmp_path):
     from compression.train import train
 
