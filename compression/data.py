@@ -311,6 +311,8 @@ class _Loader:
     def __init__(self, examples, crop, resize, num_classes, seed, counter):
         self.examples = list(examples)
         self.crop = crop
+        # The smallest usable image: the crop, or for whole images one stride.
+        self.least = crop or (WHOLE_MULTIPLE, WHOLE_MULTIPLE)
         self.resize = resize
         self.num_classes = num_classes
         self.seed = seed
@@ -344,10 +346,9 @@ class _Loader:
         except Exception as e:  # Pillow raises OSError, ValueError, SyntaxError, ...
             raise _BadFile(f"cannot read image ({type(e).__name__}: {e})") from e
         h, w = image.shape[:2]
-        least = self.crop or (WHOLE_MULTIPLE, WHOLE_MULTIPLE)
-        if h < least[0] or w < least[1]:
+        if h < self.least[0] or w < self.least[1]:
             raise _BadFile(f"image is {_size_text((h, w))} (height x width), smaller than "
-                           f"the crop {_size_text(least)}")
+                           f"the crop {_size_text(self.least)}")
         labels = None
         if self.num_classes:
             try:
@@ -367,8 +368,8 @@ class _Loader:
             labels = labels.astype(np.uint8)
         return image, labels
 
-    def _outputs(self, image, labels, y, x, flip, window=None):
-        h, w = window or self.crop
+    def _outputs(self, image, labels, y, x, flip, window):
+        h, w = window
         out = [image[y:y + h, x:x + w]]
         if labels is not None:
             out.append(labels[y:y + h, x:x + w])
@@ -399,7 +400,7 @@ class _Loader:
             y = int(rng.integers(0, image.shape[0] - self.crop[0] + 1))
             x = int(rng.integers(0, image.shape[1] - self.crop[1] + 1))
             flip = bool(rng.random() < 0.5)
-            return self._outputs(image, labels, y, x, flip)
+            return self._outputs(image, labels, y, x, flip, self.crop)
         raise DataError(f"none of the {n} training images could be used; see the "
                         f"warnings above for why (first: {self.counter.paths[:1]})")
 
@@ -408,19 +409,18 @@ class _Loader:
 
     def _eval_item(self, j):
         ex = self.examples[j]
-        h, w = self.crop or (WHOLE_MULTIPLE, WHOLE_MULTIPLE)
         try:
             if self.counter.is_bad(ex.image_path):
                 raise _BadFile("")
             image, labels = self._load(ex)
         except _BadFile as e:
             self.counter.record(ex.image_path, str(e))
+            h, w = self.least  # a placeholder the pipeline filters out
             out = [np.zeros((h, w, 3), np.uint8)]
             if self.num_classes:
                 out.append(np.zeros((h, w), np.uint8))
             return out + [np.bool_(False)]
-        if self.crop is None:
-            h, w = whole_window(*image.shape[:2])
+        h, w = self.crop or whole_window(*image.shape[:2])
         y = (image.shape[0] - h) // 2
         x = (image.shape[1] - w) // 2
         return self._outputs(image, labels, y, x, False, (h, w)) + [np.bool_(True)]
@@ -600,10 +600,9 @@ def make_dataset(examples, *, crop_size, batch_size, training, num_classes=0, se
                 f"{len(unlabelled)} of {len(examples)} have none (first: "
                 f"{unlabelled[0].image_path!r}); add the {LABEL_DIR} files or use --classes 0"
             )
-    _eager_checks(examples, crop or (WHOLE_MULTIPLE, WHOLE_MULTIPLE), resize, num_classes)
-
     counter = skip_counter if skip_counter is not None else SkipCounter()
     loader = _Loader(examples, crop, resize, num_classes, seed, counter)
+    _eager_checks(examples, loader.least, resize, num_classes)
     h, w = crop or (None, None)
     types = [tf.uint8, tf.uint8] if num_classes else [tf.uint8]
     shapes = [(h, w, 3), (h, w)][: len(types)]

@@ -192,9 +192,9 @@ def test_evaluation_of_whole_images_keeps_each_size(tmp_path):
     root = _write_tree(tmp_path, "val", ["a", "b", "c"], images, labels)
     batches = _batches(make_dataset(find_examples(root, "val", True), crop_size=None,
                                     batch_size=1, training=False, num_classes=4))
-    assert [b["image"].shape[1:3] for b in batches] == [(32, 64), (32, 16), (64, 48)]
-    for b, image, label, (h, w) in zip(batches, images, labels,
-                                       [(32, 64), (32, 16), (64, 48)], strict=True):
+    windows = [(32, 64), (32, 16), (64, 48)]
+    assert [b["image"].shape[1:3] for b in batches] == windows
+    for b, image, label, (h, w) in zip(batches, images, labels, windows, strict=True):
         y, x = (image.shape[0] - h) // 2, (image.shape[1] - w) // 2
         got = np.round((b["image"][0] + 1) * 127.5).astype(np.uint8)
         np.testing.assert_array_equal(got, image[y:y + h, x:x + w])
