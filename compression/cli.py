@@ -84,7 +84,9 @@ def _add_train(sub):
     p.add_argument("--d-scales", type=int, default=None, help="discriminator scales (default 3)")
     p.add_argument("--steps", type=int, default=1000, help="train until this global step")
     p.add_argument("--batch", type=int, default=None, help="batch size (default 2)")
-    p.add_argument("--crop", type=_size, default=None, help="training crop HxW (default 512x1024)")
+    p.add_argument("--crop", type=_size, default=None,
+                   help="training crop HxW (default 512x1024); photos that hold it only "
+                   "turned a quarter (portrait photos, landscape crop) are turned to fit")
     p.add_argument("--resize", type=_size, default=None,
                    help="resample images to HxW before cropping (the paper: 512x1024)")
     p.add_argument("--semantic", action="store_true", help="condition on gtFine label maps")

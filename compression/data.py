@@ -17,7 +17,8 @@ pipeline of ``{"image": float32 [B, H, W, 3] in [-1, 1], "labels": int32
 Reproducibility.  The training stream is a pure function of ``seed``: global
 example ``i`` is position ``i % N`` of epoch ``i // N``, whose order is
 ``numpy.random.default_rng([seed, epoch]).permutation(N)``; its crop window and
-flip come from ``default_rng([seed, 1, i])``.  Batch ``s`` is therefore made of
+flip (and, for an image that holds the crop only turned a quarter, the turn's
+direction) come from ``default_rng([seed, 1, i])``.  Batch ``s`` is therefore made of
 global examples ``s*B .. s*B+B-1``, and ``start_step=s`` starts there without
 decoding anything that comes before.
 
@@ -28,6 +29,11 @@ readable one in the stream, which keeps batch boundaries and therefore resumes
 exact; evaluation drops it.  Label ids ``>= num_classes`` are a configuration
 mistake, not file damage, so they stop the pipeline with a message that names
 the file (see :func:`make_dataset`).
+
+Orientation.  A photograph that holds the crop only turned a quarter (a
+portrait photo and a landscape crop, or the reverse) is turned to fit rather
+than skipped: a plain folder of one's own photos mixes both, and a crop of
+either orientation then uses all of them (BSDS500: 30% portrait).
 """
 
 import dataclasses
@@ -346,9 +352,9 @@ class _Loader:
         except Exception as e:  # Pillow raises OSError, ValueError, SyntaxError, ...
             raise _BadFile(f"cannot read image ({type(e).__name__}: {e})") from e
         h, w = image.shape[:2]
-        if h < self.least[0] or w < self.least[1]:
+        if not (_holds((h, w), self.least) or _holds((w, h), self.least)):
             raise _BadFile(f"image is {_size_text((h, w))} (height x width), smaller than "
-                           f"the crop {_size_text(self.least)}")
+                           f"the crop {_size_text(self.least)} in either orientation")
         labels = None
         if self.num_classes:
             try:
@@ -368,13 +374,15 @@ class _Loader:
             labels = labels.astype(np.uint8)
         return image, labels
 
-    def _outputs(self, image, labels, y, x, flip, window):
+    def _outputs(self, image, labels, y, x, flip, window, half_turn=False):
         h, w = window
         out = [image[y:y + h, x:x + w]]
         if labels is not None:
             out.append(labels[y:y + h, x:x + w])
         if flip:
             out = [a[:, ::-1] for a in out]
+        if half_turn:
+            out = [a[::-1, ::-1] for a in out]
         return [np.ascontiguousarray(a) for a in out]
 
     def train_item(self, index):
@@ -396,11 +404,17 @@ class _Loader:
                 continue
             # The window depends on the global index, not on the file, so a
             # substituted example keeps the stream a function of (seed, i).
+            turned = not _holds(image.shape, self.crop)
+            if turned:
+                image, labels = _quarter_turn(image, labels)
             rng = np.random.default_rng([self.seed, 1, i])
             y = int(rng.integers(0, image.shape[0] - self.crop[0] + 1))
             x = int(rng.integers(0, image.shape[1] - self.crop[1] + 1))
             flip = bool(rng.random() < 0.5)
-            return self._outputs(image, labels, y, x, flip, self.crop)
+            # Drawn last, and only for turned images, so that every other
+            # example's window and flip are what they were before turning.
+            half_turn = turned and bool(rng.random() < 0.5)
+            return self._outputs(image, labels, y, x, flip, self.crop, half_turn)
         raise DataError(f"none of the {n} training images could be used; see the "
                         f"warnings above for why (first: {self.counter.paths[:1]})")
 
@@ -420,10 +434,22 @@ class _Loader:
             if self.num_classes:
                 out.append(np.zeros((h, w), np.uint8))
             return out + [np.bool_(False)]
+        if self.crop is not None and not _holds(image.shape, self.crop):
+            image, labels = _quarter_turn(image, labels)
         h, w = self.crop or whole_window(*image.shape[:2])
         y = (image.shape[0] - h) // 2
         x = (image.shape[1] - w) // 2
         return self._outputs(image, labels, y, x, False, (h, w)) + [np.bool_(True)]
+
+
+def _holds(shape, window):
+    """Whether an image of ``shape`` (``[h, w, ...]``) holds a ``window`` as it stands."""
+    return shape[0] >= window[0] and shape[1] >= window[1]
+
+
+def _quarter_turn(image, labels):
+    """``image`` (and ``labels``) turned a quarter anticlockwise: ``[h, w]`` -> ``[w, h]``."""
+    return np.rot90(image), None if labels is None else np.rot90(labels)
 
 
 def whole_window(height, width):
@@ -518,7 +544,7 @@ def _eager_checks(examples, crop, resize, num_classes):
             max_id = int(labels.max())
             if max_id >= num_classes:
                 raise _label_range_error(ex.label_path, max_id, num_classes)
-    if sizes and all(h < crop[0] or w < crop[1] for _, h, w in sizes):
+    if sizes and not any(_holds((h, w), crop) or _holds((w, h), crop) for _, h, w in sizes):
         path, h, w = sizes[0]
         raise DataError(
             f"the crop {_size_text(crop)} (height x width) is larger than every one of the "
@@ -545,6 +571,8 @@ def make_dataset(examples, *, crop_size, batch_size, training, num_classes=0, se
       crop_size: ``(h, w)`` of the crops.  Training takes a random window and
         a random horizontal flip (the same for image and labels); evaluation
         takes the centre window (the whole image when the sizes are equal).
+        An image that holds the crop only turned a quarter is turned to fit
+        (training: clockwise or anticlockwise at random), not skipped.
         None (evaluation only, ``batch_size`` 1): each image nearly whole, in
         its own :func:`whole_window`, so figures are those of the sizes files
         code (a model trained on small crops can score very differently on

@@ -260,6 +260,46 @@ def test_training_crop_and_flip_are_shared_by_image_and_labels(tmp_path):
     assert len(offsets) > 4
 
 
+def test_portrait_images_are_turned_to_fit_a_landscape_crop(tmp_path):
+    # 40x24 portrait images hold a 16x32 crop only turned a quarter; before,
+    # every one was skipped as "smaller than the crop".
+    rng = np.random.default_rng(2)
+    h, w = 40, 24
+    yy, xx = np.mgrid[0:h, 0:w]
+    stems, images, labels = [], [], []
+    for k in range(3):
+        ids = rng.integers(0, 5, size=(h, w)).astype(np.uint8)
+        # red encodes the label, green the column, blue the row.
+        images.append(np.stack([ids * 50, xx * 10, yy * 6], -1).astype(np.uint8))
+        labels.append(ids)
+        stems.append(f"p{k}")
+    root = _write_tree(tmp_path, "train", stems, images, labels)
+    examples = find_examples(root, "train", True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SkippedFileWarning)
+        ds = make_dataset(examples, crop_size=(16, 32), batch_size=4, training=True,
+                          num_classes=5, seed=3)
+        batches = _batches(ds, 4)
+        ev = _batches(make_dataset(examples, crop_size=(16, 32), batch_size=3,
+                                   training=False, num_classes=5))
+    down = set()
+    for b in batches:
+        assert b["image"].shape == (4, 16, 32, 3)
+        pixels = np.round((b["image"] + 1) * 127.5).astype(np.int64)
+        np.testing.assert_array_equal(pixels[..., 0], b["labels"] * 50)
+        for p in pixels:
+            # Turned: along a row the source row changes by one, the column not.
+            rows, cols = p[..., 2] // 6, p[..., 1] // 10
+            assert np.all(cols == cols[:, :1])
+            assert np.all(np.abs(np.diff(rows, axis=1)) == 1)
+            assert abs(int(cols[-1, 0]) - int(cols[0, 0])) == 15
+            down.add(bool(cols[-1, 0] > cols[0, 0]))
+    assert down == {True, False}  # both ways round
+    assert ev[0]["image"].shape == (3, 16, 32, 3)
+    np.testing.assert_array_equal(
+        np.round((ev[0]["image"] + 1) * 127.5)[..., 0], ev[0]["labels"] * 50)
+
+
 def test_training_order_is_a_permutation_per_epoch(tmp_path):
     n, seed = 5, 7
     root = _id_tree(tmp_path, n)
@@ -339,6 +379,9 @@ def test_crop_larger_than_image_is_a_data_error(tree):
         make_dataset(examples, crop_size=(128, 128), batch_size=1, training=True)
     message = str(info.value)
     assert examples[0].image_path in message and "64x128" in message and "--resize" in message
+    # A crop the 64x128 images hold only turned is used, not refused.
+    ds = make_dataset(examples, crop_size=(128, 64), batch_size=1, training=True)
+    assert _batches(ds, 1)[0]["image"].shape == (1, 128, 64, 3)
     with pytest.raises(DataError, match="--resize 32x64 is smaller than the crop 64x64"):
         make_dataset(examples, crop_size=(64, 64), batch_size=1, training=True, resize=(32, 64))
     # Resizing up makes the crop fit.
