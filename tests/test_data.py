@@ -231,18 +231,22 @@ def test_resize_keeps_label_ids(tmp_path):
     assert len(np.unique(grey)) > 2
 
 
-def test_training_crop_and_flip_are_shared_by_image_and_labels(tmp_path):
-    rng = np.random.default_rng(1)
-    h, w = 24, 40
+def _position_tree(root, size, col_step, row_step, seed):
+    """Three labelled images whose pixels say where they are: red encodes the
+    label (ids * 50), green the column (* ``col_step``), blue the row (* ``row_step``)."""
+    rng = np.random.default_rng(seed)
+    h, w = size
     yy, xx = np.mgrid[0:h, 0:w]
-    stems, images, labels = [], [], []
-    for k in range(3):
+    images, labels = [], []
+    for _ in range(3):
         ids = rng.integers(0, 5, size=(h, w)).astype(np.uint8)
-        # red encodes the label, green the column, blue the row.
-        images.append(np.stack([ids * 50, xx * 6, yy * 10], -1).astype(np.uint8))
+        images.append(np.stack([ids * 50, xx * col_step, yy * row_step], -1).astype(np.uint8))
         labels.append(ids)
-        stems.append(f"s{k}")
-    root = _write_tree(tmp_path, "train", stems, images, labels)
+    return _write_tree(root, "train", [f"s{k}" for k in range(3)], images, labels)
+
+
+def test_training_crop_and_flip_are_shared_by_image_and_labels(tmp_path):
+    root = _position_tree(tmp_path, (24, 40), col_step=6, row_step=10, seed=1)
     ds = make_dataset(find_examples(root, "train", True), crop_size=(8, 12), batch_size=4,
                       training=True, num_classes=5, seed=3)
     offsets, flips = set(), set()
@@ -263,17 +267,7 @@ def test_training_crop_and_flip_are_shared_by_image_and_labels(tmp_path):
 def test_portrait_images_are_turned_to_fit_a_landscape_crop(tmp_path):
     # 40x24 portrait images hold a 16x32 crop only turned a quarter; before,
     # every one was skipped as "smaller than the crop".
-    rng = np.random.default_rng(2)
-    h, w = 40, 24
-    yy, xx = np.mgrid[0:h, 0:w]
-    stems, images, labels = [], [], []
-    for k in range(3):
-        ids = rng.integers(0, 5, size=(h, w)).astype(np.uint8)
-        # red encodes the label, green the column, blue the row.
-        images.append(np.stack([ids * 50, xx * 10, yy * 6], -1).astype(np.uint8))
-        labels.append(ids)
-        stems.append(f"p{k}")
-    root = _write_tree(tmp_path, "train", stems, images, labels)
+    root = _position_tree(tmp_path, (40, 24), col_step=10, row_step=6, seed=2)
     examples = find_examples(root, "train", True)
     with warnings.catch_warnings():
         warnings.simplefilter("error", SkippedFileWarning)
