@@ -402,11 +402,11 @@ class _Loader:
             except _BadFile as e:
                 self.counter.record(ex.image_path, str(e))
                 continue
-            # The window depends on the global index, not on the file, so a
-            # substituted example keeps the stream a function of (seed, i).
             turned = not _holds(image.shape, self.crop)
             if turned:
                 image, labels = _quarter_turn(image, labels)
+            # The window depends on the global index, not on the file, so a
+            # substituted example keeps the stream a function of (seed, i).
             rng = np.random.default_rng([self.seed, 1, i])
             y = int(rng.integers(0, image.shape[0] - self.crop[0] + 1))
             x = int(rng.integers(0, image.shape[1] - self.crop[1] + 1))
