@@ -344,7 +344,11 @@ class _Loader:
         return self.examples[int(self._permutation(i // n)[i % n])]
 
     def _load(self, ex):
-        """Decoded, resized arrays of ``ex``; raises _BadFile for an unusable file."""
+        """Decoded, resized arrays of ``ex`` -> ``(image, labels, turned)``.
+
+        ``turned``: the image (and labels) were turned a quarter, because they
+        hold the crop only that way.  Raises _BadFile for an unusable file.
+        """
         try:
             image = _open_image(ex.image_path, self.resize)
         except _BadFile:
@@ -352,7 +356,7 @@ class _Loader:
         except Exception as e:  # Pillow raises OSError, ValueError, SyntaxError, ...
             raise _BadFile(f"cannot read image ({type(e).__name__}: {e})") from e
         h, w = image.shape[:2]
-        if not (_holds((h, w), self.least) or _holds((w, h), self.least)):
+        if not _holds_either_way((h, w), self.least):
             raise _BadFile(f"image is {_size_text((h, w))} (height x width), smaller than "
                            f"the crop {_size_text(self.least)} in either orientation")
         labels = None
@@ -372,7 +376,10 @@ class _Loader:
             if max_id >= self.num_classes:
                 raise _label_range_error(ex.label_path, max_id, self.num_classes)
             labels = labels.astype(np.uint8)
-        return image, labels
+        turned = self.crop is not None and not _holds((h, w), self.crop)
+        if turned:
+            image, labels = _quarter_turn(image, labels)
+        return image, labels, turned
 
     def _outputs(self, image, labels, y, x, flip, window, half_turn=False):
         h, w = window
@@ -398,13 +405,10 @@ class _Loader:
                 self.counter.record(ex.image_path, "")
                 continue
             try:
-                image, labels = self._load(ex)
+                image, labels, turned = self._load(ex)
             except _BadFile as e:
                 self.counter.record(ex.image_path, str(e))
                 continue
-            turned = not _holds(image.shape, self.crop)
-            if turned:
-                image, labels = _quarter_turn(image, labels)
             # The window depends on the global index, not on the file, so a
             # substituted example keeps the stream a function of (seed, i).
             rng = np.random.default_rng([self.seed, 1, i])
@@ -426,7 +430,7 @@ class _Loader:
         try:
             if self.counter.is_bad(ex.image_path):
                 raise _BadFile("")
-            image, labels = self._load(ex)
+            image, labels, _ = self._load(ex)
         except _BadFile as e:
             self.counter.record(ex.image_path, str(e))
             h, w = self.least  # a placeholder the pipeline filters out
@@ -434,8 +438,6 @@ class _Loader:
             if self.num_classes:
                 out.append(np.zeros((h, w), np.uint8))
             return out + [np.bool_(False)]
-        if self.crop is not None and not _holds(image.shape, self.crop):
-            image, labels = _quarter_turn(image, labels)
         h, w = self.crop or whole_window(*image.shape[:2])
         y = (image.shape[0] - h) // 2
         x = (image.shape[1] - w) // 2
@@ -445,6 +447,11 @@ class _Loader:
 def _holds(shape, window):
     """Whether an image of ``shape`` (``[h, w, ...]``) holds a ``window`` as it stands."""
     return shape[0] >= window[0] and shape[1] >= window[1]
+
+
+def _holds_either_way(shape, window):
+    """Whether an image of ``shape`` holds ``window`` as it stands or turned a quarter."""
+    return _holds(shape, window) or _holds(shape[1::-1], window)
 
 
 def _quarter_turn(image, labels):
@@ -544,7 +551,7 @@ def _eager_checks(examples, crop, resize, num_classes):
             max_id = int(labels.max())
             if max_id >= num_classes:
                 raise _label_range_error(ex.label_path, max_id, num_classes)
-    if sizes and not any(_holds((h, w), crop) or _holds((w, h), crop) for _, h, w in sizes):
+    if sizes and not any(_holds_either_way((h, w), crop) for _, h, w in sizes):
         path, h, w = sizes[0]
         raise DataError(
             f"the crop {_size_text(crop)} (height x width) is larger than every one of the "
