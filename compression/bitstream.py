@@ -14,12 +14,14 @@ bit 5; :mod:`compression.correction`)::
      1-3  flags               varint bitmask (bit 0 semantic map, bit 1
                               selective mask, bit 2 model name, bit 3
                               context-coded, bit 4 seed stored, bit 5
-                              colour correction)
+                              colour correction, bit 6 partial channel)
        8  model fingerprint   the first 8 bytes of the 16-byte digest
      1-5  image height H      varint >= 1
      1-5  image width W       varint >= 1
      1-3  bottleneck C        varint >= 1 (h = ceil(H/16), w = ceil(W/16))
        1  centres L           u8 >= 2
+     1-3  last channel rows   varint, only with flag bit 6: the payload codes
+                              this many leading rows (1 .. h-1) of channel C
     1-10  noise seed          varint, only with flag bit 4
        6  colour correction   only with flag bit 5: 3 u8 means, 3 u8 gains
        n  model name          only with flag bit 2: u8 length m >= 1, m bytes
@@ -70,6 +72,7 @@ __all__ = [
     "FLAG_CONTEXT_CODED",
     "FLAG_EXPLICIT_SEED",
     "FLAG_MODEL_NAME",
+    "FLAG_PARTIAL_CHANNEL",
     "FLAG_SELECTIVE_MASK",
     "FLAG_SEMANTIC_MAP",
     "FORMAT_VERSION",
@@ -114,11 +117,16 @@ FLAG_EXPLICIT_SEED = 1 << 4
 #: Flag bit (version 2): a colour correction follows the seed
 #: (:mod:`compression.correction`), which the decoder applies to its output.
 FLAG_COLOR_CORRECTION = 1 << 5
+#: Flag bit (version 2): the payload codes only the leading ``last_channel_rows``
+#: rows of the last channel (a file that fills its rate budget with part of
+#: one more channel, :mod:`compression.rate_control`); the rest is filled as a
+#: dropped channel's.
+FLAG_PARTIAL_CHANNEL = 1 << 6
 #: Bytes of the colour correction: each channel's mean, then its gain.
 CORRECTION_SIZE = 6
 _V1_FLAGS = FLAG_SEMANTIC_MAP | FLAG_SELECTIVE_MASK | FLAG_MODEL_NAME | FLAG_CONTEXT_CODED
 #: Every flag bit this reader understands; any other bit set is rejected.
-KNOWN_FLAGS = _V1_FLAGS | FLAG_EXPLICIT_SEED | FLAG_COLOR_CORRECTION
+KNOWN_FLAGS = _V1_FLAGS | FLAG_EXPLICIT_SEED | FLAG_COLOR_CORRECTION | FLAG_PARTIAL_CHANNEL
 #: Longest model name a file can carry, in UTF-8 bytes.
 MAX_MODEL_NAME = 255
 #: Length of the model fingerprint in bytes.
@@ -152,8 +160,8 @@ HEADER_SIZE = _HEADER.size
 _MAX_PAYLOAD = 2**32 - 1
 _MAX_VARINT = 10  # bytes of a u64
 # The longest version 2 header: magic, version, flags, fingerprint, H, W, C, L,
-# seed, correction, name, payload length.
-_V2_MAX_HEADER = (4 + 1 + 3 + 8 + 5 + 5 + 3 + 1 + _MAX_VARINT + CORRECTION_SIZE + 1
+# rows, seed, correction, name, payload length.
+_V2_MAX_HEADER = (4 + 1 + 3 + 8 + 5 + 5 + 3 + 1 + 3 + _MAX_VARINT + CORRECTION_SIZE + 1
                   + MAX_MODEL_NAME + 5)
 
 
@@ -208,6 +216,9 @@ class Header:
             model either way; the name says which one to get).
         correction: version 2: the :data:`CORRECTION_SIZE` bytes of a colour
             correction (:mod:`compression.correction`), or None.
+        last_channel_rows: version 2: the payload codes only this many leading
+            rows (``1 .. bottleneck_height - 1``) of the last channel, or None
+            (all; :data:`FLAG_PARTIAL_CHANNEL` follows it).
     """
 
     fingerprint: bytes
@@ -222,6 +233,7 @@ class Header:
     version: int = FORMAT_VERSION
     model_name: str = ""
     correction: bytes | None = None
+    last_channel_rows: int | None = None
 
     def __post_init__(self) -> None:
         """Validate and normalise the fields (frozen, hence ``object.__setattr__``)."""
@@ -243,6 +255,8 @@ class Header:
         object.__setattr__(self, "version", version)
         if self.seed is None and version == 1:
             raise ValueError("seed is required: version 1 files store it")
+        if self.last_channel_rows is not None and version == 1:
+            raise ValueError("version 1 files code whole channels (no last_channel_rows)")
 
         limits = {
             "image_height": (1, 2**32 - 1),
@@ -274,6 +288,14 @@ class Header:
                 object.__setattr__(self, "flags", self.flags | FLAG_COLOR_CORRECTION)
             elif self.flags & FLAG_COLOR_CORRECTION:
                 raise ValueError("flags has the colour-correction bit set but correction is None")
+            if self.last_channel_rows is not None:
+                object.__setattr__(self, "last_channel_rows", _check_int(
+                    "last_channel_rows", self.last_channel_rows, 1,
+                    self.bottleneck_height - 1))
+                object.__setattr__(self, "flags", self.flags | FLAG_PARTIAL_CHANNEL)
+            elif self.flags & FLAG_PARTIAL_CHANNEL:
+                raise ValueError("flags has the partial-channel bit set but "
+                                 "last_channel_rows is None")
             derived = bottleneck_size(self.image_height, self.image_width)
             if (self.bottleneck_height, self.bottleneck_width) != derived:
                 raise ValueError(
@@ -503,6 +525,8 @@ def _head_v2(header: Header, payload_length: int) -> bytes:
     head = (MAGIC + bytes([2]) + _varint(header.flags) + header.fingerprint
             + _varint(header.image_height) + _varint(header.image_width)
             + _varint(header.bottleneck_channels) + bytes([header.num_centers]))
+    if header.last_channel_rows is not None:
+        head += _varint(header.last_channel_rows)
     if header.seed is not None:
         head += _varint(header.seed)
     if header.correction is not None:
@@ -537,6 +561,10 @@ def _parse_v2(data: bytes) -> tuple[dict, int, int]:
             f"truncated .gcz file: it ends inside its header (centres) at byte {at}")
     fields["num_centers"] = data[at]
     at += 1
+    fields["last_channel_rows"] = None
+    if flags & FLAG_PARTIAL_CHANNEL:
+        fields["last_channel_rows"], at = _read_varint(data, at, "last channel's rows",
+                                                       2**16 - 1)
     fields["seed"] = None
     if flags & FLAG_EXPLICIT_SEED:
         fields["seed"], at = _read_varint(data, at, "noise seed")

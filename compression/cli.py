@@ -729,10 +729,20 @@ def _encode(args):
             labelled += (f", seed {result.seed} of {args.seeds} tried" if result.seed is not None
                          else f", the derived seed beat {args.seeds - 1} others")
         return (f"{src} -> {dst}: {len(result.data)} bytes, {result.bpp:.4f} bpp "
-                f"({result.channels} of {cfg.channels} channels; "
+                f"({_channels_text(result, cfg.channels)}; "
                 f"bound {result.bound_bpp:.4f} bpp{labelled})")
 
     return _run_files(args, plan, work)
+
+
+def _channels_text(result, channels):
+    """``'4 of 10 channels'``, and ``' + 12 of 21 rows of channel 5'`` for a file that codes
+    part of its last channel."""
+    if result.last_channel_rows is None:
+        return f"{result.channels} of {channels} channels"
+    rows = -(-result.height // 16)
+    return (f"{result.channels - 1} of {channels} channels + {result.last_channel_rows} of "
+            f"{rows} rows of channel {result.channels}")
 
 
 def _decode(args):
@@ -777,6 +787,7 @@ def _decode(args):
 
 
 def _info(args):
+    _quiet_tensorflow()  # the codec module imports it
     from compression.codec import file_stats
 
     failures = 0

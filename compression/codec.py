@@ -46,11 +46,14 @@ from compression.mask import (
     encode_mask_corrected,
     mask_from_labels,
 )
+from compression.metrics import ms_ssim
 from compression.rate_control import (
     channel_choices,
     check_channels,
     choose_channels,
     file_bpp,
+    largest_rows,
+    partial_channel,
 )
 from compression.refine import choose_seed, refine_symbols
 
@@ -81,6 +84,9 @@ class EncodeResult:
     refined or not).  ``seed``: the noise seed the file stores (None: it
     derives its seed from its symbols).  ``corrected``: whether the file
     carries a colour correction (:mod:`compression.correction`).
+    ``last_channel_rows``: the file codes only this many leading rows of its
+    last (``k``-th) channel, to fill a ``bpp`` budget (None: all of it);
+    :attr:`effective_channels` counts that channel by the share coded.
     """
 
     data: bytes
@@ -96,6 +102,15 @@ class EncodeResult:
     refined_step: int = 0
     seed: int | None = None
     corrected: bool = False
+    last_channel_rows: int | None = None
+
+    @property
+    def effective_channels(self):
+        """``channels``, the last one counted by the share of its rows the file codes."""
+        if self.last_channel_rows is None:
+            return float(self.channels)
+        rows = math.ceil(self.height / DOWNSAMPLING)
+        return self.channels - 1 + self.last_channel_rows / rows
 
 
 def default_seed(symbols):
@@ -126,9 +141,12 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
     """Encode ``image`` (uint8 ``[H, W, 3]`` or ``[H, W]``) -> :class:`EncodeResult`.
 
     ``bpp``: the whole file must be at most this many bits per pixel.  A
-    variable-rate model codes the largest number of leading channels that
-    fits (:func:`compression.rate_control.choose_channels`); a fixed-rate
-    model codes all of them.  Either raises
+    variable-rate model codes the largest number ``k`` of leading channels
+    that fits (:func:`compression.rate_control.choose_channels`), then fills
+    the rest of the budget with the leading rows of channel ``k + 1``
+    (:func:`compression.rate_control.largest_rows`) when that decodes to a
+    higher MS-SSIM than ``k`` channels alone (it costs one decode more); a
+    fixed-rate model codes all of them.  Either raises
     :class:`~compression.errors.RateError`, naming the achievable range, when
     even its smallest file is larger.  ``channels``: code exactly this many
     leading channels instead (one of
@@ -209,19 +227,20 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
         symbols, latents = model.encode_with_latents(to_float(padded))
     else:
         symbols = model.encode(to_float(padded))
+    encoded = symbols  # refinement may replace symbols; a partial channel comes from these
     payloads = {}
 
     placeholder = bytes(bitstream.CORRECTION_SIZE) if correct else None
 
-    def code(k, symbols=symbols, seed=seed, correction=placeholder):
+    def code(k, symbols=symbols, seed=seed, correction=placeholder, rows=None):
         kept = symbols[:, :, :k]
         if cells is not None:
             kept = kept[cells.astype(bool)][None]  # [1, kept cells, k]: only they are coded
-        payloads[k] = encode_symbols(kept, model.probabilities[:k])
+        payloads[k] = encode_symbols(kept, model.probabilities[:k], rows)
         in_context = False
         if cells is None and model.context_table is not None:
             # Tiny maps give the contexts little to work with: keep the shorter stream.
-            contextual = encode_symbols_in_context(kept, model.context_table[:k])
+            contextual = encode_symbols_in_context(kept, model.context_table[:k], rows)
             if len(contextual) < len(payloads[k]):
                 payloads[k], in_context = contextual, True
         flags = ((bitstream.FLAG_SEMANTIC_MAP if classes else 0)
@@ -237,6 +256,7 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
             seed=None if seed is None else int(seed),  # None: derived from the symbols
             model_name=getattr(model, "name", ""),
             correction=correction,  # the placeholder has its size, so rates count it
+            last_channel_rows=rows,
         )
         return bitstream.pack(header, _join(label_bytes, mask_bytes, payloads[k]) if classes
                               else payloads[k])
@@ -263,17 +283,37 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
             lambda candidate: fits(candidate, budget), refine, seed=seed,
             labels=decoder_labels, cells=cells, latents=latents, correct=correct)
         symbols, data = refined.symbols, refined.data
-    if seeds > 1 or refine:
-        code(k, symbols, seed)  # so that payloads[k] (payload_bpp) is the chosen file's
-    if correct:
-        # The chosen file still holds the placeholder, which _reconstruct does not apply.
+    # (k, symbols, rows) of each candidate file; the first is the one chosen so far.
+    candidates, rows = [(k, symbols, None)], None
+    if bpp is not None and cells is None and k < choices[-1]:
+        more = np.concatenate([symbols[:, :, :k], encoded[:, :, k:k + 1]], axis=2)
+        rows, _ = largest_rows(lambda r: code(k + 1, partial_channel(more, r), seed, rows=r),
+                               more.shape[0], pixels, bpp)
+        if rows is not None:
+            candidates.append((k + 1, partial_channel(more, rows), rows))
+    best = None
+    for candidate in candidates:
+        data = code(*candidate[:2], seed, rows=candidate[2])
+        if not correct and len(candidates) == 1:
+            break
+        # The file still holds the placeholder, which _reconstruct does not apply.
         decoded = _reconstruct(model, *read_payload(model, data))
-        data = code(k, symbols, seed, fit_correction(image, decoded))
+        if correct:
+            correction = fit_correction(image, decoded)
+            data = code(*candidate[:2], seed, correction, rows=candidate[2])
+            decoded = apply_correction(decoded, correction)
+        score = ms_ssim(image, decoded) if len(candidates) > 1 else 0.0
+        if best is None or score > best[0]:
+            best = (score, candidate, data)
+    if best is not None:
+        _, (k, symbols, rows), data = best
+    code(k, symbols, seed, rows=rows)  # so that payloads[k] (payload_bpp) is the chosen file's
     return EncodeResult(
         data=data, height=h, width=w,
         bpp=file_bpp(len(data), pixels),
         payload_bpp=file_bpp(len(payloads[k]), pixels),
-        bound_bpp=bound_bits(symbols[:, :, :k].shape, model.config.num_centers) / pixels,
+        bound_bpp=bound_bits(symbols[:, :, :k].shape, model.config.num_centers,
+                             rows) / pixels,
         channels=k,
         label_bpp=file_bpp(len(label_bytes), pixels),
         mask_bpp=file_bpp(len(mask_bytes or b""), pixels),
@@ -281,6 +321,7 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
         refined_step=refined.step if refine else 0,
         seed=seed,
         corrected=correct,
+        last_channel_rows=rows,
     )
 
 
@@ -391,6 +432,11 @@ def _check_header(model, header):
             f"{header.num_centers} centres for a {header.image_height}x{header.image_width} "
             f"image; the model expects {expected + (channels,)} with {cfg.num_centers} centres"
         )
+    if (header.last_channel_rows is not None
+            and header.bottleneck_channels - 1 < cfg.smallest_channels):
+        raise CorruptFileError(
+            f"header is inconsistent: {header.bottleneck_channels - 1} whole channels and part "
+            f"of one more; the model decodes at least {cfg.smallest_channels} whole channels")
 
 
 def describe_model(header):
@@ -428,6 +474,9 @@ def read_payload(model, data, max_pixels=DEFAULT_MAX_PIXELS):
         labels = decode_label_map(label_bytes, (header.image_height, header.image_width),
                                   cfg.semantic_classes)
     probabilities = model.probabilities[:header.bottleneck_channels]
+    rows = header.last_channel_rows
+    if rows is not None and mask_bytes is not None:
+        raise CorruptFileError("header is inconsistent: a selective file codes whole channels")
     if header.flags & bitstream.FLAG_CONTEXT_CODED:
         if mask_bytes is not None:
             raise CorruptFileError("header is inconsistent: a selective file's symbols are "
@@ -436,10 +485,11 @@ def read_payload(model, data, max_pixels=DEFAULT_MAX_PIXELS):
             raise CorruptFileError("header is inconsistent: the symbols are coded in context, "
                                    "but the model has no context table")
         table = model.context_table[:header.bottleneck_channels]
-        return (header, decode_symbols_in_context(payload, header.bottleneck_shape, table),
+        return (header, decode_symbols_in_context(payload, header.bottleneck_shape, table, rows),
                 labels, None)
     if mask_bytes is None:
-        return header, decode_symbols(payload, header.bottleneck_shape, probabilities), labels, None
+        return (header, decode_symbols(payload, header.bottleneck_shape, probabilities, rows),
+                labels, None)
     if not cfg.selective:
         raise CorruptFileError("header is inconsistent: a selective mask is stored, but the "
                                "model was not trained for selective compression")
@@ -480,7 +530,7 @@ def _reconstruct(model, header, symbols, labels, mask):
     if labels is not None:
         labels = pad_to_multiple(labels, DOWNSAMPLING)[0]
     reconstruction = model.decode(symbols, noise_seed(header, symbols, mask), labels=labels,
-                                  mask=mask, as_uint8=True)
+                                  mask=mask, as_uint8=True, last_rows=header.last_channel_rows)
     return crop_to(reconstruction, (header.image_height, header.image_width))
 
 
@@ -517,8 +567,11 @@ def file_stats(data, max_pixels=DEFAULT_MAX_PIXELS):
         "label_bpp": 8 * len(label_bytes or b"") / pixels,
         "mask_bpp": 8 * len(mask_bytes or b"") / pixels,
         "kept_fraction": kept,
-        "bound_bpp": bound_bits(header.bottleneck_shape, header.num_centers) / pixels,
+        "bound_bpp": bound_bits(header.bottleneck_shape, header.num_centers,
+                                header.last_channel_rows) / pixels,
         "channels": header.bottleneck_channels,
+        "last_channel_rows": ("all" if header.last_channel_rows is None else
+                              f"{header.last_channel_rows} of {header.bottleneck_height}"),
         "entropy": ("context" if header.flags & bitstream.FLAG_CONTEXT_CODED
                     else "per-channel"),
         "model": bitstream.fingerprint_hex(header.fingerprint),

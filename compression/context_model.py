@@ -40,6 +40,7 @@ from .entropy_model import (
     _check_symbols,
     _stream_bytes,
     _stream_words,
+    check_last_rows,
 )
 from .errors import CorruptFileError
 
@@ -183,12 +184,16 @@ def _check_table(table: np.ndarray) -> np.ndarray:
 _FAMILY = _stream.model.Categorical(perfect=False)
 
 
-def encode_symbols_in_context(symbols: np.ndarray, table: np.ndarray) -> bytes:
+def encode_symbols_in_context(symbols: np.ndarray, table: np.ndarray,
+                              last_rows: int | None = None) -> bytes:
     """Range-code a symbol map, each symbol with its context's distribution.
 
     Args:
         symbols: integer array ``[h, w, C]`` with values in ``0 .. L-1``.
         table: ``[C, K, L]`` from :func:`context_probabilities`.
+        last_rows: code only this many leading rows of the last channel (a
+            row's context lies in the rows above it and the earlier channels,
+            so a prefix decodes alone; None: all).
 
     Returns:
         The compressed stream: a whole number of big-endian 32-bit words.
@@ -196,22 +201,29 @@ def encode_symbols_in_context(symbols: np.ndarray, table: np.ndarray) -> bytes:
     table = _check_table(table)
     num_c, _, num_l = table.shape
     symbols = _checked(symbols, num_l, num_c)
+    last_rows = check_last_rows(last_rows, symbols.shape[0])
     contexts = _contexts(symbols, num_l)
     encoder = _stream.queue.RangeEncoder()
     for c in range(num_c):
-        encoder.encode(symbols[:, :, c].ravel().astype(np.int32), _FAMILY,
-                       table[c][contexts[:, :, c].ravel()])
+        rows = slice(None, last_rows if c == num_c - 1 else None)
+        encoder.encode(symbols[rows, :, c].ravel().astype(np.int32), _FAMILY,
+                       table[c][contexts[rows, :, c].ravel()])
     return _stream_bytes(encoder.get_compressed())
 
 
-def minimum_bits_in_context(shape: Sequence[int], table: np.ndarray) -> float:
-    """The fewest bits any ``(h, w, C)`` map can cost: each symbol its likeliest anywhere."""
+def minimum_bits_in_context(shape: Sequence[int], table: np.ndarray,
+                            last_rows: int | None = None) -> float:
+    """The fewest bits any ``(h, w, C)`` map can cost: each symbol its likeliest anywhere
+    (the last channel's ``h`` being ``last_rows``)."""
     table = _check_table(table)
-    return float(int(shape[0]) * int(shape[1])
-                 * -np.log2(table.reshape(table.shape[0], -1).max(axis=1)).sum())
+    height, width = int(shape[0]), int(shape[1])
+    least = -np.log2(table.reshape(table.shape[0], -1).max(axis=1))
+    missing = height - check_last_rows(last_rows, height)
+    return float(height * width * least.sum() - missing * width * least[-1])
 
 
-def decode_symbols_in_context(data: bytes, shape: Sequence[int], table: np.ndarray) -> np.ndarray:
+def decode_symbols_in_context(data: bytes, shape: Sequence[int], table: np.ndarray,
+                              last_rows: int | None = None) -> np.ndarray:
     """Invert :func:`encode_symbols_in_context`.
 
     As :func:`~compression.entropy_model.decode_symbols`, corrupt ``data``
@@ -223,6 +235,8 @@ def decode_symbols_in_context(data: bytes, shape: Sequence[int], table: np.ndarr
         data: compressed stream; its length must be a multiple of 4.
         shape: ``(h, w, C)`` of the symbol map.
         table: the ``[C, K, L]`` table the encoder used.
+        last_rows: as the encoder was given it; the last channel's other rows
+            are 0.
 
     Returns:
         int32 array ``(h, w, C)``.
@@ -235,7 +249,8 @@ def decode_symbols_in_context(data: bytes, shape: Sequence[int], table: np.ndarr
     shape = _check_shape(shape, table.shape[0], "the table has")
     height, width, num_c = shape
     num_l = table.shape[2]
-    needed = 0.99 * minimum_bits_in_context(shape, table) - 64
+    last_rows = check_last_rows(last_rows, height)
+    needed = 0.99 * minimum_bits_in_context(shape, table, last_rows) - 64
     words = _stream_words(data, needed, shape)
     outside, base = num_l, num_l + 1
     left_stride = base ** (len(_NEIGHBOURS) - 1)
@@ -249,7 +264,7 @@ def decode_symbols_in_context(data: bytes, shape: Sequence[int], table: np.ndarr
             # is 0.6 us a symbol against 2 us for the model family with a
             # probability row, and the stream is the same.
             models, rows = {}, table[c - 2]
-            for y in range(1, height + 1):
+            for y in range(1, (last_rows if c == num_c + 1 else height) + 1):
                 above = symbols[y - 1, :, c]
                 known = (((above[1:-1] * base + above[2:]) * base + symbols[y, 1:-1, c - 1])
                          * base + symbols[y, 1:-1, c - 2]).tolist()
@@ -267,10 +282,12 @@ def decode_symbols_in_context(data: bytes, shape: Sequence[int], table: np.ndarr
         raise  # not the data's fault
     except BaseException as exc:  # constriction: AssertionError / PanicException
         raise CorruptFileError(f"entropy-coded payload is corrupt: {exc}") from exc
+    if num_c:
+        symbols[last_rows + 1:, 1:-1, -1] = 0  # not coded
     result = np.ascontiguousarray(symbols[1:, 1:-1, 2:], dtype=np.int32)
     if result.size and result.max() >= num_l:
         raise CorruptFileError("entropy-coded payload decoded to out-of-range symbols")
-    if encode_symbols_in_context(result, table) != bytes(data):
+    if encode_symbols_in_context(result, table, last_rows) != bytes(data):
         raise CorruptFileError(
             "entropy-coded payload is corrupt: it is not the stream of the symbols it "
             "decodes to (bytes altered, missing or appended)")

@@ -62,7 +62,10 @@ def fill_dropped_channels(w_hat, kept, config):
         return w_hat
     fill = _v1.get_variable("channel_fill", [config.channels], tf.float32,
                             initializer=_v1.zeros_initializer())
-    keep = leading_channels(kept, config.channels)
+    if isinstance(kept, tf.Tensor) and kept.dtype == tf.bool:
+        keep = kept  # per cell: a file's last channel may be coded in part of the map
+    else:
+        keep = leading_channels(kept, config.channels)
     return tf.where(tf.broadcast_to(keep, tf.shape(w_hat)), w_hat,
                     tf.broadcast_to(fill, tf.shape(w_hat)))
 

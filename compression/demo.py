@@ -183,7 +183,7 @@ def run_demo(out, photo=None, model=None, bpp=DEMO_BPP, codecs=None, log=print, 
     log(f"{source} ({w}x{h}) -> {gcz}")
     log(f"  ours  {name}: {len(encoded.data)} bytes  {encoded.bpp:.4f} bpp  "
         f"PSNR {psnr(image, decoded):5.2f} dB  MS-SSIM {ms_ssim(image, decoded):.4f}  "
-        f"({encoded.channels} channels"
+        f"({round(encoded.effective_channels, 2):g} channels"
         + (f", refined {refine} steps" if refine else "")
         + (f", best of {seeds} seeds" if seeds > 1 else "") + ")")
     log(f"classical codecs with at least {len(encoded.data)} bytes:")

@@ -11,6 +11,11 @@ i.e. in the order of ``symbols.transpose(2, 0, 1).ravel()`` -- all of channel 0
 in row-major ``(y, x)`` order, then channel 1, and so on.  The range coder's
 compressed ``uint32`` words are serialised big-endian.
 
+A stream may code only the first ``last_rows`` rows of its last channel (a
+file that fills its rate budget with part of one more channel,
+:mod:`compression.rate_control`): that is a prefix of the same order, and
+the rows it leaves out decode as symbol 0.
+
 Nothing here needs TensorFlow; everything is numpy + constriction, so the
 encoder and decoder machines compute bit-identical probability tables from the
 same ``counts``.
@@ -29,6 +34,7 @@ from .errors import CorruptFileError
 __all__ = [
     "UNIFORM_MIX",
     "bound_bits",
+    "check_last_rows",
     "decode_symbols",
     "encode_symbols",
     "estimated_bits",
@@ -159,12 +165,36 @@ def _models(probs: np.ndarray) -> list:
     return [_stream.model.Categorical(row, perfect=False) for row in probs]
 
 
-def encode_symbols(symbols: np.ndarray, probabilities: np.ndarray) -> bytes:
+def check_last_rows(last_rows: int | None, height: int) -> int:
+    """The rows of a map's last channel a stream codes: ``height`` for None.
+
+    Raises ValueError unless ``last_rows`` is an int in ``1 .. height``.
+    """
+    if last_rows is None:
+        return int(height)
+    if (isinstance(last_rows, bool) or not isinstance(last_rows, (int, np.integer))
+            or not 1 <= last_rows <= height):
+        raise ValueError(f"last_rows must be a whole number of rows in 1..{height} (the map's "
+                         f"height), got {last_rows!r}")
+    return int(last_rows)
+
+
+def _coded_rows(symbols: np.ndarray, last_rows: int) -> list[np.ndarray]:
+    """Each channel's coded symbols in stream order (the last one's first ``last_rows`` rows)."""
+    channels = symbols.shape[2]
+    return [np.ascontiguousarray(symbols[:last_rows if c == channels - 1 else None, :, c],
+                                 dtype=np.int32).ravel() for c in range(channels)]
+
+
+def encode_symbols(symbols: np.ndarray, probabilities: np.ndarray,
+                   last_rows: int | None = None) -> bytes:
     """Range-code a symbol map, channel ``c`` with ``probabilities[c]``.
 
     Args:
         symbols: integer array ``[h, w, C]`` with values in ``0 .. L-1``.
         probabilities: float array ``[C, L]``, strictly positive rows.
+        last_rows: code only this many leading rows of the last channel
+            (:func:`check_last_rows`; None: all).
 
     Returns:
         The compressed stream: a whole number of big-endian 32-bit words.
@@ -176,12 +206,11 @@ def encode_symbols(symbols: np.ndarray, probabilities: np.ndarray) -> bytes:
     probs = _check_probabilities(probabilities)
     num_c, num_l = probs.shape
     symbols = _check_symbols(symbols, num_l, num_c, "probabilities have")
+    last_rows = check_last_rows(last_rows, symbols.shape[0])
 
     # Channel-major so each channel is one contiguous run for its own model.
-    per_channel = np.ascontiguousarray(symbols.transpose(2, 0, 1), dtype=np.int32)
-    per_channel = per_channel.reshape(num_c, -1)
     encoder = _stream.queue.RangeEncoder()
-    for row, model in zip(per_channel, _models(probs), strict=True):
+    for row, model in zip(_coded_rows(symbols, last_rows), _models(probs), strict=True):
         encoder.encode(row, model)
     return _stream_bytes(encoder.get_compressed())
 
@@ -246,7 +275,7 @@ def _stream_words(data: bytes, needed_bits: float, shape: Sequence[int]) -> np.n
 
 
 def decode_symbols(
-    data: bytes, shape: Sequence[int], probabilities: np.ndarray
+    data: bytes, shape: Sequence[int], probabilities: np.ndarray, last_rows: int | None = None
 ) -> np.ndarray:
     """Invert :func:`encode_symbols`.
 
@@ -259,6 +288,8 @@ def decode_symbols(
         data: compressed stream; its length must be a multiple of 4.
         shape: ``(h, w, C)`` of the symbol map to reconstruct.
         probabilities: the same ``[C, L]`` table the encoder used.
+        last_rows: as the encoder was given it; the last channel's other rows
+            are 0.
 
     Returns:
         int32 array of shape ``(h, w, C)`` with values in ``0 .. L-1``.
@@ -270,13 +301,15 @@ def decode_symbols(
     probs = _check_probabilities(probabilities)
     shape = _check_shape(shape, probs.shape[0], "probabilities have")
     height, width, num_c = shape
+    last_rows = check_last_rows(last_rows, height)
     # Even if every symbol were its channel's most probable one, the stream
     # could not be shorter than this (less a little for the coder's rounding).
-    words = _stream_words(data, 0.99 * minimum_bits(shape, probs) - 64, shape)
-    count = height * width
+    words = _stream_words(data, 0.99 * minimum_bits(shape, probs, last_rows) - 64, shape)
+    counts = [height * width] * (num_c - 1) + [last_rows * width] if num_c else []
     try:
         decoder = _stream.queue.RangeDecoder(words)
-        rows = [decoder.decode(model, count) for model in _models(probs)]
+        rows = [decoder.decode(model, count) for model, count in zip(_models(probs), counts,
+                                                                     strict=True)]
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:
@@ -285,7 +318,10 @@ def decode_symbols(
         # all of them mean "this is not a stream we wrote".
         raise CorruptFileError(f"entropy-coded payload is corrupt: {exc}") from exc
 
-    per_channel = np.asarray(rows, dtype=np.int32).reshape(num_c, height, width)
+    per_channel = np.zeros((num_c, height * width), np.int32)
+    for c, row in enumerate(rows):
+        per_channel[c, :len(row)] = row
+    per_channel = per_channel.reshape(num_c, height, width)
     # Belt and braces: never hand out-of-range indices to the dequantiser.
     if per_channel.size and (per_channel.min() < 0 or per_channel.max() >= probs.shape[1]):
         raise CorruptFileError("entropy-coded payload decoded to out-of-range symbols")
@@ -294,7 +330,7 @@ def decode_symbols(
     # wrote is exactly the encoding of the symbols it decodes to.  Extra,
     # missing or altered words (which a range decoder reads without noticing)
     # fail here; re-encoding costs about as much as decoding did.
-    if encode_symbols(symbols, probs) != bytes(data):
+    if encode_symbols(symbols, probs, last_rows) != bytes(data):
         raise CorruptFileError(
             "entropy-coded payload is corrupt: it is not the stream of the symbols it "
             "decodes to (bytes altered, missing or appended)"
@@ -302,25 +338,34 @@ def decode_symbols(
     return symbols
 
 
-def minimum_bits(shape: Sequence[int], probabilities: np.ndarray) -> float:
+def minimum_bits(shape: Sequence[int], probabilities: np.ndarray,
+                 last_rows: int | None = None) -> float:
     """The fewest bits any ``(h, w, C)`` symbol map can cost: all symbols the likeliest.
 
-    ``h * w * sum_c -log2 max_l p[c, l]``; the coder's real stream is never
-    shorter than this by more than its rounding.
+    ``h * w * sum_c -log2 max_l p[c, l]`` (the last channel's ``h`` being
+    ``last_rows``); the coder's real stream is never shorter than this by more
+    than its rounding.
     """
     probs = _check_probabilities(probabilities)
     height, width = int(shape[0]), int(shape[1])
-    return float(height * width * -np.log2(probs.max(axis=1)).sum())
+    least = -np.log2(probs.max(axis=1))
+    missing = height - check_last_rows(last_rows, height)
+    return float(height * width * least.sum() - missing * width * least[-1])
 
 
-def bound_bits(shape: Sequence[int], num_centers: int) -> float:
+def bound_bits(shape: Sequence[int], num_centers: int, last_rows: int | None = None) -> float:
     """Bits of a fixed-length code: ``h * w * C * log2(L)``.
 
     Args:
         shape: ``(h, w, C)``.
         num_centers: ``L``.
+        last_rows: the last channel's coded rows (None: all ``h``).
     """
-    return float(math.prod(int(s) for s in shape) * math.log2(int(num_centers)))
+    height, width = int(shape[0]), int(shape[1])
+    symbols = math.prod(int(s) for s in shape)
+    if last_rows is not None:
+        symbols -= (height - check_last_rows(last_rows, height)) * width
+    return float(symbols * math.log2(int(num_centers)))
 
 
 def estimated_bits(symbols: np.ndarray, probabilities: np.ndarray) -> float:

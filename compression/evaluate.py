@@ -14,7 +14,8 @@ One row per image (see :data:`COLUMNS`):
   entropy model), scaled to the original size;
 * ``channels``: ``k``, the leading bottleneck channels the file codes (all
   ``C`` of a fixed-rate model; chosen per image by ``--bpp`` or fixed by
-  ``--channels`` for a variable-rate one);
+  ``--channels`` for a variable-rate one), a partly coded last channel
+  counted by the share of its rows (``--bpp`` fills the budget so);
 * ``psnr``: dB on the 8-bit RGB scale (peak 255; ``inf`` for an exact match);
 * ``ms_ssim``: :func:`compression.metrics.ms_ssim`, TensorFlow's multi-scale
   SSIM on the 8-bit scale, with fewer scales for images whose smaller side
@@ -121,7 +122,7 @@ def _code_one(model, path, work_dir, rate):
         "payload_bpp": encoded.payload_bpp,
         "label_bpp": encoded.label_bpp,
         "bound_bpp": encoded.bound_bpp,
-        "channels": encoded.channels,
+        "channels": round(encoded.effective_channels, 4),
         "psnr": psnr(image, decoded),
         "ms_ssim": ms_ssim(image, decoded),
         "chroma_error": chroma_error(image, decoded),
@@ -242,7 +243,7 @@ def skip_reporter(failures):
 
 def _progress_line(index, total, row):
     return (f"[{index + 1}/{total}] {row['image']}: {row['bytes']} bytes, {row['bpp']:.4f} bpp "
-            f"({row['channels']} channels), "
+            f"({row['channels']:g} channels), "
             f"PSNR {row['psnr']:.2f} dB, MS-SSIM {row['ms_ssim']:.4f}, "
             f"encode {row['encode_s']:.2f} s, decode {row['decode_s']:.2f} s")
 

@@ -22,6 +22,7 @@ from compression.context_model import (
     context_probabilities,
     context_size,
 )
+from compression.decoder import leading_channels
 from compression.encoder import DOWNSAMPLING
 from compression.entropy_model import probabilities_from_counts
 from compression.errors import CompressionError, ConfigError, ModelLoadError
@@ -298,9 +299,13 @@ class CompressionModel:
             # How many leading channels are real (variable-rate models; the rest are filled).
             self._kept = _v1.placeholder_with_default(
                 tf.constant(cfg.channels, tf.int32), [], name="kept_channels")
+            # Per cell (a partly coded last channel): fed by decode's ``rows``.
+            self._kept_cells = _v1.placeholder_with_default(
+                tf.broadcast_to(leading_channels(self._kept, cfg.channels), tf.shape(w_hat)),
+                [1, None, None, cfg.channels], name="kept_cells")
             self._features, _ = decoder_features(
                 w_hat, cfg, False, z=z, labels_one_hot=one_hot,
-                kept=self._kept if cfg.variable_rate else None)
+                kept=self._kept_cells if cfg.variable_rate else None)
             self._reconstruction, _ = decode_tail(self._features, cfg)
             # The same upsampling tail on one tile of features, normalised with
             # statistics of the whole image (see decode_tiled).
@@ -449,7 +454,8 @@ class CompressionModel:
             )
         return {self._images: image[None]}
 
-    def decode(self, symbols, seed, labels=None, tile=None, as_uint8=False, mask=None):
+    def decode(self, symbols, seed, labels=None, tile=None, as_uint8=False, mask=None,
+               last_rows=None):
         """Symbols ``[h, w, k]`` and the noise seed -> float image ``[16h, 16w, 3]`` in [-1, 1].
 
         ``k`` is ``C``, or for a variable-rate model any count of leading
@@ -464,6 +470,9 @@ class CompressionModel:
         :func:`~compression.image_io.to_uint8`), converted tile by tile, so
         no float image of the whole size is ever held.  ``mask`` (uint8
         ``[h, w]``, selective files): cells where it is 0 are synthesised.
+        ``last_rows`` (variable-rate models): only this many leading rows
+        (``1 .. h-1``) of the last channel are real; its other rows are filled
+        as a dropped channel's (:mod:`compression.rate_control`).
         """
         symbols = np.asarray(symbols)
         cfg = self.config
@@ -479,6 +488,17 @@ class CompressionModel:
         padded[0, :, :, :kept] = symbols  # dropped channels: any symbol, the fill replaces it
         feed = {self._symbols_in: padded, self._kept: kept,
                 self._seed: seed - 2**64 if seed >= 2**63 else seed}
+        if last_rows is not None:
+            if not (cfg.variable_rate and kept > cfg.smallest_channels and isinstance(
+                    last_rows, (int, np.integer)) and 1 <= last_rows < h):
+                raise ConfigError(
+                    f"last_rows (a partly coded last channel) must be 1..{h - 1} rows, after at "
+                    f"least {cfg.smallest_channels} whole channels of a variable-rate model; "
+                    f"got {last_rows!r} with {kept} channels")
+            cells = np.zeros((1, h, w, cfg.channels), bool)
+            cells[..., :kept - 1] = True
+            cells[0, :last_rows, :, kept - 1] = True
+            feed[self._kept_cells] = cells
         feed.update(self._check_labels(labels, 16 * h, 16 * w))
         if mask is not None:
             mask = np.asarray(mask)

@@ -581,7 +581,11 @@ def test_bottleneck_size_is_the_image_size_over_16_rounded_up():
     ({"seed": None, "flags": 16}, "stored-seed bit set but seed is None"),
     ({"fingerprint": FP[:7]}, "fingerprint must be 16 bytes"),
     ({"flags": 32}, "colour-correction bit set but correction is None"),
-    ({"flags": 64}, "unknown bits"),
+    ({"flags": 64}, "partial-channel bit set but last_channel_rows is None"),
+    ({"flags": 128}, "unknown bits"),
+    ({"last_channel_rows": 7}, r"last_channel_rows must be in \[1, 6\], got 7"),
+    ({"last_channel_rows": 0}, r"last_channel_rows must be in \[1, 6\], got 0"),
+    ({"last_channel_rows": 3, "version": 1}, "version 1 files code whole channels"),
     ({"correction": b"\x01" * 5}, "correction must be 6 bytes"),
     ({"correction": b"\x01" * 6, "version": 1}, "version 1 files carry no colour"),
 ])
@@ -605,6 +609,19 @@ def test_version_2_prefixes_are_truncated_and_damage_is_a_bitstream_error():
                 unpack(bytes(damaged))
 
 
+def test_a_partial_last_channel_costs_one_byte_and_round_trips():
+    whole = pack(v2_header(seed=None), b"xyz")
+    header = v2_header(seed=None, last_channel_rows=4)
+    assert header.flags & bitstream.FLAG_PARTIAL_CHANNEL
+    data = pack(header, b"xyz")
+    assert len(data) == len(whole) + 1  # the rows' varint; the flag shares the flags byte
+    assert unpack(data) == (header, b"xyz")
+    assert header.file_size(3) == len(data)
+    for end in range(4, len(data)):
+        with pytest.raises(TruncatedFileError):
+            unpack(data[:end])
+
+
 def test_version_2_varints_are_minimal_and_flags_known():
     data = bytearray(pack(v2_header(seed=None), b"xyz"))
     # H = 100 is one byte at offset 14; a two-byte spelling of it is refused.
@@ -613,8 +630,9 @@ def test_version_2_varints_are_minimal_and_flags_known():
     with pytest.raises(CorruptFileError, match="image height is not a minimal varint"):
         unpack(with_fixed_crc(padded))
     newer = bytearray(data)
-    newer[5] |= 0x40  # a flag bit this reader does not know
-    with pytest.raises(UnsupportedVersionError, match="flags 0x0040"):
+    newer[5] |= 0x80  # a flag bit this reader does not know (a two-byte varint)
+    newer[6:6] = b"\x01"
+    with pytest.raises(UnsupportedVersionError, match="flags 0x00"):
         unpack(with_fixed_crc(bytes(newer)))  # intact: written by a newer writer
     with pytest.raises(CorruptFileError, match="CRC32"):
         unpack(bytes(newer))  # damaged
@@ -637,7 +655,8 @@ def test_version_2_read_file_round_trip_and_bounds(tmp_path):
     with pytest.raises(CorruptFileError, match="longer than any coder"):
         read_file(tmp_path / "long.gcz")
     newer = bytearray(pack(header, b"abcd"))
-    newer[5] |= 0x40
+    newer[5] |= 0x80
+    newer[6:6] = b"\x01"
     (tmp_path / "newer.gcz").write_bytes(with_fixed_crc(bytes(newer)))
     with pytest.raises(UnsupportedVersionError, match="flags"):
         read_file(tmp_path / "newer.gcz")

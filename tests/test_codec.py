@@ -234,7 +234,8 @@ def test_unsupported_version(tiny_model, small_file):
 
 def test_unknown_flags(tiny_model, small_file):
     body = bytearray(small_file[:-4])
-    body[5] |= 0x40  # the flags varint's byte: a bit this reader does not know
+    body[5] |= 0x80  # the flags varint's byte, and a second one: bit 7, unknown here
+    body[6:6] = b"\x01"
     with pytest.raises(UnsupportedVersionError, match="flags"):
         decode(tiny_model, bytes(body) + struct.pack(">I", zlib.crc32(body)))
     with pytest.raises(CorruptFileError, match="a selective mask without a label map"):

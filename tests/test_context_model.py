@@ -184,3 +184,30 @@ def test_random_bytes_never_raise_anything_else():
             decode_symbols_in_context(data, (3, 5, 2), table)
         except CorruptFileError:
             pass
+
+
+@pytest.mark.parametrize("rows", [1, 5, 11, 12])
+def test_a_partial_last_channel_is_a_prefix_that_decodes_alone(rows):
+    # A file filling its rate budget codes the first rows of one more channel.
+    rng = np.random.default_rng(rows)
+    _, table = fitted(rng, (12, 16, 4), 5)
+    symbols = smooth_map(rng, (12, 16, 4), 5)
+    data = encode_symbols_in_context(symbols, table, last_rows=rows)
+    expected = symbols.copy()
+    expected[rows:, :, -1] = 0  # rows not coded decode as 0
+    np.testing.assert_array_equal(decode_symbols_in_context(data, symbols.shape, table, rows),
+                                  expected)
+    # Its size lies between the whole channels before it and all of them.
+    assert (len(encode_symbols_in_context(symbols[:, :, :3], table[:3])) <= len(data)
+            <= len(encode_symbols_in_context(symbols, table)))
+
+
+def test_partial_rows_outside_the_map_are_refused():
+    rng = np.random.default_rng(5)
+    _, table = fitted(rng, (6, 8, 2), 5)
+    symbols = smooth_map(rng, (6, 8, 2), 5)
+    for bad in (0, 7, -1, 2.5, True):
+        with pytest.raises(ValueError, match=r"last_rows must be a whole number of rows in 1\.\.6"):
+            encode_symbols_in_context(symbols, table, last_rows=bad)
+        with pytest.raises(ValueError, match="last_rows"):
+            decode_symbols_in_context(b"\0" * 8, symbols.shape, table, bad)

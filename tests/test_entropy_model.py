@@ -274,3 +274,23 @@ def test_bound_and_estimate():
     symbols = np.array([[[0, 0], [1, 1]]])  # shape [1, 2, 2]
     # channel 0: symbols 0, 1 -> 1 + 2 bits; channel 1: 0, 1 -> 3 + 3 bits
     assert estimated_bits(symbols, probs) == pytest.approx(9.0)
+
+
+def test_a_partial_last_channel_is_a_prefix_that_decodes_alone():
+    rng = np.random.default_rng(11)
+    probs = probabilities_from_counts(rng.random((3, 5)) * 10 + 1)
+    symbols = rng.integers(0, 5, (9, 7, 3))
+    sizes = []
+    for rows in (1, 4, 8, 9, None):
+        data = encode_symbols(symbols, probs, last_rows=rows)
+        expected = symbols.copy()
+        expected[rows or 9:, :, -1] = 0  # rows not coded decode as 0
+        np.testing.assert_array_equal(decode_symbols(data, symbols.shape, probs, rows), expected)
+        sizes.append(len(data))
+    assert sizes == sorted(sizes) and sizes[-2] == sizes[-1]  # 9 rows of 9 are all of them
+    assert len(encode_symbols(symbols[:, :, :2], probs[:2])) <= sizes[0]
+    assert bound_bits((9, 7, 3), 5, 4) == pytest.approx((2 * 63 + 4 * 7) * math.log2(5))
+    assert minimum_bits((9, 7, 3), probs, 4) < minimum_bits((9, 7, 3), probs)
+    for bad in (0, 10, 1.0):
+        with pytest.raises(ValueError, match=r"last_rows must be a whole number of rows in 1\.\.9"):
+            encode_symbols(symbols, probs, last_rows=bad)

@@ -8,11 +8,20 @@ from conftest import TINY, TINY_VARIABLE_RATE
 from skimage import data as skdata
 
 from compression import bitstream
-from compression.codec import decode_image, encode_image, file_stats, read_symbols
+from compression.codec import decode_image, encode_image, file_stats, noise_seed, read_symbols
+from compression.context_model import encode_symbols_in_context
 from compression.correction import apply_correction
+from compression.entropy_model import encode_symbols
 from compression.errors import ConfigError, CorruptFileError, RateError
 from compression.image_io import pad_to_multiple, to_float
-from compression.rate_control import channel_choices, choose_channels, file_bpp
+from compression.metrics import ms_ssim
+from compression.rate_control import (
+    channel_choices,
+    choose_channels,
+    file_bpp,
+    largest_rows,
+    partial_channel,
+)
 
 
 def fake_code(sizes):
@@ -65,6 +74,30 @@ def test_targets_below_the_range_name_it():
     for bad in (0, -1.0, float("nan")):
         with pytest.raises(RateError, match="positive number"):
             choose_channels(code, [4], 1600, bad)
+
+
+def test_the_most_rows_that_fit_are_found_by_bisection():
+    calls = []
+
+    def code(rows):
+        calls.append(rows)
+        return bytes(100 + 10 * rows)
+
+    for target_bytes, expected in ((1000, 23), (330, 23), (329, 22), (200, 10), (115, 1)):
+        calls.clear()
+        rows, data = largest_rows(code, 24, 8, file_bpp(target_bytes, 8))
+        assert (rows, len(data)) == (expected, 100 + 10 * expected)
+        assert len(calls) <= 5  # log2(23) codings, not 23
+    assert largest_rows(code, 24, 8, file_bpp(109, 8)) == (None, None)
+    assert largest_rows(code, 1, 8, 1e9) == (None, None)  # a one-row map has no part to code
+
+
+def test_a_partial_channel_keeps_its_leading_rows():
+    symbols = np.arange(2 * 3 * 2).reshape(2, 3, 2) + 1
+    kept = partial_channel(symbols, 1)
+    np.testing.assert_array_equal(kept[:, :, 0], symbols[:, :, 0])
+    np.testing.assert_array_equal(kept[:, :, 1], [[2, 4, 6], [0, 0, 0]])
+    assert symbols.min() == 1  # a copy
 
 
 # --- with a real variable-rate model --------------------------------------
@@ -140,6 +173,76 @@ def test_rate_control_never_exceeds_the_target(variable_rate_model, seed):
             continue
         result = encode_image(model, image, bpp=float(target))
         assert result.bpp <= target and result.bpp == file_bpp(len(result.data), h * w)
-        assert result.channels == max(fits)  # the largest k that fits
+        # The largest k that fits, and perhaps part of one more.
+        whole = result.channels - (result.last_channel_rows is not None)
+        assert whole == max(fits)
+        assert result.last_channel_rows is None or result.channels in sizes
         fitted += 1
     assert fitted >= 5
+
+
+def test_a_file_with_a_partial_channel_decodes_as_the_decoder_does(variable_rate_model):
+    model = variable_rate_model
+    image = street(128, 192)
+    padded, _ = pad_to_multiple(image, 16)
+    symbols = partial_channel(model.encode(to_float(padded))[:, :, :4], 3)
+    whole = encode_image(model, image, channels=4)
+    header, _ = bitstream.unpack(whole.data)
+    # The codec's own stream, with a header saying 3 of 8 rows of channel 4 are coded.
+    payload = (encode_symbols_in_context(symbols, model.context_table[:4], 3)
+               if header.flags & bitstream.FLAG_CONTEXT_CODED
+               else encode_symbols(symbols, model.probabilities[:4], 3))
+    data = bitstream.pack(dataclasses.replace(header, last_channel_rows=3), payload)
+    assert file_stats(data)["last_channel_rows"] == "3 of 8"
+    restored_header, restored = read_symbols(model, data)
+    np.testing.assert_array_equal(restored, symbols)
+    direct = model.decode(symbols, noise_seed(restored_header, symbols),
+                          as_uint8=True, last_rows=3)
+    decoded = decode_image(model, data)[0]
+    np.testing.assert_array_equal(decoded, apply_correction(direct, header.correction))
+    # Part of a channel is neither the channels before it nor all of it.
+    for k in (3, 4):
+        full = model.decode(symbols[:, :, :k], seed=0, as_uint8=True)
+        assert not np.array_equal(model.decode(symbols, 0, as_uint8=True, last_rows=3), full)
+    for bad in (0, 8, 2.0):
+        with pytest.raises(ConfigError, match="last_rows"):
+            model.decode(symbols, 0, last_rows=bad)
+    with pytest.raises(ConfigError, match="at least 2 whole channels"):
+        model.decode(symbols[:, :, :2], 0, last_rows=3)
+
+
+def test_a_partial_channel_after_too_few_whole_ones_is_corrupt(variable_rate_model):
+    data = encode_image(variable_rate_model, street(64, 64), channels=2).data
+    header, payload = bitstream.unpack(data)
+    forged = bitstream.pack(dataclasses.replace(header, last_channel_rows=1), payload)
+    with pytest.raises(CorruptFileError, match="decodes at least 2 whole channels"):
+        decode_image(variable_rate_model, forged)
+
+
+def test_rate_control_fills_the_budget_with_part_of_a_channel_when_it_decodes_better(
+        variable_rate_model):
+    model = variable_rate_model
+    image = street(160, 240)
+    pixels = 160 * 240
+    sizes = {k: len(encode_image(model, image, channels=k).data)
+             for k in channel_choices(model.config)}
+    partial = 0
+    for k in (2, 3, 4, 5):
+        for share in (0.3, 0.6, 0.9):
+            target = file_bpp(sizes[k] + share * (sizes[k + 1] - sizes[k]), pixels)
+            result = encode_image(model, image, bpp=target)
+            assert result.bpp <= target
+            whole = encode_image(model, image, channels=k)
+            if result.last_channel_rows is None:
+                assert result.channels == k
+                continue
+            partial += 1
+            assert result.channels == k + 1 and 1 <= result.last_channel_rows < 10
+            assert k < result.effective_channels < k + 1
+            assert result.bpp > whole.bpp  # the budget is spent ...
+            # ... on a file that decodes better than k whole channels (the encoder's test).
+            assert (ms_ssim(image, decode_image(model, result.data)[0])
+                    > ms_ssim(image, decode_image(model, whole.data)[0]))
+            # Without a target, and with an exact k, files code whole channels.
+            assert encode_image(model, image, channels=k + 1).last_channel_rows is None
+    assert partial  # some budgets between two whole channels are spent on a part
