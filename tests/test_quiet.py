@@ -67,3 +67,20 @@ def test_a_command_that_loads_tensorflow_prints_no_startup_lines(tiny_run, tmp_p
     assert "parameters" in proc.stdout
     assert "I0000" not in proc.stderr and "cuInit" not in proc.stderr, proc.stderr
     assert "absl::InitializeLog" not in proc.stderr
+
+
+def test_info_prints_no_startup_lines(tiny_run, tmp_path):
+    # info reads a file without a model, but the codec module imports TensorFlow.
+    from PIL import Image
+
+    Image.new("RGB", (32, 48), (90, 120, 60)).save(tmp_path / "a.png")
+    env = subprocess_env()
+    del env["TF_CPP_MIN_LOG_LEVEL"]  # as in a user's shell
+    encoded = subprocess.run([PYTHON, "-m", "compression", "encode", str(tmp_path / "a.png"),
+                              "--model", str(tiny_run), "-o", str(tmp_path / "a.gcz")],
+                             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert encoded.returncode == 0, encoded.stderr
+    proc = subprocess.run([PYTHON, "-m", "compression", "info", str(tmp_path / "a.gcz")],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "height 48, width 32" in proc.stdout, proc.stderr
+    assert proc.stderr == "", proc.stderr
