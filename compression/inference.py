@@ -299,7 +299,7 @@ class CompressionModel:
             # How many leading channels are real (variable-rate models; the rest are filled).
             self._kept = _v1.placeholder_with_default(
                 tf.constant(cfg.channels, tf.int32), [], name="kept_channels")
-            # Per cell (a partly coded last channel): fed by decode's ``rows``.
+            # Per cell (a partly coded last channel): fed by decode's ``last_rows``.
             self._kept_cells = _v1.placeholder_with_default(
                 tf.broadcast_to(leading_channels(self._kept, cfg.channels), tf.shape(w_hat)),
                 [1, None, None, cfg.channels], name="kept_cells")
