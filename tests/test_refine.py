@@ -39,7 +39,9 @@ def test_a_target_rate_holds_at_every_step(variable_rate_model):
     # A target exactly at the encoder's 3-channel file: no iterate may be a byte longer.
     target = 8 * len(encode_image(model, image, channels=3).data) / pixels
     refined = encode_image(model, image, bpp=target, refine=6)
-    assert refined.channels == 3 and refined.bpp <= target
+    # Refinement runs at 3 channels; the bytes it saves may buy rows of a 4th.
+    whole = refined.channels - (refined.last_channel_rows is not None)
+    assert whole == 3 and refined.bpp <= target
 
 
 def test_the_chosen_step_is_scored_as_its_file_decodes(variable_rate_model):
