@@ -740,7 +740,9 @@ def _channels_text(result, channels):
     part of its last channel."""
     if result.last_channel_rows is None:
         return f"{result.channels} of {channels} channels"
-    rows = -(-result.height // 16)
+    from compression.bitstream import bottleneck_size
+
+    rows = bottleneck_size(result.height, result.width)[0]
     return (f"{result.channels - 1} of {channels} channels + {result.last_channel_rows} of "
             f"{rows} rows of channel {result.channels}")
 

@@ -109,7 +109,7 @@ class EncodeResult:
         """``channels``, the last one counted by the share of its rows the file codes."""
         if self.last_channel_rows is None:
             return float(self.channels)
-        rows = math.ceil(self.height / DOWNSAMPLING)
+        rows = bitstream.bottleneck_size(self.height, self.width)[0]
         return self.channels - 1 + self.last_channel_rows / rows
 
 
@@ -306,8 +306,8 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
         if best is None or score > best[0]:
             best = (score, candidate, data)
     if best is not None:
+        # Each candidate was coded last under its own k: payloads[k] is the chosen file's.
         _, (k, symbols, rows), data = best
-    code(k, symbols, seed, rows=rows)  # so that payloads[k] (payload_bpp) is the chosen file's
     return EncodeResult(
         data=data, height=h, width=w,
         bpp=file_bpp(len(data), pixels),

@@ -38,6 +38,7 @@ from .entropy_model import (
     _check_probabilities,
     _check_shape,
     _check_symbols,
+    _coded_counts,
     _stream_bytes,
     _stream_words,
     check_last_rows,
@@ -216,10 +217,8 @@ def minimum_bits_in_context(shape: Sequence[int], table: np.ndarray,
     """The fewest bits any ``(h, w, C)`` map can cost: each symbol its likeliest anywhere
     (the last channel's ``h`` being ``last_rows``)."""
     table = _check_table(table)
-    height, width = int(shape[0]), int(shape[1])
     least = -np.log2(table.reshape(table.shape[0], -1).max(axis=1))
-    missing = height - check_last_rows(last_rows, height)
-    return float(height * width * least.sum() - missing * width * least[-1])
+    return float(np.dot(_coded_counts((*shape[:2], len(least)), last_rows), least))
 
 
 def decode_symbols_in_context(data: bytes, shape: Sequence[int], table: np.ndarray,

@@ -179,6 +179,13 @@ def check_last_rows(last_rows: int | None, height: int) -> int:
     return int(last_rows)
 
 
+def _coded_counts(shape: Sequence[int], last_rows: int | None = None) -> list[int]:
+    """How many symbols of each channel of an ``(h, w, C)`` map a stream codes, in order."""
+    height, width, channels = (int(s) for s in shape)
+    last = check_last_rows(last_rows, height) * width
+    return [height * width] * (channels - 1) + [last] if channels else []
+
+
 def _coded_rows(symbols: np.ndarray, last_rows: int) -> list[np.ndarray]:
     """Each channel's coded symbols in stream order (the last one's first ``last_rows`` rows)."""
     channels = symbols.shape[2]
@@ -305,7 +312,7 @@ def decode_symbols(
     # Even if every symbol were its channel's most probable one, the stream
     # could not be shorter than this (less a little for the coder's rounding).
     words = _stream_words(data, 0.99 * minimum_bits(shape, probs, last_rows) - 64, shape)
-    counts = [height * width] * (num_c - 1) + [last_rows * width] if num_c else []
+    counts = _coded_counts(shape, last_rows)
     try:
         decoder = _stream.queue.RangeDecoder(words)
         rows = [decoder.decode(model, count) for model, count in zip(_models(probs), counts,
@@ -347,10 +354,8 @@ def minimum_bits(shape: Sequence[int], probabilities: np.ndarray,
     than its rounding.
     """
     probs = _check_probabilities(probabilities)
-    height, width = int(shape[0]), int(shape[1])
     least = -np.log2(probs.max(axis=1))
-    missing = height - check_last_rows(last_rows, height)
-    return float(height * width * least.sum() - missing * width * least[-1])
+    return float(np.dot(_coded_counts((*shape[:2], len(least)), last_rows), least))
 
 
 def bound_bits(shape: Sequence[int], num_centers: int, last_rows: int | None = None) -> float:
@@ -361,11 +366,7 @@ def bound_bits(shape: Sequence[int], num_centers: int, last_rows: int | None = N
         num_centers: ``L``.
         last_rows: the last channel's coded rows (None: all ``h``).
     """
-    height, width = int(shape[0]), int(shape[1])
-    symbols = math.prod(int(s) for s in shape)
-    if last_rows is not None:
-        symbols -= (height - check_last_rows(last_rows, height)) * width
-    return float(symbols * math.log2(int(num_centers)))
+    return float(sum(_coded_counts(shape, last_rows)) * math.log2(int(num_centers)))
 
 
 def estimated_bits(symbols: np.ndarray, probabilities: np.ndarray) -> float:
