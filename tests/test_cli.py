@@ -15,7 +15,9 @@ from compression.codec import decode
 from compression.image_io import read_image
 
 LINE = re.compile(r"(?P<src>\S+) -> (?P<dst>\S+): (?P<bytes>\d+) bytes, (?P<bpp>[\d.]+) bpp "
-                  r"\((?P<k>\d+) of (?P<channels>\d+) channels; bound (?P<bound>[\d.]+) bpp\)")
+                  r"\((?P<k>\d+) of (?P<channels>\d+) channels(?: \+ (?P<rows>\d+) of "
+                  r"(?P<height>\d+) rows of channel (?P<partial>\d+))?; "
+                  r"bound (?P<bound>[\d.]+) bpp\)")
 
 
 def write_png(path, h, w, seed=0):
@@ -217,9 +219,15 @@ def test_variable_rate_encode_and_info(capsys, variable_rate_run, tmp_path):
         match = LINE.search(out)
         assert match["channels"] == "6" and 2 <= int(match["k"]) <= 6
         assert 8 * gcz.stat().st_size / (256 * 384) <= float(target)
-        sizes[target] = int(match["k"])
+        sizes[target] = int(match["k"])  # whole channels
         _, info, _ = run_cli(capsys, "info", gcz)
-        assert f"channels {match['k']}" in info
+        if match["rows"] is None:
+            assert f"channels {match['k']}, last_channel_rows all" in info
+        else:  # --bpp spent the rest of the budget on rows of one more channel
+            assert int(match["partial"]) == int(match["k"]) + 1 and match["height"] == "16"
+            assert 1 <= int(match["rows"]) < 16
+            assert (f"channels {match['partial']}, last_channel_rows {match['rows']} of 16"
+                    in info)
         assert run_cli(capsys, "decode", gcz, "--model", variable_rate_run, "-o",
                        tmp_path / f"{target}.png")[0] == 0
     assert sizes["10"] == 6 and sizes["0.03"] <= sizes["0.045"]
