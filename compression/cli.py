@@ -53,7 +53,7 @@ def _classes(text):
 
 
 def _add_train(sub):
-    from compression.config import LABEL_FACTORS, UPSAMPLING
+    from compression.config import LABEL_FACTORS, RATE_MODELS, UPSAMPLING
 
     p = sub.add_parser(
         "train", help="train a compressor on Cityscapes-style data",
@@ -122,8 +122,12 @@ def _add_train(sub):
     p.add_argument("--lambda-ms-ssim", type=float, default=None,
                    help="weight of a 1 - MS-SSIM distortion term (default 0)")
     p.add_argument("--lambda-rate", type=float, default=None,
-                   help="weight of a rate term, bits per pixel as the symbol histogram "
-                        "prices them (default 0: the rate is set by the channels alone)")
+                   help="weight of a rate term, bits per pixel as --rate-model prices them "
+                        "(default 0: the rate is set by the channels alone)")
+    p.add_argument("--rate-model", choices=RATE_MODELS, default=None,
+                   help="what the rate term prices the bottleneck with: 'histogram' "
+                        "(each channel's symbol histogram) or 'context' (counts per "
+                        "neighbourhood, as files are coded: predictable codes cost less)")
     p.add_argument("--lr-decay-step", type=int, default=None,
                    help="multiply the learning rates by --lr-decay-factor from this step")
     p.add_argument("--lr-decay-factor", type=float, default=None)
@@ -579,7 +583,7 @@ def _train(args):
                        ("quantizer", "quantizer"), ("min_channels", "min_channels"),
                        ("chroma_weight", "chroma_weight"), ("upsampling", "upsampling"),
                        ("channel_weights", "channel_weights"),
-                       ("corrected_loss", "corrected_loss")):
+                       ("corrected_loss", "corrected_loss"), ("rate_model", "rate_model")):
         if getattr(args, arg) is not None:
             fields[field] = getattr(args, arg)
     if args.crop:

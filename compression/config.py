@@ -11,6 +11,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
+from compression.context_model import MAX_CONTEXT_CENTERS as _MAX_CONTEXT_CENTERS
 from compression.errors import CompressionError, ConfigError
 from compression.files import read_regular, write_atomic
 
@@ -40,6 +41,9 @@ LABEL_FACTORS = (1, 2, 4, 8, 16)
 #: ``upsampling`` values: the paper's transposed convolutions, or resize-convolutions.
 UPSAMPLING = ("transposed", "resize")
 
+#: ``rate_model`` values: how training prices the bottleneck (:mod:`compression.rate_model`).
+RATE_MODELS = ("histogram", "context")
+
 #: Relative tolerance of :meth:`CompressionConfig.for_bpp` (the paper's rates are rounded).
 FOR_BPP_TOLERANCE = 0.02
 
@@ -52,7 +56,7 @@ _ABSENT_MEANS = {
     "quantizer": "soft",
     "min_channels": None, "chroma_weight": 1.0, "selective_probability": 0.0,
     "class_names": (), "label_factor": 1, "upsampling": "transposed", "channel_weights": (),
-    "corrected_loss": False,
+    "corrected_loss": False, "rate_model": "histogram",
 }
 
 
@@ -138,6 +142,13 @@ class CompressionConfig:
         ``beta``).  0 (default): none, the rate is set by ``channels`` alone.
         It trains the encoder only, so it does nothing in a GAN phase with
         ``freeze_encoder``.
+      rate_model: what the rate term prices the bottleneck with
+        (:mod:`compression.rate_model`): ``"histogram"`` (each channel's
+        running symbol histogram, the per-channel coder) or ``"context"``
+        (running counts per channel and context, the context coder that
+        files use: a symbol its neighbours predict is cheap, so the encoder
+        can learn predictable codes).  Training only: files and decoders do
+        not depend on it.
       chroma_weight: weight of the chroma part of the MSE against its grey
         part (1: plain RGB MSE; see :func:`compression.losses.distortion_loss`).
       corrected_loss: score the distortion terms on each crop's reconstruction
@@ -240,6 +251,7 @@ class CompressionConfig:
     upsampling: str = "transposed"
     channel_weights: tuple = ()
     corrected_loss: bool = True
+    rate_model: str = "histogram"
     _notes: tuple = field(default=(), repr=False, compare=False)
 
     def __post_init__(self):
@@ -348,6 +360,15 @@ class CompressionConfig:
         if self.quantizer not in ("soft", "bounded_ste"):
             raise ConfigError(
                 f"quantizer must be 'soft' or 'bounded_ste', got {self.quantizer!r}")
+        if self.rate_model not in RATE_MODELS:
+            raise ConfigError(
+                f"rate_model must be {' or '.join(map(repr, RATE_MODELS))}, "
+                f"got {self.rate_model!r}")
+        if self.rate_model == "context" and len(self.centers) > _MAX_CONTEXT_CENTERS:
+            raise ConfigError(
+                f"rate_model 'context' supports at most {_MAX_CONTEXT_CENTERS} centres "
+                f"(its table grows as (L + 1)**5 * L), got {len(self.centers)}; "
+                "use rate_model 'histogram'")
         if self.upsampling not in UPSAMPLING:
             raise ConfigError(
                 f"upsampling must be {' or '.join(map(repr, UPSAMPLING))}, "

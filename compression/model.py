@@ -8,6 +8,8 @@ Variables live under stable top-level scopes so checkpoints are portable:
 * ``generator/decoder/...``          the decoder G
 * ``discriminator/scale{s}/...``     the multiscale discriminator D
 * ``entropy_model/symbol_counts``    running per-channel symbol histogram ``[C, L]``
+* ``entropy_model/context_counts``   running counts per context ``[C, K, L]``
+                                     (``rate_model="context"`` only; :mod:`compression.rate_model`)
 * ``global_step``
 
 :func:`build_training_graph` wires everything with losses and Adam train
@@ -30,7 +32,6 @@ from compression.decoder import (
 )
 from compression.discriminator import multiscale_discriminator
 from compression.encoder import encoder
-from compression.entropy_model import UNIFORM_MIX
 from compression.losses import (
     color_corrected,
     discriminator_loss,
@@ -40,6 +41,17 @@ from compression.losses import (
     ms_ssim_loss,
 )
 from compression.quantizer import dequantize, quantize, symbol_counts
+from compression.rate_model import (
+    ENTROPY_SCOPE,
+    batch_context_counts,
+    context_counts_variable,
+    differentiable_bits,
+    differentiable_bits_in_context,
+    estimated_bits,
+    estimated_bits_in_context,
+    interpolated_code_lengths,
+    symbol_counts_variable,
+)
 from compression.selective import apply_mask, keep_inside, sample_masks
 from compression.semantic import semantic_encoder, semantic_input
 from noisegen import dcgan_generator
@@ -62,7 +74,6 @@ __all__ = [
 ]
 
 GENERATOR_SCOPE = "generator"
-ENTROPY_SCOPE = "entropy_model"
 
 _v1 = tf.compat.v1
 
@@ -140,21 +151,6 @@ def synthesize(w_hat, config, training, z=None, labels_one_hot=None, reuse=_v1.A
     return reconstruction, noise
 
 
-def symbol_counts_variable(config):
-    """The running symbol histogram ``entropy_model/symbol_counts`` ``[C, L]`` (float64).
-
-    It is what the codec turns into per-channel probabilities, so every
-    checkpoint can code files.
-    """
-    with _v1.variable_scope(ENTROPY_SCOPE, reuse=_v1.AUTO_REUSE):
-        return _v1.get_variable(
-            "symbol_counts", [config.channels, config.num_centers], dtype=tf.float64,
-            initializer=_v1.zeros_initializer(), trainable=False,
-            # Every replica assigns the same all-reduced value (build_training_graph).
-            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
-        )
-
-
 def sample_kept_channels(batch, config):
     """``[batch]`` int32: how many leading channels each training example keeps.
 
@@ -172,72 +168,6 @@ def sample_kept_channels(batch, config):
 def kept_channel_mask(kept, channels):
     """float64 ``[B, 1, 1, C]``: 1 for the leading ``kept`` (``[B]``) channels, else 0."""
     return tf.cast(leading_channels(kept, channels), tf.float64)
-
-
-def _code_lengths(counts):
-    """``[C, L]`` float64 bits of each symbol under ``counts``, smoothed as the codec does."""
-    num_centers = int(counts.shape[-1])
-    total = tf.reduce_sum(counts, axis=-1, keepdims=True)
-    empirical = tf.where(
-        tf.broadcast_to(total > 0, tf.shape(counts)),
-        counts / tf.maximum(total, 1e-300),
-        tf.fill(tf.shape(counts), tf.constant(1.0 / num_centers, tf.float64)),
-    )
-    probs = (1.0 - UNIFORM_MIX) * empirical + UNIFORM_MIX / num_centers
-    return -tf.math.log(probs) / tf.math.log(tf.constant(2.0, tf.float64))
-
-
-def estimated_bits(symbols, counts, mask=None):
-    """Ideal code length in bits of ``symbols`` ``[B, h, w, C]`` under ``counts`` ``[C, L]``.
-
-    Uses the same smoothing as :func:`compression.entropy_model.probabilities_from_counts`
-    (every symbol has probability > 0), so it estimates the payload size.
-    ``mask`` (float64, broadcastable to ``[B, h, w, C]``: :func:`kept_channel_mask`,
-    a selective mask ``[B, h, w, 1]``, or their product): count only the
-    entries a file would code.
-    """
-    one_hot = tf.one_hot(symbols, int(counts.shape[-1]), dtype=tf.float64)
-    per_symbol = tf.reduce_sum(one_hot * _code_lengths(counts), axis=-1)
-    if mask is not None:
-        per_symbol *= mask
-    return tf.reduce_sum(per_symbol)
-
-
-def differentiable_bits(w, counts, centers, mask=None):
-    """A code length of the bottleneck ``w`` ``[B, h, w, C]`` that has a gradient.
-
-    Each channel's cost of a symbol, ``-log2 p(c_l)`` under the running
-    histogram ``counts`` ``[C, L]`` (held constant), is interpolated linearly
-    between the centres and read at ``w`` (clipped to the centres' range).
-    At a centre it is that symbol's ideal code length, what
-    :func:`estimated_bits` counts; in between, its slope tells the encoder
-    which neighbouring centre is cheaper.  The rate term of
-    ``config.lambda_rate`` (section 3.1's ``beta * H(w_hat)``, with the
-    histogram in place of a learnt probability model).  ``mask`` as in
-    :func:`estimated_bits`.  Returns a float32 scalar, bits.
-    """
-    lengths = tf.cast(tf.stop_gradient(_code_lengths(counts)), tf.float32)  # [C, L]
-    bits = interpolated_code_lengths(w, lengths, centers)
-    if mask is not None:
-        bits *= tf.cast(mask, tf.float32)
-    return tf.reduce_sum(bits)
-
-
-def interpolated_code_lengths(w, lengths, centers):
-    """Each entry's code length, linear between the centres: float32 like ``w``.
-
-    ``lengths`` (float32, ``[..., L]``, its leading axes broadcast against
-    ``w``: ``[C, L]`` per channel, or ``[B, h, w, C, L]`` per entry as in
-    :mod:`compression.refine`) holds the bits of each centre; ``w`` is
-    clipped to the centres' range, so the length is flat beyond it.
-    """
-    w = tf.clip_by_value(w, centers[0], centers[-1])
-    bits = lengths[..., 0]
-    for j in range(len(centers) - 1):
-        # How far w is across the interval [c_j, c_j+1]: 0 below, 1 above.
-        across = tf.clip_by_value((w - centers[j]) / (centers[j + 1] - centers[j]), 0.0, 1.0)
-        bits = bits + across * (lengths[..., j + 1] - lengths[..., j])
-    return bits
 
 
 @dataclasses.dataclass
@@ -390,11 +320,17 @@ def build_training_graph(images, config, labels=None, z=None, loss_scale=None):
     if mask is not None:
         coded = tf.cast(mask, tf.float64) * (1.0 if coded is None else coded)
     counts = symbol_counts_variable(config)
+    in_context = config.rate_model == "context"
+    contexts = context_counts_variable(config) if in_context else None
     if config.lambda_rate > 0:
-        # Bits per pixel of what a file would code, against the histogram of
-        # the last ~1/(1 - histogram_decay) steps: only the encoder feels it.
-        warmup_losses["rate"] = (differentiable_bits(q.w_soft, counts, config.centers, coded)
-                                 / tf.cast(pixels, tf.float32))
+        # Bits per pixel of what a file would code, against the counts of the
+        # last ~1/(1 - histogram_decay) steps: only the encoder feels it.
+        if in_context:
+            bits = differentiable_bits_in_context(q.w_soft, q.symbols, contexts, counts,
+                                                  config.centers, coded)
+        else:
+            bits = differentiable_bits(q.w_soft, counts, config.centers, coded)
+        warmup_losses["rate"] = bits / tf.cast(pixels, tf.float32)
         distortion_term += config.lambda_rate * warmup_losses["rate"]
     warmup_losses["g_loss"] = distortion_term
 
@@ -404,8 +340,12 @@ def build_training_graph(images, config, labels=None, z=None, loss_scale=None):
         beta1=config.beta1, name="g_adam"), loss_scale)
     # Under tf.distribute every replica adds the histogram of the global batch
     # (identity on one device), so the entropy model is not replica 0's alone.
-    batch_counts = tf.distribute.get_replica_context().all_reduce(
+    replica = tf.distribute.get_replica_context()
+    batch_counts = replica.all_reduce(
         tf.distribute.ReduceOp.SUM, symbol_counts(q.symbols, config.num_centers))
+    batch_contexts = None if not in_context else replica.all_reduce(
+        tf.distribute.ReduceOp.SUM,
+        batch_context_counts(q.symbols, config.num_centers, config.channels))
     # num_updates makes the effective decay min(decay, (1 + step) / (10 + step)):
     # without it the average of a short run (or the first thousands of steps
     # at decay 0.999) still holds a large share of the random initial weights.
@@ -420,8 +360,10 @@ def build_training_graph(images, config, labels=None, z=None, loss_scale=None):
     def generator_update(grads, dependencies):
         with tf.control_dependencies(dependencies):
             apply = g_opt.apply_gradients(grads, global_step=global_step)
-            hist = counts.assign(counts * config.histogram_decay + batch_counts)
-        updates = [apply, hist]
+            updates = [apply, counts.assign(counts * config.histogram_decay + batch_counts)]
+            if in_context:
+                updates.append(contexts.assign(
+                    contexts * config.histogram_decay + batch_contexts))
         if ema is not None:
             with tf.control_dependencies([apply]):
                 updates.append(ema.apply(decoder_side))
@@ -486,7 +428,8 @@ def build_training_graph(images, config, labels=None, z=None, loss_scale=None):
     metrics = {
         "psnr": 10.0 * tf.math.log(255.0**2 / tf.maximum(mse_8bit, 1e-10)) / tf.math.log(10.0),
         "bpp_bound": tf.constant(config.bpp_bound(), tf.float64),
-        "bpp_estimate": estimated_bits(q.symbols, counts, coded) / pixels,
+        "bpp_estimate": (estimated_bits_in_context(q.symbols, contexts, counts, coded)
+                         if in_context else estimated_bits(q.symbols, counts, coded)) / pixels,
     }
     return TrainingGraph(
         config=config,

@@ -55,11 +55,15 @@ from compression.model import (
     LOSS_SCALE_VARIABLES,
     build_training_graph,
     encode,
-    estimated_bits,
     kept_channel_mask,
     synthesize,
 )
 from compression.precision import apply_precision, check_precision, loss_scale
+from compression.rate_model import (
+    context_counts_variable,
+    estimated_bits,
+    estimated_bits_in_context,
+)
 from compression.semantic import semantic_input
 from compression.shipped import resolve_name
 from compression.weights import stored_float
@@ -376,8 +380,8 @@ class _Validator:
     """Inference-mode reconstruction of a fixed set of validation images.
 
     Reports PSNR, MS-SSIM (with fewer scales for small images, see
-    :func:`compression.metrics.ms_ssim`) and the entropy-model estimate of the
-    bits per pixel, averaged over the images, each nearly whole (its
+    :func:`compression.metrics.ms_ssim`) and the estimate of the bits per pixel
+    under the rate model training uses, averaged over the images, each nearly whole (its
     :func:`compression.data.whole_window`).  With an EMA of the generator
     (``config.ema_decay > 0``) the shadow weights are scored, because they
     are what :func:`compression.inference.load_model` loads.
@@ -407,6 +411,8 @@ class _Validator:
             for k in (cfg.min_channels, (cfg.min_channels + cfg.channels) // 2):
                 self.rates.setdefault(f"_k{k}", k)
         self.fetches = {"image": images[0]}
+        # Priced as training prices it (config.rate_model).
+        contexts = context_counts_variable(cfg) if cfg.rate_model == "context" else None
         with _v1.variable_scope(_v1.get_variable_scope(), custom_getter=_averaged_by(ema),
                                 auxiliary_name_scope=False):
             _, q = encode(images, cfg)
@@ -417,8 +423,9 @@ class _Validator:
                                       kept=kept)
                 mask = kept_channel_mask(k, cfg.channels) if cfg.variable_rate else None
                 self.fetches[f"reconstruction{suffix}"] = recon[0]
-                self.fetches[f"bpp_estimate{suffix}"] = (
-                    estimated_bits(q.symbols, counts, mask) / pixels)
+                bits = (estimated_bits(q.symbols, counts, mask) if contexts is None else
+                        estimated_bits_in_context(q.symbols, contexts, counts, mask))
+                self.fetches[f"bpp_estimate{suffix}"] = bits / pixels
 
     def run(self, sess):
         sess.run(self.iterator.initializer)

@@ -12,6 +12,7 @@ import tensorflow as tf
 from conftest import PYTHON, TINY, subprocess_env
 from test_cli import run_cli
 
+from compression.config import CompressionConfig
 from compression.distribute import check_strategy
 from compression.errors import CompressionError
 from compression.inference import checkpoint_step
@@ -149,10 +150,15 @@ def test_mirrored_cli_trains_and_validates(tiny_data, tmp_path, capsys):
                              "--d-scales", "2", "--crop", "32x64", "--batch", "2",
                              "--strategy", "mirrored", "--devices", "/cpu:0,/cpu:1",
                              "--steps", "2", "--val-every", "2", "--val-images", "2",
+                             "--lambda-rate", "2", "--rate-model", "context",
                              "--no-progress")
     assert code == 0, err
     assert "mirrored over /cpu:0, /cpu:1: 2 replicas, 1 images each" in out
-    assert "val_psnr" in out
+    assert "val_psnr" in out and "val_bpp_estimate" in out
+    # The context counts are the global batch's, kept once (as the histogram).
+    assert CompressionConfig.load(run / "config.json").rate_model == "context"
+    stored = dict(tf.train.list_variables(tf.train.latest_checkpoint(str(run))))
+    assert stored["entropy_model/context_counts"] == [4, 6**5, 5]
     assert "deprecat" not in err.lower() and "Warning" not in err
 
 

@@ -12,10 +12,8 @@ from compression import entropy_model
 from compression.config import CompressionConfig
 from compression.model import (
     build_training_graph,
-    differentiable_bits,
     encode,
     estimated_bits,
-    interpolated_code_lengths,
     reconstruct_from_symbols,
     sample_kept_channels,
     synthesize,
@@ -238,46 +236,6 @@ def test_estimated_bits_matches_entropy_model(run):
     pixels = 2 * 64 * 64
     np.testing.assert_allclose(bpp * pixels, expected, rtol=1e-6)
     assert bits_zero == pytest.approx(symbols.size * math.log2(run.cfg.num_centers), rel=1e-9)
-
-
-def test_differentiable_bits_is_the_code_length_at_the_centres_and_slopes_between():
-    centers = (-2.0, -1.0, 0.0, 1.0, 2.0)
-    rng = np.random.default_rng(3)
-    counts = rng.integers(1, 500, size=(3, 5)).astype(float)
-    symbols = rng.integers(0, 5, size=(2, 4, 6, 3))
-    mask = np.ones([2, 1, 1, 3])
-    mask[1, ..., 2] = 0.0  # the second example codes two channels
-    lengths = -np.log2(entropy_model.probabilities_from_counts(counts))  # [C, L]
-    with tf.Graph().as_default():
-        w = tf.constant(np.array(centers, np.float32)[symbols])
-        counts_t = tf.constant(counts)
-        at_centres = differentiable_bits(w, counts_t, centers, mask)
-        ideal = estimated_bits(tf.constant(symbols), counts_t, mask)
-        # Off-centre, below and beyond the range: the slope toward the cheaper neighbour.
-        probe = tf.constant([[[[0.25, -3.0, 2.7]]]], tf.float32)
-        probe_bits = differentiable_bits(probe, counts_t, centers)
-        grad = tf.gradients(probe_bits, probe)[0]
-        with _v1.Session() as sess:
-            got, want, got_probe, got_grad = sess.run([at_centres, ideal, probe_bits, grad])
-    assert got == pytest.approx(want, rel=1e-5)
-    assert got_probe == pytest.approx(
-        0.75 * lengths[0, 2] + 0.25 * lengths[0, 3] + lengths[1, 0] + lengths[2, 4], rel=1e-5)
-    np.testing.assert_allclose(got_grad.ravel(), [lengths[0, 3] - lengths[0, 2], 0.0, 0.0],
-                               rtol=1e-5)
-
-
-def test_per_entry_code_lengths_interpolate_each_entry_on_its_own_table():
-    # compression.refine prices each entry with its own context's lengths [B, h, w, C, L].
-    centers = (-1.0, 0.0, 1.0)
-    lengths = np.array([[[[[1.0, 2.0, 3.0]], [[6.0, 4.0, 1.0]]]]], np.float32)  # [1,1,2,1,3]
-    with tf.Graph().as_default():
-        w = tf.constant([[[[0.5], [-0.5]]]], tf.float32)
-        bits = interpolated_code_lengths(w, tf.constant(lengths), centers)
-        grad = tf.gradients(tf.reduce_sum(bits), w)[0]
-        with _v1.Session() as sess:
-            got, got_grad = sess.run([bits, grad])
-    np.testing.assert_allclose(got.ravel(), [2.5, 5.0])
-    np.testing.assert_allclose(got_grad.ravel(), [1.0, -2.0])
 
 
 def test_rate_term_trains_the_encoder_to_code_fewer_bits():

@@ -433,6 +433,33 @@ def test_recipe_options_reach_the_config(tiny_data, tmp_path):
     assert [n for n in names if n.startswith("discriminator/") and n.endswith("/d_adam")]
 
 
+def test_context_rate_model_resumes_with_its_counts_and_codes_files(tiny_data, tmp_path):
+    from skimage import data
+
+    from compression.codec import decode_image, encode_image
+
+    run = tmp_path / "run"
+    assert train_cli(tiny_data, run, "--no-gan", "--lambda-rate", "2", "--rate-model", "context",
+                     steps=2) == 0
+    assert CompressionConfig.load(run / "config.json").rate_model == "context"
+
+    def counts():
+        reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run)))
+        return reader.get_tensor("entropy_model/context_counts")
+
+    first = counts()
+    assert first.shape == (4, 6**5, 5) and first.sum() > 0
+    assert main(["train", "--data", str(tiny_data), "--out", str(run), "--resume",
+                 "--steps", "3", "--val-every", "0", "--val-images", "0", "--no-progress"]) == 0
+    # Restored, decayed and added to, not started again from zeros.
+    decay = CompressionConfig.load(run / "config.json").histogram_decay
+    assert counts().sum() > first.sum() * decay
+    image = data.astronaut()[::8, ::8]
+    with load_model(str(run)) as model:  # inference never needs the context counts
+        decoded, _ = decode_image(model, encode_image(model, image).data)
+    assert decoded.shape == image.shape
+
+
 def test_channel_weights_reach_the_config_or_fail_cleanly(tiny_data, tmp_path, capsys):
     run = tmp_path / "run"
     assert train_cli(tiny_data, run, "--min-channels", "2", "--channel-weights", "1,3,0",
