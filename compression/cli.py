@@ -53,7 +53,7 @@ def _classes(text):
 
 
 def _add_train(sub):
-    from compression.config import LABEL_FACTORS, RATE_MODELS, UPSAMPLING
+    from compression.config import DISCRIMINATOR_PADDINGS, LABEL_FACTORS, RATE_MODELS, UPSAMPLING
 
     p = sub.add_parser(
         "train", help="train a compressor on Cityscapes-style data",
@@ -82,6 +82,11 @@ def _add_train(sub):
     p.add_argument("--residual-blocks", type=int, default=None)
     p.add_argument("--d-width", type=float, default=None, help="discriminator filter multiplier")
     p.add_argument("--d-scales", type=int, default=None, help="discriminator scales (default 3)")
+    p.add_argument("--d-padding", choices=DISCRIMINATOR_PADDINGS, default=None,
+                   help="what the discriminator's convolutions see beyond the image: "
+                        "'replicate' (default for new runs: edge pixels) or 'zero' (the "
+                        "paper's; lets D find the border, and long GAN phases then grow "
+                        "a noisy corner); --init-from keeps the source's unless given")
     p.add_argument("--steps", type=int, default=1000, help="train until this global step")
     p.add_argument("--batch", type=int, default=None, help="batch size (default 2)")
     p.add_argument("--crop", type=_size, default=None,
@@ -572,6 +577,7 @@ def _train(args):
     fields = {}
     for arg, field in (("width", "width"), ("residual_blocks", "residual_blocks"),
                        ("d_width", "discriminator_width"), ("d_scales", "discriminator_scales"),
+                       ("d_padding", "discriminator_padding"),
                        ("batch", "batch_size"), ("gan_start_step", "gan_start_step"),
                        ("ema", "ema_decay"), ("lambda_mse", "lambda_mse"),
                        ("lambda_fm", "lambda_fm"), ("channels", "channels"),

@@ -41,6 +41,9 @@ LABEL_FACTORS = (1, 2, 4, 8, 16)
 #: ``upsampling`` values: the paper's transposed convolutions, or resize-convolutions.
 UPSAMPLING = ("transposed", "resize")
 
+#: ``discriminator_padding`` values: what D's convolutions see beyond the image.
+DISCRIMINATOR_PADDINGS = ("replicate", "zero")
+
 #: ``rate_model`` values: how training prices the bottleneck (:mod:`compression.rate_model`).
 RATE_MODELS = ("histogram", "context")
 
@@ -56,7 +59,7 @@ _ABSENT_MEANS = {
     "quantizer": "soft",
     "min_channels": None, "chroma_weight": 1.0, "selective_probability": 0.0,
     "class_names": (), "label_factor": 1, "upsampling": "transposed", "channel_weights": (),
-    "corrected_loss": False, "rate_model": "histogram",
+    "corrected_loss": False, "rate_model": "histogram", "discriminator_padding": "zero",
 }
 
 
@@ -105,6 +108,12 @@ class CompressionConfig:
       residual_blocks: residual blocks in the decoder (paper: 9).
       discriminator_scales: scales of the multiscale discriminator (paper: 3).
       discriminator_width: multiplier on the discriminator's 64..512 filters.
+      discriminator_padding: what D's convolutions see beyond the image:
+        ``"replicate"`` (default: its edge pixels) or ``"zero"`` ("SAME", the
+        paper's; configs saved before the field mean it).  Zeros let D find
+        the border, and a long GAN phase then grew a noisy patch in every
+        decode's corner (see :mod:`compression.discriminator`).  Training
+        only: files and decoders do not depend on it.
         Default (None): ``min(1, width)``, so a small generator does not carry
         a full-width D (at width 0.25 that D was 64% of a GAN step's FLOPs).
       semantic_classes: number of label ids of semantic maps; 0 = none.
@@ -220,6 +229,7 @@ class CompressionConfig:
     residual_blocks: int = 9
     discriminator_scales: int = 3
     discriminator_width: float = None
+    discriminator_padding: str = "replicate"
     semantic_classes: int = 0
     semantic_channels: int = 8
     crop_height: int = 512
@@ -360,6 +370,10 @@ class CompressionConfig:
         if self.quantizer not in ("soft", "bounded_ste"):
             raise ConfigError(
                 f"quantizer must be 'soft' or 'bounded_ste', got {self.quantizer!r}")
+        if self.discriminator_padding not in DISCRIMINATOR_PADDINGS:
+            raise ConfigError(
+                f"discriminator_padding must be {' or '.join(map(repr, DISCRIMINATOR_PADDINGS))}, "
+                f"got {self.discriminator_padding!r}")
         if self.rate_model not in RATE_MODELS:
             raise ConfigError(
                 f"rate_model must be {' or '.join(map(repr, RATE_MODELS))}, "

@@ -5,17 +5,28 @@
 ``C64-C128-C256-C512`` (4x4 stride-2 convs, instance norm except on the
 first, leaky ReLU 0.2) and a final 4x4 conv to one logit per patch.  When
 ``labels_one_hot`` is given, it is concatenated to the input (conditioning).
+
+``config.discriminator_padding`` says what the convolutions see beyond the
+image: ``"zero"`` (TensorFlow's "SAME", the paper's and pix2pixHD's) or
+``"replicate"`` (the edge pixels repeated, as many as "SAME" would pad, so
+the output sizes and variables are the same).  Zeros tell D where the border
+is, most at the bottom-right, where "SAME" pads a 4x4 stride-1 convolution
+by 2 against 1 at the top-left: a long GAN phase with zero padding grew a
+noisy patch in every decode's bottom-right corner (docs/benchmarks.md,
+2026-12-06).  With replicated edges a flat region looks the same at the
+border as inside, so D cannot reward or punish a decode for where it is.
 """
 
 import collections
 
+import numpy as np
 import tensorflow as tf
 
 from compression.encoder import layer_scope
 from noisegen.layers import instance_norm
 from noisegen.slim_compat import slim
 
-__all__ = ["ScaleOutput", "multiscale_discriminator", "DISCRIMINATOR_SCOPE"]
+__all__ = ["ScaleOutput", "multiscale_discriminator", "DISCRIMINATOR_SCOPE", "replicate_pad"]
 
 DISCRIMINATOR_SCOPE = "discriminator"
 
@@ -26,17 +37,45 @@ list of intermediate activations used by the feature-matching loss."""
 _v1 = tf.compat.v1
 
 
-def _patch_discriminator(x, filters):
+def replicate_pad(x, kernel, stride):
+    """Pad ``x`` ``[B, H, W, C]`` by repeating its edge pixels as "SAME" would pad zeros.
+
+    A ``kernel`` x ``kernel`` convolution of ``stride`` with "VALID" padding
+    then gives the output size of "SAME" (``ceil(H / stride)``), and its
+    border outputs see the image's own edge values instead of zeros.  Works
+    for static and dynamic sizes, down to 1x1.
+    """
+    for axis in (1, 2):
+        size = x.shape[axis]
+        if size is None:  # a dynamic size: the same arithmetic in the graph
+            size = tf.shape(x)[axis]
+            total = tf.maximum(((size + stride - 1) // stride - 1) * stride + kernel - size, 0)
+            index = tf.clip_by_value(tf.range(size + total) - total // 2, 0, size - 1)
+        else:  # static: a constant index keeps the static shape
+            total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+            index = np.clip(np.arange(size + total) - total // 2, 0, size - 1).astype(np.int32)
+        x = tf.gather(x, index, axis=axis)
+    return x
+
+
+def _conv(x, filters, kernel, stride, padding, scope):
+    if padding == "replicate":
+        x = replicate_pad(x, kernel, stride)
+        return slim.conv2d(x, filters, kernel, stride, padding="VALID", scope=scope)
+    return slim.conv2d(x, filters, kernel, stride, padding="SAME", scope=scope)
+
+
+def _patch_discriminator(x, filters, padding):
     features = []
     for i, k in enumerate(filters):
-        x = slim.conv2d(x, k, 4, 2, padding="SAME", scope=f"conv{i + 1}")
+        x = _conv(x, k, 4, 2, padding, f"conv{i + 1}")
         if i > 0:
             x = instance_norm(x, scope=f"norm{i + 1}")
         # max(x, 0.2x) rather than tf.nn.leaky_relu: Grappler's remapper fails
         # (and logs an error) fusing LeakyRelu in graphs with its gradient.
         x = tf.maximum(x, 0.2 * x)
         features.append(x)
-    logits = slim.conv2d(x, 1, 4, 1, padding="SAME", scope="logits")
+    logits = _conv(x, 1, 4, 1, padding, "logits")
     return ScaleOutput(logits=logits, features=features)
 
 
@@ -52,5 +91,6 @@ def multiscale_discriminator(images, config, labels_one_hot=None, reuse=False,
             if s > 0:
                 x = slim.avg_pool2d(x, 3, 2, padding="SAME")
             with _v1.variable_scope(f"scale{s + 1}"):
-                outputs.append(_patch_discriminator(x, config.discriminator_filters))
+                outputs.append(_patch_discriminator(x, config.discriminator_filters,
+                                                    config.discriminator_padding))
     return outputs
