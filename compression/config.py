@@ -108,14 +108,14 @@ class CompressionConfig:
       residual_blocks: residual blocks in the decoder (paper: 9).
       discriminator_scales: scales of the multiscale discriminator (paper: 3).
       discriminator_width: multiplier on the discriminator's 64..512 filters.
+        Default (None): ``min(1, width)``, so a small generator does not carry
+        a full-width D (at width 0.25 that D was 64% of a GAN step's FLOPs).
       discriminator_padding: what D's convolutions see beyond the image:
         ``"replicate"`` (default: its edge pixels) or ``"zero"`` ("SAME", the
         paper's; configs saved before the field mean it).  Zeros let D find
         the border, and a long GAN phase then grew a noisy patch in every
         decode's corner (see :mod:`compression.discriminator`).  Training
         only: files and decoders do not depend on it.
-        Default (None): ``min(1, width)``, so a small generator does not carry
-        a full-width D (at width 0.25 that D was 64% of a GAN step's FLOPs).
       semantic_classes: number of label ids of semantic maps; 0 = none.
       semantic_channels: depth of the encoded semantic map fed to the decoder.
       crop_height, crop_width: training crop (multiples of 16).

@@ -381,8 +381,8 @@ class _Validator:
 
     Reports PSNR, MS-SSIM (with fewer scales for small images, see
     :func:`compression.metrics.ms_ssim`) and the estimate of the bits per pixel
-    under the rate model training uses, averaged over the images, each nearly whole (its
-    :func:`compression.data.whole_window`).  With an EMA of the generator
+    under the rate model training uses, averaged over the images, each nearly
+    whole (its :func:`compression.data.whole_window`).  With an EMA of the generator
     (``config.ema_decay > 0``) the shadow weights are scored, because they
     are what :func:`compression.inference.load_model` loads.
     """
