@@ -31,7 +31,7 @@ import math
 import tensorflow as tf
 
 from compression.config import RATE_MODELS
-from compression.context_model import CONTEXT_PRIOR, MAX_CONTEXT_CENTERS, context_size
+from compression.context_model import CONTEXT_PRIOR, context_size
 from compression.entropy_model import UNIFORM_MIX
 
 __all__ = [
@@ -151,9 +151,7 @@ def context_index_map(symbols, num_centers):
     (the same neighbours in the same order, ``L`` for "outside the map"),
     for each map of the batch.
     """
-    if not 2 <= num_centers <= MAX_CONTEXT_CENTERS:
-        raise ValueError(f"context models support 2..{MAX_CONTEXT_CENTERS} centres, "
-                         f"got {num_centers}")
+    context_size(num_centers)  # validates L
     symbols = tf.cast(symbols, tf.int32)
     outside, base = num_centers, num_centers + 1
     padded = tf.pad(symbols, [[0, 0], [1, 0], [1, 1], [0, 0]], constant_values=outside)
