@@ -23,6 +23,7 @@ import numpy as np
 from compression import bitstream
 from compression.config import DOWNSAMPLING
 from compression.context_model import decode_symbols_in_context, encode_symbols_in_context
+from compression.context_net import decode_symbols_with_net, encode_symbols_with_net
 from compression.correction import GAIN_STEP, apply_correction, fit_correction
 from compression.entropy_model import bound_bits, decode_symbols, encode_symbols
 from compression.errors import (
@@ -238,9 +239,11 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
             kept = kept[cells.astype(bool)][None]  # [1, kept cells, k]: only they are coded
         payloads[k] = encode_symbols(kept, model.probabilities[:k], rows)
         in_context = False
-        if cells is None and model.context_table is not None:
+        if cells is None and (model.context_net is not None or model.context_table is not None):
             # Tiny maps give the contexts little to work with: keep the shorter stream.
-            contextual = encode_symbols_in_context(kept, model.context_table[:k], rows)
+            contextual = (encode_symbols_in_context(kept, model.context_table[:k], rows)
+                          if model.context_net is None else
+                          encode_symbols_with_net(kept, model.context_net, rows))
             if len(contextual) < len(payloads[k]):
                 payloads[k], in_context = contextual, True
         flags = ((bitstream.FLAG_SEMANTIC_MAP if classes else 0)
@@ -481,6 +484,9 @@ def read_payload(model, data, max_pixels=DEFAULT_MAX_PIXELS):
         if mask_bytes is not None:
             raise CorruptFileError("header is inconsistent: a selective file's symbols are "
                                    "never coded in context")
+        if model.context_net is not None:  # it codes in context with the net, not the table
+            return (header, decode_symbols_with_net(payload, header.bottleneck_shape,
+                                                    model.context_net, rows), labels, None)
         if model.context_table is None:
             raise CorruptFileError("header is inconsistent: the symbols are coded in context, "
                                    "but the model has no context table")

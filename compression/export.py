@@ -29,6 +29,8 @@ import numpy as np
 
 from compression.config import DOWNSAMPLING
 from compression.context_model import MAX_CONTEXT_CENTERS, context_counts
+from compression.context_net import KEY_PREFIX as CONTEXT_NET_PREFIX
+from compression.context_net import fit_context_net
 from compression.errors import CompressionError, ImageReadError
 from compression.files import write_atomic
 from compression.image_io import pad_to_multiple, read_image, to_float
@@ -41,11 +43,13 @@ from compression.inference import (
 )
 from compression.weights import SCALE_SUFFIX, is_quantized, quantize_int8
 
-__all__ = ["export_model", "fit_entropy_model", "CARD_NAME", "DTYPES"]
+__all__ = ["export_model", "fit_entropy_model", "CARD_NAME", "CONTEXT_NET_STEPS", "DTYPES"]
 #: Checkpoint key of the per-channel histogram (:func:`compression.model.symbol_counts_variable`).
 _HISTOGRAM_KEY = "entropy_model/symbol_counts"
 #: Storage of the float weights; int8 keeps biases and norm parameters in float16.
 DTYPES = {"float16": np.float16, "float32": np.float32, "int8": np.float16}
+#: Default training steps of the learned context model fitted with ``entropy_data``.
+CONTEXT_NET_STEPS = 6000
 
 
 def _stored(values, dtype):
@@ -61,11 +65,13 @@ def _stored(values, dtype):
     return stored
 
 
-def fit_entropy_model(model, image_paths, log=None):
+def fit_entropy_model(model, image_paths, log=None, maps=None):
     """Count the symbols ``model`` codes ``image_paths`` to: its entropy statistics.
 
     Each image is coded whole (reflect-padded to a multiple of 16, as the
-    codec does).  Unreadable images are skipped and counted.
+    codec does).  Unreadable images are skipped and counted.  ``maps``: a
+    list that gets every image's symbol map ``[h, w, C]`` (int8), to fit a
+    :class:`~compression.context_net.ContextNet` on.
 
     Returns:
         ``(histogram [C, L], context counts [C, K, L] or None, images used,
@@ -88,6 +94,8 @@ def fit_entropy_model(model, image_paths, log=None):
         symbols = model.encode(to_float(pad_to_multiple(image, DOWNSAMPLING)[0]))
         histogram += np.stack([np.bincount(symbols[:, :, c].ravel(), minlength=cfg.num_centers)
                                for c in range(cfg.channels)])
+        if maps is not None:
+            maps.append(symbols.astype(np.int8))
         if in_context:
             counts = context_counts(symbols, cfg.num_centers)
             contexts = counts if contexts is None else contexts + counts
@@ -114,7 +122,7 @@ def _save(stored, out_dir, step):
 
 
 def export_model(run, out_dir, dtype="float16", overwrite=False, card=None,
-                 entropy_data=None, log=None):
+                 entropy_data=None, log=None, context_net_steps=CONTEXT_NET_STEPS):
     """Write the inference weights of ``run`` (run directory or checkpoint) to ``out_dir``.
 
     ``out_dir`` gets ``config.json``, a checkpoint ``ckpt-<step>`` with one
@@ -127,8 +135,12 @@ def export_model(run, out_dir, dtype="float16", overwrite=False, card=None,
 
     ``entropy_data``: image paths to refit the entropy model on
     (:func:`fit_entropy_model`, with the exported weights); the card records
-    how many.  Without it the source's statistics are kept, context counts
-    included when it has them.  Returns the card.
+    how many.  With it, and ``context_net_steps`` > 0, a learned context
+    model (:func:`~compression.context_net.fit_context_net`, that many steps,
+    a few minutes on 2 cores for the default) is fitted on those images'
+    symbols too, and the model codes in context with it.  Without
+    ``entropy_data`` the source's statistics are kept, context counts and
+    net included when it has them.  Returns the card.
 
     Raises:
         CompressionError: ``out_dir`` exists and is not empty (without
@@ -150,27 +162,36 @@ def export_model(run, out_dir, dtype="float16", overwrite=False, card=None,
         config = model.config
         source, fingerprint, name = model.checkpoint, model.fingerprint.hex(), model.name
         source_contexts = model.context_counts
+        source_net = model.context_net
     step = max(checkpoint_step(source), 0)
     stored = _stored(values, dtype)
     if source_contexts is not None:
         stored[CONTEXT_COUNTS_KEY] = source_contexts.astype(np.float32)
+    if source_net is not None:
+        stored.update(source_net.arrays())
     os.makedirs(out_dir, exist_ok=True)
     config.save(os.path.join(out_dir, CONFIG_NAME))
     prefix = _save(stored, out_dir, step)
     fitted = {}
     if entropy_data is not None:
         # Fitted with the weights as exported: int8 kernels code slightly other symbols.
+        maps = [] if context_net_steps else None
         with load_model(out_dir) as exported_model:
             histogram, contexts, used, skipped = fit_entropy_model(exported_model,
-                                                                   entropy_data, log)
+                                                                   entropy_data, log, maps)
         stored[_HISTOGRAM_KEY] = histogram
-        stored.pop(CONTEXT_COUNTS_KEY, None)
+        stored = {k: v for k, v in stored.items()
+                  if k != CONTEXT_COUNTS_KEY and not k.startswith(CONTEXT_NET_PREFIX)}
         if contexts is not None:
             # Counts of whole images stay below 2**24, exact in float32 (half the bytes).
             stored[CONTEXT_COUNTS_KEY] = contexts.astype(np.float32)
+        if maps:
+            stored.update(fit_context_net(maps, config.num_centers, steps=context_net_steps,
+                                          log=log).arrays())
         prefix = _save(stored, out_dir, step)
         fitted = {"entropy_data": {"images": used, "skipped": len(skipped),
-                                   "context_model": contexts is not None}}
+                                   "context_model": contexts is not None,
+                                   "context_net_steps": context_net_steps if maps else 0}}
     size = sum(os.path.getsize(os.path.join(out_dir, f)) for f in os.listdir(out_dir)
                if f.startswith(os.path.basename(prefix)))
     parameters = int(sum(v.size for k, v in values.items() if v.dtype == np.float32))

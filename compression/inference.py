@@ -22,6 +22,8 @@ from compression.context_model import (
     context_probabilities,
     context_size,
 )
+from compression.context_net import KEY_PREFIX as CONTEXT_NET_PREFIX
+from compression.context_net import ContextNet
 from compression.decoder import leading_channels
 from compression.encoder import DOWNSAMPLING
 from compression.entropy_model import probabilities_from_counts
@@ -248,6 +250,10 @@ class CompressionModel:
         when the checkpoint has none (:mod:`compression.context_model`).
       context_table: ``context_probabilities`` of them, or None: files are
         coded in context when this is set and it makes them shorter.
+      context_net: the learned context model (:mod:`compression.context_net`)
+        fitted at export, or None.  A model that has one codes in context
+        with it instead of the table (the table still prices the rate in
+        training and refinement).
       fingerprint: 16 bytes identifying config and decoder weights.
       name: the name files written with it carry (:func:`model_name`).
       uses_ema: whether EMA weights were loaded.
@@ -337,6 +343,7 @@ class CompressionModel:
             raise ModelLoadError(
                 f"cannot read checkpoint {self.checkpoint!r}: {op_error_summary(e)}") from None
         self.context_counts = self._context_counts(reader, stored)
+        self.context_net = self._context_net(reader, stored)
         var_list, uses_ema = {}, False
         for v in self.graph.get_collection(_v1.GraphKeys.GLOBAL_VARIABLES):
             name = v.name.split(":")[0]
@@ -382,6 +389,24 @@ class CompressionModel:
                 "non-negative required; re-export the model with --entropy-data")
         return counts
 
+    def _context_net(self, reader, stored):
+        """The checkpoint's learned context model, or None."""
+        if not any(key.startswith(CONTEXT_NET_PREFIX) for key in stored):
+            return None
+        cfg = self.config
+        try:
+            net = ContextNet.from_arrays(reader.get_tensor)
+        except (ValueError, tf.errors.OpError) as e:
+            raise ModelLoadError(f"checkpoint {self.checkpoint!r} has a damaged context net "
+                                 f"({op_error_summary(e)}); re-export the model with "
+                                 "--entropy-data") from None
+        if (net.channels, net.num_centers) != (cfg.channels, cfg.num_centers):
+            raise ModelLoadError(
+                f"checkpoint {self.checkpoint!r} has a context net for {net.channels} channels "
+                f"and {net.num_centers} centres, but its config.json has {cfg.channels} and "
+                f"{cfg.num_centers}; re-export the model with --entropy-data")
+        return net
+
     def inference_weights(self):
         """``{variable name: value}`` of every weight this model codes with, as loaded.
 
@@ -405,6 +430,8 @@ class CompressionModel:
         tables = [self.probabilities]
         if self.context_table is not None:  # absent: the fingerprint of a model without one
             tables.append(self.context_table)
+        if self.context_net is not None:  # likewise
+            tables.extend(self.context_net.arrays().values())
         return fingerprint(self.config.fingerprint_json(), list(values) + tables)
 
     # -- the two halves -----------------------------------------------------

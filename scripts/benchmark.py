@@ -203,6 +203,7 @@ def _child_init(task, tf_config):
 def _child_codec(task, tf_config):
     from compression.codec import decode_image, encode_image
     from compression.context_model import decode_symbols_in_context, encode_symbols_in_context
+    from compression.context_net import decode_symbols_with_net, encode_symbols_with_net
     from compression.entropy_model import decode_symbols, encode_symbols
     from compression.flops import model_flops
     from compression.image_io import pad_to_multiple, to_float
@@ -222,7 +223,11 @@ def _child_codec(task, tf_config):
             t1 = time.perf_counter()
             decode_image(model, encoded.data)
             t2 = time.perf_counter()
-            if model.context_table is None:
+            if model.context_net is not None:  # the coder its files use (the slowest)
+                payload = encode_symbols_with_net(symbols, model.context_net)
+                t3 = time.perf_counter()
+                decode_symbols_with_net(payload, symbols.shape, model.context_net)
+            elif model.context_table is None:
                 payload = encode_symbols(symbols, model.probabilities)
                 t3 = time.perf_counter()
                 decode_symbols(payload, symbols.shape, model.probabilities)

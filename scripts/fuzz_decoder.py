@@ -178,21 +178,38 @@ def entropy_corpus(rng, count=24):
                for _ in range(4)]
     table = context_probabilities(sum(context_counts(m, 5) for m in fitting), probs)
     model = types.SimpleNamespace(config=config, fingerprint=bytes(range(16)),
-                                  probabilities=probs, context_table=table,
+                                  probabilities=probs, context_table=table, context_net=None,
                                   run_dir="(fuzz model)")
-    files, truth = [], []
+    # A model with a learned context model codes in context with it instead.
+    with_net = types.SimpleNamespace(**{**vars(model), "context_net": random_net(nprng, 4, 5),
+                                        "fingerprint": bytes(range(1, 17))})
+    owners, files, truth = [], [], []
     for i in range(count):
         height, width = rng.randint(16, 400), rng.randint(16, 400)
-        # Every other file is context-coded, so both entropy decoders are fuzzed;
-        # half are in version 1's layout (old files must still read safely), and
-        # half the version 2 files leave their seed to the symbols.
+        # Every other file is context-coded (with the table or the net), so every
+        # entropy decoder is fuzzed; half are in version 1's layout (old files must
+        # still read safely), and half the version 2 files leave their seed to the symbols.
         version = 2 if i % 4 >= 2 else 1
         seed = None if version == 2 and i % 8 >= 6 else rng.randrange(2**64)
-        data, symbols = honest_file(model, height, width, nprng, seed=seed,
+        owner = with_net if i % 8 in (3, 5) else model
+        data, symbols = honest_file(owner, height, width, nprng, seed=seed,
                                     in_context=bool(i % 2), version=version)
+        owners.append(owner)
         files.append(data)
         truth.append(symbols)
-    return model, files, truth
+    return owners, files, truth
+
+
+def random_net(nprng, channels, num_centers, width=32):
+    """A :class:`~compression.context_net.ContextNet` of random weights (sharp predictions)."""
+    from compression.context_net import from_float, positions
+
+    values = num_centers + 2
+    return from_float(nprng.normal(0, 0.5, (positions() * values, width)),
+                      np.zeros((channels, width)),
+                      nprng.normal(0, 1 / np.sqrt(width), (width, width)), np.zeros(width),
+                      nprng.normal(0, 1.0, (channels, width, num_centers)),
+                      np.zeros((channels, num_centers)))
 
 
 def honest_file(model, height, width, nprng, seed=1, in_context=False, version=2):
@@ -200,9 +217,11 @@ def honest_file(model, height, width, nprng, seed=1, in_context=False, version=2
 
     The symbols are drawn from the model's own probabilities, so the payload
     justifies the claimed size; ``in_context``: coded with the model's
-    context table (``FLAG_CONTEXT_CODED``); ``version``: the container layout.
+    context net, or else its context table (``FLAG_CONTEXT_CODED``);
+    ``version``: the container layout.
     """
     from compression.context_model import encode_symbols_in_context
+    from compression.context_net import encode_symbols_with_net
     from compression.entropy_model import encode_symbols
 
     probs = model.probabilities
@@ -214,8 +233,12 @@ def honest_file(model, height, width, nprng, seed=1, in_context=False, version=2
         bottleneck_channels=shape[2], bottleneck_height=shape[0], bottleneck_width=shape[1],
         num_centers=model.config.num_centers, seed=seed, version=version,
         flags=bitstream.FLAG_CONTEXT_CODED if in_context else 0)
-    payload = (encode_symbols_in_context(symbols, model.context_table) if in_context
-               else encode_symbols(symbols, probs))
+    if not in_context:
+        payload = encode_symbols(symbols, probs)
+    elif getattr(model, "context_net", None) is not None:
+        payload = encode_symbols_with_net(symbols, model.context_net)
+    else:
+        payload = encode_symbols_in_context(symbols, model.context_table)
     return bitstream.pack(header, payload), symbols
 
 
@@ -268,16 +291,16 @@ def run(mutants, level="entropy", seed=0, model=None, time_limit=30.0,
 
     rng = random.Random(seed)
     if level == "entropy":
-        model, files, truth = entropy_corpus(rng)
+        owners, files, truth = entropy_corpus(rng)
 
-        def attempt(data):
-            return read_symbols(model, data, max_pixels)[1]
+        def attempt(data, source):
+            return read_symbols(owners[source], data, max_pixels)[1]
     elif level == "full":
         if model is None:
             raise ValueError("level 'full' needs a model")
         files, truth = full_corpus(model, rng)
 
-        def attempt(data):
+        def attempt(data, source):
             return decode(model, data, max_pixels)
     else:
         raise ValueError(f"level must be 'entropy' or 'full', got {level!r}")
@@ -296,7 +319,7 @@ def run(mutants, level="entropy", seed=0, model=None, time_limit=30.0,
         faulthandler.dump_traceback_later(time_limit, exit=True)
         began = time.monotonic()
         try:
-            result = attempt(data)
+            result = attempt(data, source)
         except CompressionError as e:
             outcome = type(e).__name__
         except Exception as e:  # anything else is a bug in the decoder

@@ -113,7 +113,8 @@ def _train_images(tiny_data):
 def context_export(tiny_run, tiny_data, tmp_path_factory):
     """TINY exported (float32) with its entropy model refitted on its training images."""
     out = tmp_path_factory.mktemp("context") / "model"
-    card = export_model(tiny_run, out, dtype="float32", entropy_data=_train_images(tiny_data))
+    card = export_model(tiny_run, out, dtype="float32", entropy_data=_train_images(tiny_data),
+                        context_net_steps=0)
     return out, card
 
 
@@ -122,7 +123,8 @@ def test_entropy_data_fits_histogram_and_context_counts(context_export, tiny_mod
     from compression.image_io import read_image
 
     out, card = context_export
-    assert card["entropy_data"] == {"images": 6, "skipped": 0, "context_model": True}
+    assert card["entropy_data"] == {"images": 6, "skipped": 0, "context_model": True,
+                                    "context_net_steps": 0}
     # The weights are the run's, the entropy model is new: another fingerprint.
     assert card["fingerprint"] != card["source_fingerprint"] == tiny_model.fingerprint.hex()
     images = [read_image(p) for p in _train_images(tiny_data)]
@@ -179,7 +181,8 @@ def test_entropy_data_skips_unreadable_images_and_needs_one(tiny_run, tiny_data,
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image")
     card = export_model(tiny_run, tmp_path / "m", dtype="float32",
-                        entropy_data=[str(broken)] + _train_images(tiny_data)[:1])
+                        entropy_data=[str(broken)] + _train_images(tiny_data)[:1],
+                        context_net_steps=0)
     assert card["entropy_data"]["images"] == 1 and card["entropy_data"]["skipped"] == 1
     with pytest.raises(CompressionError, match="could be read"):
         export_model(tiny_run, tmp_path / "n", dtype="float32", entropy_data=[str(broken)])
@@ -204,5 +207,17 @@ def test_cli_entropy_data_checks_its_directory(tiny_run, tiny_data, tmp_path, ca
     assert "--entropy-data" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
     assert main(["export", str(tiny_run), str(tmp_path / "y"), "--dtype", "float32",
-                 "--entropy-data", str(tiny_data)]) == 0
-    assert "entropy model fitted on 6 images" in capsys.readouterr().out
+                 "--entropy-data", str(tiny_data), "--context-net-steps", "40"]) == 0
+    assert "entropy model fitted on 6 images; context net 40 steps" in capsys.readouterr().out
+    with load_model(tmp_path / "y") as model:
+        assert model.context_net is not None
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--context-net-steps", "-1"], "steps >= 0"),
+    (["--context-net-steps", "10"], "give --entropy-data DIR too"),
+])
+def test_cli_context_net_steps_are_checked_first(tiny_run, tmp_path, capsys, args, message):
+    assert main(["export", str(tiny_run), str(tmp_path / "z"), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "z").exists()
