@@ -129,6 +129,7 @@ def test_the_package_ships_models_with_complete_cards():
         for field in ("description", "data", "steps", "rate", "validation"):
             assert card.get(field), (name, field)
         assert card["entropy_data"]["context_model"], name  # files are coded in context
+        assert card["entropy_data"].get("context_net_steps"), name  # ... by the learned model
     total = sum(os.path.getsize(os.path.join(root, f))
                 for root, _, files in os.walk(shipped.MODELS_DIR) for f in files)
     assert total <= 40e6  # the whole package stays under 40 MB
@@ -150,6 +151,17 @@ def test_a_shipped_model_codes_a_sample_photograph_with_no_model(capsys, tmp_pat
     assert 8 * gcz.stat().st_size / original[..., 0].size <= 0.05
     _, info, _ = run_cli(capsys, "info", gcz)
     assert "entropy context" in info
+    # Coded by the model's learned context model: its stream is the file's payload.
+    from compression import bitstream, load_model
+    from compression.codec import read_symbols
+    from compression.context_net import encode_symbols_with_net
+
+    data = gcz.read_bytes()
+    with load_model("general") as model:
+        header, symbols = read_symbols(model, data)
+        assert model.context_net is not None
+        assert bitstream.unpack(data)[1] == encode_symbols_with_net(
+            symbols, model.context_net, header.last_channel_rows)
     photo.unlink()
     code, _, err = run_cli(capsys, "decode", gcz)
     assert code == 0, err
