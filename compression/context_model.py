@@ -42,6 +42,7 @@ from .entropy_model import (
     _stream_bytes,
     _stream_words,
     check_last_rows,
+    verified,
 )
 from .errors import CorruptFileError
 
@@ -284,10 +285,5 @@ def decode_symbols_in_context(data: bytes, shape: Sequence[int], table: np.ndarr
     if num_c:
         symbols[last_rows + 1:, 1:-1, -1] = 0  # not coded
     result = np.ascontiguousarray(symbols[1:, 1:-1, 2:], dtype=np.int32)
-    if result.size and result.max() >= num_l:
-        raise CorruptFileError("entropy-coded payload decoded to out-of-range symbols")
-    if encode_symbols_in_context(result, table, last_rows) != bytes(data):
-        raise CorruptFileError(
-            "entropy-coded payload is corrupt: it is not the stream of the symbols it "
-            "decodes to (bytes altered, missing or appended)")
-    return result
+    return verified(result, num_l, data,
+                    lambda decoded: encode_symbols_in_context(decoded, table, last_rows))

@@ -44,6 +44,7 @@ from .entropy_model import (
     _stream_bytes,
     _stream_words,
     check_last_rows,
+    verified,
 )
 from .errors import CorruptFileError
 
@@ -345,14 +346,8 @@ def decode_symbols_with_net(data: bytes, shape: Sequence[int], net: ContextNet,
     result = padded[_PAD:-_PAD, _PAD:-_PAD]
     if channels:
         result[last_rows:, :, -1] = 0
-    result = np.ascontiguousarray(result, dtype=np.int32)
-    if result.size and result.max() >= net.num_centers:
-        raise CorruptFileError("entropy-coded payload decoded to out-of-range symbols")
-    if encode_symbols_with_net(result, net, last_rows) != bytes(data):
-        raise CorruptFileError(
-            "entropy-coded payload is corrupt: it is not the stream of the symbols it "
-            "decodes to (bytes altered, missing or appended)")
-    return result
+    return verified(np.ascontiguousarray(result, dtype=np.int32), net.num_centers, data,
+                    lambda decoded: encode_symbols_with_net(decoded, net, last_rows))
 
 
 # -- fitting ---------------------------------------------------------------

@@ -41,6 +41,7 @@ __all__ = [
     "minimum_bits",
     "probabilities_from_counts",
     "uniform_probabilities",
+    "verified",
 ]
 
 #: Weight of the uniform distribution mixed into every learned distribution:
@@ -329,15 +330,26 @@ def decode_symbols(
     for c, row in enumerate(rows):
         per_channel[c, :len(row)] = row
     per_channel = per_channel.reshape(num_c, height, width)
-    # Belt and braces: never hand out-of-range indices to the dequantiser.
-    if per_channel.size and (per_channel.min() < 0 or per_channel.max() >= probs.shape[1]):
-        raise CorruptFileError("entropy-coded payload decoded to out-of-range symbols")
     symbols = np.ascontiguousarray(per_channel.transpose(1, 2, 0))
-    # The end-of-stream check: the coder is deterministic, so a stream it
-    # wrote is exactly the encoding of the symbols it decodes to.  Extra,
-    # missing or altered words (which a range decoder reads without noticing)
-    # fail here; re-encoding costs about as much as decoding did.
-    if encode_symbols(symbols, probs, last_rows) != bytes(data):
+    return verified(symbols, probs.shape[1], data,
+                    lambda decoded: encode_symbols(decoded, probs, last_rows))
+
+
+def verified(symbols: np.ndarray, num_centers: int, data: bytes, encode) -> np.ndarray:
+    """``symbols`` a decoder read from ``data``, once they prove to be what it holds.
+
+    Belt and braces: never hand out-of-range indices to the dequantiser.  And
+    the end-of-stream check: the coders are deterministic, so a stream one
+    wrote is exactly ``encode(symbols)`` of the symbols it decodes to.  Extra,
+    missing or altered words (which a range decoder reads without noticing)
+    fail here; re-encoding costs about as much as decoding did.
+
+    Raises:
+        CorruptFileError: either check fails.
+    """
+    if symbols.size and (symbols.min() < 0 or symbols.max() >= num_centers):
+        raise CorruptFileError("entropy-coded payload decoded to out-of-range symbols")
+    if encode(symbols) != bytes(data):
         raise CorruptFileError(
             "entropy-coded payload is corrupt: it is not the stream of the symbols it "
             "decodes to (bytes altered, missing or appended)"
