@@ -76,6 +76,8 @@ LOGIT_BITS = 6
 #: ``|w| < 2^15``, so a sum of ``width`` products stays below ``2^53``.
 ACTIVATION_LIMIT = 2**21 - 1
 WEIGHT_LIMIT = 2**15 - 1
+#: Widest hidden layer: 2^21 * 2^15 * 2^10 stays below 2^53 (exact float64 products).
+MAX_WIDTH = 1024
 #: Entries of the ``exp`` table: logit gaps beyond it (64 nats) share its last entry.
 EXP_SIZE = 4096
 #: ``exp_table[0]``: ``round(EXP_ONE * exp(-d / 2^LOGIT_BITS))``.
@@ -128,9 +130,9 @@ class ContextNet:
                 raise ValueError(f"context net {key} must hold integers")
             object.__setattr__(self, key, value.astype(np.int64))
         channels, width = self.channel_bias.shape if self.channel_bias.ndim == 2 else (0, 0)
-        if not channels or not width:
-            raise ValueError(f"context net channel_bias must be [C, D], got "
-                             f"{self.channel_bias.shape}")
+        if not channels or not 1 <= width <= MAX_WIDTH:
+            raise ValueError(f"context net channel_bias must be [C, D] with 1 <= D <= "
+                             f"{MAX_WIDTH}, got {self.channel_bias.shape}")
         if self.output_kernel.ndim != 3 or self.output_kernel.shape[:2] != (channels, width):
             raise ValueError(f"context net output_kernel must be [{channels}, {width}, L], "
                              f"got {self.output_kernel.shape}")

@@ -117,6 +117,8 @@ def test_bad_arguments_are_named(net):
         dataclasses.replace(net, hidden_kernel=net.hidden_kernel[:3])
     with pytest.raises(ValueError, match="fixed-point range"):
         dataclasses.replace(net, embedding=net.embedding * 2**20)
+    with pytest.raises(ValueError, match="1 <= D <= 1024"):
+        dataclasses.replace(net, channel_bias=np.zeros((4, 2048), np.int64))
     with pytest.raises(ValueError, match="at least one"):
         fit_context_net([], L)
 
