@@ -781,10 +781,18 @@ def _decode(args):
             from compression.bitstream import read_file
             from compression.codec import describe_model
             from compression.errors import ModelMismatchError
-            from compression.shipped import shipped_by_fingerprint, shipped_path
+            from compression.shipped import shipped_by_fingerprint, shipped_models, shipped_path
 
             header, _ = read_file(src, args.max_pixels or None)
             shipped = shipped_by_fingerprint(header.fingerprint.hex())
+            if shipped is None and header.model_name in shipped_models():
+                # Re-shipped models keep their names; the fingerprint tells versions apart.
+                raise ModelMismatchError(
+                    f"it was written by model {describe_model(header)}, an earlier version "
+                    f"of the shipped '{header.model_name}' (now "
+                    f"{shipped_models()[header.model_name].get('fingerprint', '?')[:16]}); "
+                    "pass --model with that version's directory (compression/models/"
+                    f"{header.model_name} in the release that wrote the file)")
             if shipped is None:
                 raise ModelMismatchError(
                     f"it was written by model {describe_model(header)}, which is not a "

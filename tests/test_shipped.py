@@ -97,6 +97,18 @@ def test_a_file_of_an_unshipped_model_names_the_model_it_needs(installed, other_
     assert "pass --model" in err and "Traceback" not in err
 
 
+def test_a_file_of_an_earlier_version_of_a_shipped_model_says_so(installed, tiny_run, capsys,
+                                                                 tmp_path):
+    # Re-shipped models keep their names and change their fingerprints (float16: another one).
+    export_model(tiny_run, tmp_path / "old", dtype="float16", card={"name": "tiny"})
+    gcz = tmp_path / "x.gcz"
+    assert run_cli(capsys, "encode", write_png(tmp_path / "x.png", 32, 32), "--model",
+                   tmp_path / "old", "-o", gcz)[0] == 0
+    code, _, err = run_cli(capsys, "decode", gcz, "-o", tmp_path / "x2.png")
+    assert code == 1 and "an earlier version of the shipped 'tiny'" in err
+    assert "pass --model" in err and "Traceback" not in err
+
+
 def test_models_command_and_load_by_name(installed, capsys, tmp_path):
     code, out, _ = run_cli(capsys, "models")
     assert code == 0
