@@ -78,6 +78,8 @@ ACTIVATION_LIMIT = 2**21 - 1
 WEIGHT_LIMIT = 2**15 - 1
 #: Widest hidden layer: 2^21 * 2^15 * 2^10 stays below 2^53 (exact float64 products).
 MAX_WIDTH = 1024
+#: Default Adam steps of :func:`fit_context_net` (about 10 minutes on 2 cores).
+FIT_STEPS = 6000
 #: Entries of the ``exp`` table: logit gaps beyond it (64 nats) share its last entry.
 EXP_SIZE = 4096
 #: ``exp_table[0]``: ``round(EXP_ONE * exp(-d / 2^LOGIT_BITS))``.
@@ -179,19 +181,12 @@ class ContextNet:
 
     def _previous_part(self, padded: np.ndarray, c: int) -> np.ndarray:
         """``[h, w, D]``: the channel's vector plus the earlier channels' embeddings."""
-        height, width = padded.shape[0] - 2 * _PAD, padded.shape[1] - 2 * _PAD
         values = self.num_centers + 2
-        total = np.broadcast_to(self.channel_bias[c], (height, width, self.channel_bias.shape[1]))
-        total = total.copy()
-        position = len(CURRENT_OFFSETS)
-        for j in range(1, PREVIOUS_CHANNELS + 1):
-            for dy, dx in PREVIOUS_OFFSETS:
-                if c - j >= 0:
-                    v = padded[_PAD + dy:_PAD + dy + height, _PAD + dx:_PAD + dx + width, c - j]
-                else:
-                    v = np.full((height, width), self.num_centers + 1, np.int64)
-                total += self.embedding[position * values + v]
-                position += 1
+        total = self.channel_bias[c] + np.zeros(
+            (*_plane_shape(padded), self.channel_bias.shape[1]), np.int64)
+        for position, v in enumerate(_previous_values(padded, c, self.num_centers),
+                                     start=len(CURRENT_OFFSETS)):
+            total += self.embedding[position * values + v]
         return total
 
     def _current_part(self, plane: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
@@ -247,6 +242,24 @@ class ContextNet:
 def _padded(symbols: np.ndarray, num_centers: int) -> np.ndarray:
     return np.pad(symbols.astype(np.int64), ((_PAD, _PAD), (_PAD, _PAD), (0, 0)),
                   constant_values=num_centers)
+
+
+def _plane_shape(padded: np.ndarray) -> tuple[int, int]:
+    return padded.shape[0] - 2 * _PAD, padded.shape[1] - 2 * _PAD
+
+
+def _shifted(padded: np.ndarray, c: int, dy: int, dx: int) -> np.ndarray:
+    """``[h, w]``: every symbol's neighbour at ``(dy, dx)`` in channel ``c``."""
+    height, width = _plane_shape(padded)
+    return padded[_PAD + dy:_PAD + dy + height, _PAD + dx:_PAD + dx + width, c]
+
+
+def _previous_values(padded: np.ndarray, c: int, num_centers: int) -> list[np.ndarray]:
+    """``[h, w]`` maps of the earlier channels' neighbours of channel ``c``, in the net's
+    order (after :data:`CURRENT_OFFSETS`): the one place that order is written."""
+    absent = np.full(_plane_shape(padded), num_centers + 1, np.int64)
+    return [_shifted(padded, c - j, dy, dx) if c - j >= 0 else absent
+            for j in range(1, PREVIOUS_CHANNELS + 1) for dy, dx in PREVIOUS_OFFSETS]
 
 
 def _wave_order(height: int, width: int) -> np.ndarray:
@@ -362,13 +375,8 @@ def _features(symbols: np.ndarray, num_centers: int):
     values = num_centers + 2
     rows, chans, targets = [], [], []
     for c in range(channels):
-        cols = [padded[_PAD + dy:_PAD + dy + height, _PAD + dx:_PAD + dx + width, c]
-                for dy, dx in CURRENT_OFFSETS]
-        for j in range(1, PREVIOUS_CHANNELS + 1):
-            for dy, dx in PREVIOUS_OFFSETS:
-                cols.append(padded[_PAD + dy:_PAD + dy + height, _PAD + dx:_PAD + dx + width,
-                                   c - j] if c - j >= 0
-                            else np.full((height, width), num_centers + 1, np.int64))
+        cols = ([_shifted(padded, c, dy, dx) for dy, dx in CURRENT_OFFSETS]
+                + _previous_values(padded, c, num_centers))
         index = np.stack(cols, -1).reshape(-1, len(cols)) + np.arange(len(cols)) * values
         rows.append(index.astype(np.int16))
         chans.append(np.full(height * width, c, np.int8))
@@ -376,7 +384,8 @@ def _features(symbols: np.ndarray, num_centers: int):
     return np.concatenate(rows), np.concatenate(chans), np.concatenate(targets)
 
 
-def fit_context_net(symbol_maps: Sequence[np.ndarray], num_centers: int, steps: int = 6000,
+def fit_context_net(symbol_maps: Sequence[np.ndarray], num_centers: int,
+                    steps: int = FIT_STEPS,
                     width: int = 96, batch: int = 4096, seed: int = 0, log=None) -> ContextNet:
     """Fit a :class:`ContextNet` to the symbol maps ``[h, w, C]`` of real images.
 

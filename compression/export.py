@@ -29,8 +29,8 @@ import numpy as np
 
 from compression.config import DOWNSAMPLING
 from compression.context_model import MAX_CONTEXT_CENTERS, context_counts
+from compression.context_net import FIT_STEPS, fit_context_net
 from compression.context_net import KEY_PREFIX as CONTEXT_NET_PREFIX
-from compression.context_net import fit_context_net
 from compression.errors import CompressionError, ImageReadError
 from compression.files import write_atomic
 from compression.image_io import pad_to_multiple, read_image, to_float
@@ -49,7 +49,7 @@ _HISTOGRAM_KEY = "entropy_model/symbol_counts"
 #: Storage of the float weights; int8 keeps biases and norm parameters in float16.
 DTYPES = {"float16": np.float16, "float32": np.float32, "int8": np.float16}
 #: Default training steps of the learned context model fitted with ``entropy_data``.
-CONTEXT_NET_STEPS = 6000
+CONTEXT_NET_STEPS = FIT_STEPS
 
 
 def _stored(values, dtype):
