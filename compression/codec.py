@@ -60,7 +60,8 @@ from compression.refine import choose_seed, refine_symbols
 
 __all__ = ["EncodeResult", "encode", "decode", "encode_image", "decode_image", "read_symbols",
            "read_payload", "split_payload", "file_stats", "describe_model", "default_seed",
-           "noise_seed", "DEFAULT_MAX_PIXELS"]
+           "noise_seed", "codes_in_context", "encode_in_context", "decode_in_context",
+           "DEFAULT_MAX_PIXELS"]
 
 #: Decoding refuses files that claim more pixels than this unless told otherwise
 #: (``max_pixels``, ``--max-pixels``); see :func:`compression.bitstream.check_pixels`.
@@ -239,11 +240,9 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
             kept = kept[cells.astype(bool)][None]  # [1, kept cells, k]: only they are coded
         payloads[k] = encode_symbols(kept, model.probabilities[:k], rows)
         in_context = False
-        if cells is None and (model.context_net is not None or model.context_table is not None):
+        if cells is None and codes_in_context(model):
             # Tiny maps give the contexts little to work with: keep the shorter stream.
-            contextual = (encode_symbols_in_context(kept, model.context_table[:k], rows)
-                          if model.context_net is None else
-                          encode_symbols_with_net(kept, model.context_net, rows))
+            contextual = encode_in_context(model, kept, rows)
             if len(contextual) < len(payloads[k]):
                 payloads[k], in_context = contextual, True
         flags = ((bitstream.FLAG_SEMANTIC_MAP if classes else 0)
@@ -326,6 +325,27 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
         corrected=correct,
         last_channel_rows=rows,
     )
+
+
+def codes_in_context(model):
+    """Whether ``model`` has a context model (flag bit 3 files are its)."""
+    return model.context_net is not None or model.context_table is not None
+
+
+def encode_in_context(model, symbols, last_rows=None):
+    """The context-coded stream of ``symbols`` ``[h, w, k]`` as ``model`` writes it: with its
+    learned context net when it has one (:mod:`compression.context_net`), else its count
+    table (:mod:`compression.context_model`)."""
+    if model.context_net is not None:
+        return encode_symbols_with_net(symbols, model.context_net, last_rows)
+    return encode_symbols_in_context(symbols, model.context_table[:symbols.shape[2]], last_rows)
+
+
+def decode_in_context(model, data, shape, last_rows=None):
+    """Invert :func:`encode_in_context`: the ``[h, w, k]`` symbols of ``shape`` in ``data``."""
+    if model.context_net is not None:
+        return decode_symbols_with_net(data, shape, model.context_net, last_rows)
+    return decode_symbols_in_context(data, shape, model.context_table[:shape[2]], last_rows)
 
 
 def _selective_mask(model, labels, keep, mask, cells_shape, seen=None):
@@ -484,14 +504,10 @@ def read_payload(model, data, max_pixels=DEFAULT_MAX_PIXELS):
         if mask_bytes is not None:
             raise CorruptFileError("header is inconsistent: a selective file's symbols are "
                                    "never coded in context")
-        if model.context_net is not None:  # it codes in context with the net, not the table
-            return (header, decode_symbols_with_net(payload, header.bottleneck_shape,
-                                                    model.context_net, rows), labels, None)
-        if model.context_table is None:
+        if not codes_in_context(model):
             raise CorruptFileError("header is inconsistent: the symbols are coded in context, "
-                                   "but the model has no context table")
-        table = model.context_table[:header.bottleneck_channels]
-        return (header, decode_symbols_in_context(payload, header.bottleneck_shape, table, rows),
+                                   "but the model has no context model")
+        return (header, decode_in_context(model, payload, header.bottleneck_shape, rows),
                 labels, None)
     if mask_bytes is None:
         return (header, decode_symbols(payload, header.bottleneck_shape, probabilities, rows),

@@ -201,9 +201,13 @@ def _child_init(task, tf_config):
 
 
 def _child_codec(task, tf_config):
-    from compression.codec import decode_image, encode_image
-    from compression.context_model import decode_symbols_in_context, encode_symbols_in_context
-    from compression.context_net import decode_symbols_with_net, encode_symbols_with_net
+    from compression.codec import (
+        codes_in_context,
+        decode_image,
+        decode_in_context,
+        encode_image,
+        encode_in_context,
+    )
     from compression.entropy_model import decode_symbols, encode_symbols
     from compression.flops import model_flops
     from compression.image_io import pad_to_multiple, to_float
@@ -223,18 +227,14 @@ def _child_codec(task, tf_config):
             t1 = time.perf_counter()
             decode_image(model, encoded.data)
             t2 = time.perf_counter()
-            if model.context_net is not None:  # the coder its files use (the slowest)
-                payload = encode_symbols_with_net(symbols, model.context_net)
+            if codes_in_context(model):  # the coder its files use (the slower one)
+                payload = encode_in_context(model, symbols)
                 t3 = time.perf_counter()
-                decode_symbols_with_net(payload, symbols.shape, model.context_net)
-            elif model.context_table is None:
+                decode_in_context(model, payload, symbols.shape)
+            else:
                 payload = encode_symbols(symbols, model.probabilities)
                 t3 = time.perf_counter()
                 decode_symbols(payload, symbols.shape, model.probabilities)
-            else:  # the coder its files use (context coding is the slower one)
-                payload = encode_symbols_in_context(symbols, model.context_table)
-                t3 = time.perf_counter()
-                decode_symbols_in_context(payload, symbols.shape, model.context_table)
             t4 = time.perf_counter()
             if i >= task["warmup"]:
                 for key, value in zip(samples, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):

@@ -220,8 +220,7 @@ def honest_file(model, height, width, nprng, seed=1, in_context=False, version=2
     context net, or else its context table (``FLAG_CONTEXT_CODED``);
     ``version``: the container layout.
     """
-    from compression.context_model import encode_symbols_in_context
-    from compression.context_net import encode_symbols_with_net
+    from compression.codec import encode_in_context
     from compression.entropy_model import encode_symbols
 
     probs = model.probabilities
@@ -233,12 +232,8 @@ def honest_file(model, height, width, nprng, seed=1, in_context=False, version=2
         bottleneck_channels=shape[2], bottleneck_height=shape[0], bottleneck_width=shape[1],
         num_centers=model.config.num_centers, seed=seed, version=version,
         flags=bitstream.FLAG_CONTEXT_CODED if in_context else 0)
-    if not in_context:
-        payload = encode_symbols(symbols, probs)
-    elif getattr(model, "context_net", None) is not None:
-        payload = encode_symbols_with_net(symbols, model.context_net)
-    else:
-        payload = encode_symbols_in_context(symbols, model.context_table)
+    payload = (encode_in_context(model, symbols) if in_context
+               else encode_symbols(symbols, probs))
     return bitstream.pack(header, payload), symbols
 
 
