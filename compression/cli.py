@@ -785,12 +785,13 @@ def _decode(args):
 
             header, _ = read_file(src, args.max_pixels or None)
             shipped = shipped_by_fingerprint(header.fingerprint.hex())
-            if shipped is None and header.model_name in shipped_models():
+            same_name = None if shipped else shipped_models().get(header.model_name)
+            if same_name is not None:
                 # Re-shipped models keep their names; the fingerprint tells versions apart.
                 raise ModelMismatchError(
                     f"it was written by model {describe_model(header)}, an earlier version "
                     f"of the shipped '{header.model_name}' (now "
-                    f"{shipped_models()[header.model_name].get('fingerprint', '?')[:16]}); "
+                    f"{same_name.get('fingerprint', '?')[:16]}); "
                     "pass --model with that version's directory (compression/models/"
                     f"{header.model_name} in the release that wrote the file)")
             if shipped is None:
