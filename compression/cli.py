@@ -73,10 +73,15 @@ def _add_train(sub):
     p.add_argument("--min-channels", type=int, default=None, metavar="K",
                    help="a variable-rate model: files may code any leading K..C channels, "
                         "and 'encode --bpp' picks them per image (default: C, fixed rate)")
-    p.add_argument("--channel-weights", type=_weight_list, default=None, metavar="W,W,...",
+    p.add_argument("--channel-weights", type=_number_list("one weight per k"), default=None,
+                   metavar="W,W,...",
                    help="variable-rate models: how often training draws each k = K..C "
                         "(relative weights, one per k; default uniform), e.g. to train "
                         "most at the k that files of 0.036 bpp use")
+    p.add_argument("--rate-channel-weights", type=_number_list("one factor per channel"),
+                   default=None, metavar="F,F,...",
+                   help="one factor of --lambda-rate per bottleneck channel (default all 1); "
+                        "below 1 on the last channels lets them carry more, for larger files")
     p.add_argument("--width", type=float, default=None,
                    help="filter multiplier (1.0 = paper, 171M parameters; 0.25 for CPUs)")
     p.add_argument("--residual-blocks", type=int, default=None)
@@ -555,12 +560,15 @@ class _CliError(Exception):
     pass
 
 
-def _weight_list(text):
-    try:
-        return tuple(float(w) for w in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected numbers separated by commas (one weight per k), got {text!r}") from None
+def _number_list(each):
+    """An argparse type: numbers separated by commas, ``each`` saying what one is for."""
+    def parse(text):
+        try:
+            return tuple(float(w) for w in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected numbers separated by commas ({each}), got {text!r}") from None
+    return parse
 
 
 def _describe(e):
@@ -593,7 +601,8 @@ def _train(args):
                        ("quantizer", "quantizer"), ("min_channels", "min_channels"),
                        ("chroma_weight", "chroma_weight"), ("upsampling", "upsampling"),
                        ("channel_weights", "channel_weights"),
-                       ("corrected_loss", "corrected_loss"), ("rate_model", "rate_model")):
+                       ("corrected_loss", "corrected_loss"), ("rate_model", "rate_model"),
+                       ("rate_channel_weights", "rate_channel_weights")):
         if getattr(args, arg) is not None:
             fields[field] = getattr(args, arg)
     if args.crop:

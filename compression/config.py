@@ -60,6 +60,7 @@ _ABSENT_MEANS = {
     "min_channels": None, "chroma_weight": 1.0, "selective_probability": 0.0,
     "class_names": (), "label_factor": 1, "upsampling": "transposed", "channel_weights": (),
     "corrected_loss": False, "rate_model": "histogram", "discriminator_padding": "zero",
+    "rate_channel_weights": (),
 }
 
 
@@ -158,6 +159,13 @@ class CompressionConfig:
         files use: a symbol its neighbours predict is cheap, so the encoder
         can learn predictable codes).  Training only: files and decoders do
         not depend on it.
+      rate_channel_weights: one factor of ``lambda_rate`` per bottleneck
+        channel; empty: 1 for all.  The rate term prices a variable-rate
+        model's channels alike, and at one weight it empties the last ones
+        (the shipped models' channels 7-10 held almost nothing, so no file
+        could spend more than ~0.04 bpp); a smaller factor there lets them
+        carry what the leading channels leave out, for the larger files.
+        Training only: files and decoders do not depend on it.
       chroma_weight: weight of the chroma part of the MSE against its grey
         part (1: plain RGB MSE; see :func:`compression.losses.distortion_loss`).
       corrected_loss: score the distortion terms on each crop's reconstruction
@@ -262,6 +270,7 @@ class CompressionConfig:
     channel_weights: tuple = ()
     corrected_loss: bool = True
     rate_model: str = "histogram"
+    rate_channel_weights: tuple = ()
     _notes: tuple = field(default=(), repr=False, compare=False)
 
     def __post_init__(self):
@@ -286,6 +295,22 @@ class CompressionConfig:
         self._check_ranges()
         self._check_semantic()
         self._check_channel_weights()
+        self._check_rate_channel_weights()
+
+    def _check_rate_channel_weights(self):
+        weights = self.rate_channel_weights
+        if isinstance(weights, (str, bytes)) or not all(
+                _is_number(w) for w in _iterable(weights)):
+            raise ConfigError(
+                f"rate_channel_weights must be a list of finite numbers, got {weights!r}")
+        weights = tuple(float(w) for w in weights)
+        object.__setattr__(self, "rate_channel_weights", weights)
+        if weights and len(weights) != self.channels:
+            raise ConfigError(
+                f"rate_channel_weights needs one factor per channel ({self.channels} values), "
+                f"got {len(weights)}")
+        if weights and min(weights) < 0:
+            raise ConfigError(f"rate_channel_weights must be >= 0, got {list(weights)}")
 
     def _check_channel_weights(self):
         weights = self.channel_weights
@@ -545,6 +570,7 @@ class CompressionConfig:
         out["centers"] = list(self.centers)
         out["class_names"] = list(self.class_names)
         out["channel_weights"] = list(self.channel_weights)
+        out["rate_channel_weights"] = list(self.rate_channel_weights)
         return out
 
     def to_json(self):

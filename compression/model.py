@@ -325,11 +325,16 @@ def build_training_graph(images, config, labels=None, z=None, loss_scale=None):
     if config.lambda_rate > 0:
         # Bits per pixel of what a file would code, against the counts of the
         # last ~1/(1 - histogram_decay) steps: only the encoder feels it.
+        priced = coded
+        if config.rate_channel_weights:
+            factors = tf.constant(config.rate_channel_weights, tf.float64)[tf.newaxis, tf.newaxis,
+                                                                          tf.newaxis]
+            priced = factors if coded is None else coded * factors
         if in_context:
             bits = differentiable_bits_in_context(q.w_soft, q.symbols, contexts, counts,
-                                                  config.centers, coded)
+                                                  config.centers, priced)
         else:
-            bits = differentiable_bits(q.w_soft, counts, config.centers, coded)
+            bits = differentiable_bits(q.w_soft, counts, config.centers, priced)
         warmup_losses["rate"] = bits / tf.cast(pixels, tf.float32)
         distortion_term += config.lambda_rate * warmup_losses["rate"]
     warmup_losses["g_loss"] = distortion_term

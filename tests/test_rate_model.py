@@ -233,3 +233,44 @@ def test_per_entry_code_lengths_interpolate_each_entry_on_its_own_table():
             got, got_grad = sess.run([bits, grad])
     np.testing.assert_allclose(got.ravel(), [2.5, 5.0])
     np.testing.assert_allclose(got_grad.ravel(), [1.0, -2.0])
+
+
+def _first_rate(factors, images):
+    """The rate term and bpp estimate of a fixed start, its channels priced by ``factors``."""
+    cfg = CompressionConfig(**TINY, noise=False, lambda_rate=5.0, rate_channel_weights=factors,
+                            **DISTORTION_ONLY)
+    with tf.Graph().as_default():
+        _v1.set_random_seed(3)
+        g = build_training_graph(tf.constant(images), cfg)
+        with _v1.Session() as sess:
+            sess.run(_v1.global_variables_initializer())
+            return sess.run([g.phase_losses["warmup"]["rate"], g.metrics["bpp_estimate"]])
+
+
+def test_rate_channel_weights_price_each_channel_by_its_factor():
+    images = smooth_batch(2, 64, 64, seed=2)
+    whole, bpp = _first_rate((), images)
+    first, bpp_first = _first_rate((1, 0, 0, 0), images)
+    rest, _ = _first_rate((0, 1, 1, 1), images)
+    half, _ = _first_rate((0.5, 0.5, 0.5, 0.5), images)
+    assert 0 < first < whole
+    assert first + rest == pytest.approx(whole, rel=1e-5)
+    assert half == pytest.approx(whole / 2, rel=1e-5)
+    # What a file costs does not change with the price the encoder is taught.
+    assert bpp_first == pytest.approx(bpp, rel=1e-9)
+
+
+def test_rate_channel_weights_are_validated_training_only_and_round_trip():
+    cfg = CompressionConfig(**TINY, rate_channel_weights=[1, 1, 0.2, 0])
+    assert cfg.rate_channel_weights == (1.0, 1.0, 0.2, 0.0)
+    assert CompressionConfig.from_json(cfg.to_json()) == cfg
+    assert cfg.fingerprint_json() == CompressionConfig(**TINY).fingerprint_json()
+    old = cfg.to_dict()
+    del old["rate_channel_weights"]
+    assert CompressionConfig.from_dict(old).rate_channel_weights == ()
+    for factors, fragment in (([1, 1], r"one factor per channel \(4 values\), got 2"),
+                              ([1, -1, 1, 1], ">= 0"),
+                              ("1,1,1,1", "list of finite numbers"),
+                              ([1, float("inf"), 1, 1], "list of finite numbers")):
+        with pytest.raises(ConfigError, match=fragment):
+            CompressionConfig(**TINY, rate_channel_weights=factors)

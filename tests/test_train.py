@@ -474,6 +474,21 @@ def test_channel_weights_reach_the_config_or_fail_cleanly(tiny_data, tmp_path, c
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+def test_rate_channel_weights_reach_the_config_or_fail_cleanly(tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    factors = "1,1,1,0.2"  # TINY_CLI's four channels
+    assert train_cli(tiny_data, run, "--rate-channel-weights", factors, "--lambda-rate", "5",
+                     "--no-gan", steps=2) == 0
+    assert CompressionConfig.load(run / "config.json").rate_channel_weights[-1] == 0.2
+    with pytest.raises(SystemExit) as exit_:
+        train_cli(tiny_data, tmp_path / "a", "--rate-channel-weights", "1;3")
+    assert exit_.value.code == 2
+    assert "one factor per channel" in capsys.readouterr().err
+    assert train_cli(tiny_data, tmp_path / "b", "--rate-channel-weights", "1,3", steps=2) == 2
+    assert_clean_error(capsys, "one factor per channel")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 def test_no_gan_contradicting_weights_is_a_clean_error(tiny_data, tmp_path, capsys):
     assert train_cli(tiny_data, tmp_path / "run", "--no-gan", "--lambda-gan", "1",
                      steps=2) == 2
