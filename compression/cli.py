@@ -161,6 +161,11 @@ def _add_train(sub):
     p.add_argument("--init-from", default=None, metavar="RUN",
                    help="start from another run's weights (e.g. a GAN fine-tune of a "
                         "--no-gan run); its config is the base, the options given override it")
+    p.add_argument("--revive-channels", action="store_true",
+                   help="with --init-from: bottleneck channels the source's encoder gives "
+                        "one symbol everywhere (the rate term empties the last ones) are "
+                        "brought back to life before the first step, so a fine-tune with "
+                        "--rate-channel-weights can fill them")
     p.add_argument("--strategy", choices=("none", "mirrored", "multiworker"), default="none",
                    help="tf.distribute data parallelism: mirrored replicates each step over "
                         "--devices (default: every local GPU), multiworker over the machines "
@@ -582,6 +587,12 @@ def _describe(e):
 
 
 def _train(args):
+    if args.revive_channels and (args.init_from is None or args.resume):
+        raise _CliError("--revive-channels applies to a new run from --init-from (it changes "
+                        "the weights the run starts from); drop it")
+    if args.revive_channels and args.strategy != "none":
+        raise _CliError("--revive-channels measures the encoder on one device; run it with "
+                        "--strategy none, then resume with the strategy")
     _quiet_tensorflow()
     from compression.config import CompressionConfig
     from compression.train import train
@@ -668,6 +679,7 @@ def _train(args):
         keep=args.keep, summary_every=args.summary_every, val_every=args.val_every,
         val_images=args.val_images, progress=not args.no_progress, init_from=args.init_from,
         strategy=args.strategy, step_timeout=args.step_timeout, precision=args.precision,
+        revive_channels=args.revive_channels,
         devices=[d for d in args.devices.split(",") if d.strip()] if args.devices else None,
     )
     val = ", ".join(f"{k} {v:.4f}" for k, v in result.validation.items()

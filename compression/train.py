@@ -29,7 +29,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from compression import bitstream
+from compression import bitstream, revive
 from compression import data as data_lib
 from compression import metrics as metrics_lib
 from compression.config import CompressionConfig
@@ -40,6 +40,7 @@ from compression.distribute import (
     open_session,
     replicated_training_graph,
 )
+from compression.encoder import ENCODER_SCOPE
 from compression.errors import CompressionError, DataError
 from compression.files import TEMPORARY_SUFFIX, remove_stale_temporaries, write_atomic
 from compression.inference import (
@@ -376,6 +377,53 @@ def _device_message():
     return f"training on CPU ({os.cpu_count()} cores); no GPU visible to TensorFlow"
 
 
+class _Reviver:
+    """``--revive-channels``: measures the encoder on training batches and revives its
+    dead channels (:mod:`compression.revive`) in the session, before the first step."""
+
+    BATCHES = 8  # training batches measured: enough to tell a constant channel
+
+    def __init__(self, tg, config):
+        self.config, self.w = config, tg.endpoints["w"]
+        suffix = f"/{ENCODER_SCOPE}/c3s1_out/"
+        found = {v.op.name.rsplit("/", 1)[-1]: v for v in tg.generator_variables
+                 if suffix in "/" + v.op.name}
+        self.kernel, self.bias = found["weights"], found["biases"]
+        self.counts = [tg.symbol_counts] + (
+            [context_counts_variable(config)] if config.rate_model == "context" else [])
+        self.values = [_v1.placeholder(v.dtype.base_dtype, v.shape)
+                       for v in [self.kernel, self.bias] + self.counts]
+        self.assign = [v.assign(p) for v, p in zip([self.kernel, self.bias] + self.counts,
+                                                   self.values, strict=True)]
+
+    def __call__(self, sess, log):
+        cfg = self.config
+        latents = np.concatenate([sess.run(self.w) for _ in range(self.BATCHES)])
+        dead = revive.dead_channels(latents, cfg.centers, cfg.quantizer)
+        if not dead:
+            log("--revive-channels: no dead channel (every channel holds more than one symbol)")
+            return
+        kernel, bias = revive.revive(*sess.run([self.kernel, self.bias]), latents, dead,
+                                     cfg.centers)
+        counts = sess.run(self.counts)
+        # Their counts said "one symbol, always": priced so, the rate term would
+        # push the revived channels straight back.
+        for c in dead:
+            total = counts[0][c].sum()
+            counts[0][c] = 0.0
+            counts[0][c, self._revived_symbol()] = total
+            if len(counts) > 1:
+                counts[1][c] = 0.0
+        sess.run(self.assign, dict(zip(self.values, [kernel, bias] + counts, strict=True)))
+        log("--revive-channels: revived channels " + ", ".join(
+            f"{c + 1} (every symbol {cfg.centers[s]:g})" for c, s in sorted(dead.items())))
+
+    def _revived_symbol(self):
+        centers = self.config.centers
+        mid = (max(centers) + min(centers)) / 2.0
+        return int(np.argmin(np.abs(np.asarray(centers) - mid)))
+
+
 class _Validator:
     """Inference-mode reconstruction of a fixed set of validation images.
 
@@ -510,7 +558,7 @@ def _data_dirs(data_dir):
 def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0,
           resize=None, checkpoint_every=500, keep=2, summary_every=50, val_every=500,
           val_images=16, progress=True, log=print, init_from=None, strategy="none",
-          devices=None, step_timeout=600, precision="float32"):
+          devices=None, step_timeout=600, precision="float32", revive_channels=False):
     """Train ``config`` on the data at ``data_dir`` until global step ``steps``.
 
     ``data_dir`` is a Cityscapes-style tree or a plain folder of images, or a
@@ -530,11 +578,21 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
     longer than ``step_timeout`` seconds for the others is an error.  See
     :mod:`compression.distribute`.  ``precision="mixed_bfloat16"`` computes in
     bfloat16 (see :mod:`compression.precision`).  Checkpoints depend on neither.
+    ``revive_channels`` (with ``init_from``, one device): before the first
+    step, bottleneck channels that the source's encoder gives one symbol
+    everywhere are brought back into the quantiser's live range
+    (:mod:`compression.revive`), and their entropy counts start over.
     Returns a :class:`TrainResult`.
     """
     if not isinstance(steps, int) or steps < 1:
         raise CompressionError(f"--steps must be a positive integer, got {steps!r}")
     check_precision(precision)
+    if revive_channels and (init_from is None or resume):
+        raise CompressionError("--revive-channels applies to a new run from --init-from "
+                               "(it changes the weights the run starts from); drop it")
+    if revive_channels and strategy != "none":
+        raise CompressionError("--revive-channels measures the encoder on one device; "
+                               "run it with --strategy none, then resume with the strategy")
     scaled = loss_scale(precision)
     if not (isinstance(step_timeout, (int, float)) and 0 < step_timeout < math.inf):
         raise CompressionError(
@@ -646,6 +704,7 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
         writer = (_v1.summary.FileWriter(run_dir, graph if ckpt is None else None)
                   if plan.is_chief else None)
         weights = tg.generator_variables + tg.discriminator_variables
+        reviver = _Reviver(tg, config) if revive_channels else None
         init = _v1.global_variables_initializer()
         # float16's loss scale is not checkpointed: it starts afresh on resume too.
         scale_init = _v1.variables_initializer(graph.get_collection(LOSS_SCALE_VARIABLES))
@@ -686,6 +745,8 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
             warm_restore(sess)
             log(f"initialised {taken} variables from {warm_ckpt}; {len(fresh)} start fresh"
                 + (f" (e.g. {', '.join(fresh[:2])})" if fresh else ""))
+            if reviver is not None:
+                reviver(sess, log)
         prefix = os.path.join(run_dir, "ckpt")
         step, last_saved = start_step, start_step if ckpt else -1
         losses, validation = {}, {}

@@ -130,8 +130,21 @@ def tiny_model(tiny_run):
 def perturbed_copy(run_dir, dest, variable="generator/decoder/c3s1/biases", delta=0.01):
     """Copy ``run_dir``'s last checkpoint to ``dest`` with one decoder weight changed.
 
-    A different model of the same config without training one: the checkpoint
-    is rewritten eagerly, every other variable as it was.
+    A different model of the same config without training one.
+    """
+    # Inference loads the EMA shadow when the run has one: shift both.
+    changed = (variable, variable + "/ExponentialMovingAverage")
+
+    def shift(values):
+        assert variable in values, sorted(values)
+        return {k: v + delta if k in changed else v for k, v in values.items()}
+    return rewritten_copy(run_dir, dest, shift)
+
+
+def rewritten_copy(run_dir, dest, change):
+    """Copy ``run_dir`` to ``dest`` with its last checkpoint's tensors ``change({name: array})``.
+
+    The checkpoint is rewritten eagerly, every variable not changed as it was.
     """
     import shutil
 
@@ -141,14 +154,10 @@ def perturbed_copy(run_dir, dest, variable="generator/decoder/c3s1/biases", delt
     for name in ("config.json", "run.json"):
         shutil.copy(os.path.join(run_dir, name), dest)
     reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(run_dir))
-    values = {}
-    # Inference loads the EMA shadow when the run has one: shift both.
-    changed = (variable, variable + "/ExponentialMovingAverage")
-    for name in sorted(reader.get_variable_to_shape_map()):
-        value = reader.get_tensor(name)
-        values[name] = tf.Variable(value + delta if name in changed else value)
-    assert variable in values, sorted(values)
-    tf.compat.v1.train.Saver(var_list=values, save_relative_paths=True).save(
+    values = change({name: reader.get_tensor(name)
+                     for name in sorted(reader.get_variable_to_shape_map())})
+    tf.compat.v1.train.Saver(var_list={k: tf.Variable(v) for k, v in values.items()},
+                             save_relative_paths=True).save(
         None, os.path.join(dest, "ckpt-1"), write_meta_graph=False)
     return dest
 
