@@ -18,7 +18,8 @@ import collections
 
 import tensorflow as tf
 
-__all__ = ["Quantized", "quantize", "bound", "dequantize", "symbol_counts", "METHODS"]
+__all__ = ["Quantized", "quantize", "bound", "bound_parameters", "dequantize", "symbol_counts",
+           "METHODS"]
 
 #: The quantiser's backward passes (``CompressionConfig.quantizer``).
 METHODS = ("soft", "bounded_ste")
@@ -40,10 +41,15 @@ def bound(w, centers):
     the outer ones included, is reached by finite ``w`` (as in finite scalar
     quantisation, Mentzer et al. 2023).  Identity near ``mid``.
     """
-    lo, hi = min(centers), max(centers)
-    mid = (lo + hi) / 2.0
-    half = (hi - lo) / 2.0 + (hi - lo) / (2.0 * (len(centers) - 1))
+    mid, half = bound_parameters(centers)
     return mid + half * tf.tanh((w - mid) / half)
+
+
+def bound_parameters(centers):
+    """``(mid, half)`` of :func:`bound`: the centres' midpoint, and the half width
+    of the range it squashes into."""
+    lo, hi = min(centers), max(centers)
+    return (lo + hi) / 2.0, (hi - lo) / 2.0 + (hi - lo) / (2.0 * (len(centers) - 1))
 
 
 def quantize(w, centers, sigma=1.0, method="soft"):

@@ -8,19 +8,22 @@ the decoder and its distortion gradient is zero.  And the encoder's output
 for it usually sits far beyond the outer centres, where the bounded
 quantiser's ``tanh`` (:func:`compression.quantizer.bound`) is flat.  The
 rate term is what drives a channel there (a constant costs nothing), and no
-later change of the rate weight brings it back: the shipped ``general`` had
-channels 9 and 10 at raw means of -1.0 and -4.3 (every symbol -1 and -2)
-and 7 and 8 at nearly always 0 (docs/benchmarks.md).
+later change of the rate weight brings it back: the shipped ``general`` has
+channels 7 and 8 always at 0, 9 at -1 and 10 at -2 (raw means -1.05 and
+-5.18; docs/benchmarks.md).
 
 :func:`revive` rescales a dead channel's output of the encoder's last
-convolution to ``s * (w - mean)``, ``s`` making its spread a tenth of a
-centre spacing: every symbol becomes the centre nearest 0, still a constant
-(so the decoder decodes as before, exactly for whole channels), and the
-encoder's gradient is alive again.  A fine-tune with a small rate factor on
-those channels (``train --rate-channel-weights``) can then fill them.
+convolution to ``s * (w - mean)`` around the centres' midpoint, ``s``
+making its spread a tenth of a centre spacing: every symbol becomes the
+middle centre, still a constant (so the decoder decodes as before, exactly
+for whole channels), and the encoder's gradient is alive again.  A
+fine-tune with a small rate factor on those channels
+(``train --rate-channel-weights``) can then fill them.
 """
 
 import numpy as np
+
+from compression.quantizer import bound_parameters
 
 __all__ = ["dead_channels", "revive", "symbols_of", "DEAD_SHARE", "REVIVED_SPREAD"]
 
@@ -32,9 +35,7 @@ REVIVED_SPREAD = 0.1
 
 def _bound(w, centers):
     """numpy twin of :func:`compression.quantizer.bound`."""
-    lo, hi = min(centers), max(centers)
-    mid = (lo + hi) / 2.0
-    half = (hi - lo) / 2.0 + (hi - lo) / (2.0 * (len(centers) - 1))
+    mid, half = bound_parameters(centers)
     return mid + half * np.tanh((w - mid) / half)
 
 
@@ -74,7 +75,7 @@ def revive(kernel, bias, latents, channels, centers):
     kernel, bias = np.array(kernel, np.float32), np.array(bias, np.float32)
     w = np.asarray(latents, np.float64).reshape(-1, np.shape(latents)[-1])
     spacing = (max(centers) - min(centers)) / (len(centers) - 1)
-    mid = (max(centers) + min(centers)) / 2.0
+    mid, _ = bound_parameters(centers)
     for c in channels:
         mean, std = w[:, c].mean(), w[:, c].std()
         s = min(1.0, REVIVED_SPREAD * spacing / std) if std > 0 else 1.0

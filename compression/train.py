@@ -60,6 +60,7 @@ from compression.model import (
     synthesize,
 )
 from compression.precision import apply_precision, check_precision, loss_scale
+from compression.quantizer import bound_parameters
 from compression.rate_model import (
     context_counts_variable,
     estimated_bits,
@@ -419,9 +420,8 @@ class _Reviver:
             f"{c + 1} (every symbol {cfg.centers[s]:g})" for c, s in sorted(dead.items())))
 
     def _revived_symbol(self):
-        centers = self.config.centers
-        mid = (max(centers) + min(centers)) / 2.0
-        return int(np.argmin(np.abs(np.asarray(centers) - mid)))
+        mid, _ = bound_parameters(self.config.centers)
+        return int(np.argmin(np.abs(np.asarray(self.config.centers) - mid)))
 
 
 class _Validator:
