@@ -297,14 +297,17 @@ class CompressionConfig:
         self._check_channel_weights()
         self._check_rate_channel_weights()
 
+    def _number_tuple(self, name):
+        """Field ``name``, a list of finite numbers, stored as a tuple of floats."""
+        value = getattr(self, name)
+        if isinstance(value, (str, bytes)) or not all(_is_number(w) for w in _iterable(value)):
+            raise ConfigError(f"{name} must be a list of finite numbers, got {value!r}")
+        value = tuple(float(w) for w in value)
+        object.__setattr__(self, name, value)
+        return value
+
     def _check_rate_channel_weights(self):
-        weights = self.rate_channel_weights
-        if isinstance(weights, (str, bytes)) or not all(
-                _is_number(w) for w in _iterable(weights)):
-            raise ConfigError(
-                f"rate_channel_weights must be a list of finite numbers, got {weights!r}")
-        weights = tuple(float(w) for w in weights)
-        object.__setattr__(self, "rate_channel_weights", weights)
+        weights = self._number_tuple("rate_channel_weights")
         if weights and len(weights) != self.channels:
             raise ConfigError(
                 f"rate_channel_weights needs one factor per channel ({self.channels} values), "
@@ -313,13 +316,7 @@ class CompressionConfig:
             raise ConfigError(f"rate_channel_weights must be >= 0, got {list(weights)}")
 
     def _check_channel_weights(self):
-        weights = self.channel_weights
-        if isinstance(weights, (str, bytes)) or not all(
-                _is_number(w) for w in _iterable(weights)):
-            raise ConfigError(
-                f"channel_weights must be a list of finite numbers, got {weights!r}")
-        weights = tuple(float(w) for w in weights)
-        object.__setattr__(self, "channel_weights", weights)
+        weights = self._number_tuple("channel_weights")
         if not weights:
             return
         if not self.variable_rate:
