@@ -162,8 +162,8 @@ class CompressionConfig:
       rate_channel_weights: one factor of ``lambda_rate`` per bottleneck
         channel; empty: 1 for all.  The rate term prices a variable-rate
         model's channels alike, and at one weight it empties the last ones
-        (the shipped models' channels 7-10 held almost nothing, so no file
-        could spend more than ~0.04 bpp); a smaller factor there lets them
+        (the shipped models' channels 7-10 once held one symbol each, so no
+        file could spend more than ~0.04 bpp); a smaller factor there lets them
         carry what the leading channels leave out, for the larger files.
         Training only: files and decoders do not depend on it.
       chroma_weight: weight of the chroma part of the MSE against its grey

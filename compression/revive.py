@@ -8,9 +8,9 @@ the decoder and its distortion gradient is zero.  And the encoder's output
 for it usually sits far beyond the outer centres, where the bounded
 quantiser's ``tanh`` (:func:`compression.quantizer.bound`) is flat.  The
 rate term is what drives a channel there (a constant costs nothing), and no
-later change of the rate weight brings it back: the shipped ``general`` has
-channels 7 and 8 always at 0, 9 at -1 and 10 at -2 (raw means -1.05 and
--5.18; docs/benchmarks.md).
+later change of the rate weight brings it back: the ``general`` shipped
+before 2026-12-06's evening had channels 7 and 8 always at 0, 9 at -1 and
+10 at -2 (raw means -1.05 and -5.18; docs/benchmarks.md).
 
 :func:`revive` rescales a dead channel's output of the encoder's last
 convolution to ``s * (w - mean)`` around the centres' midpoint, ``s``
