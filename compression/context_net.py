@@ -215,8 +215,12 @@ class ContextNet:
 
     def probabilities(self, symbols: np.ndarray) -> np.ndarray:
         """float64 ``[h, w, C, L]``: each symbol's coding distribution given its neighbours."""
-        symbols = _check_symbols(symbols, self.num_centers).astype(np.int64)
-        _check_net(self, symbols.shape)
+        symbols = _check_symbols(symbols, self.num_centers)
+        return _check_net(self, symbols.shape)._map_probabilities(symbols)
+
+    def _map_probabilities(self, symbols: np.ndarray) -> np.ndarray:
+        """:meth:`probabilities` of a map its caller has checked."""
+        symbols = symbols.astype(np.int64)
         height, width, channels = symbols.shape
         padded = _padded(symbols, self.num_centers)
         ys, xs = np.divmod(np.arange(height * width), width)
@@ -301,7 +305,7 @@ def encode_symbols_with_net(symbols: np.ndarray, net: ContextNet,
     if last_rows != symbols.shape[0]:
         symbols = symbols.copy()
         symbols[last_rows:, :, -1] = 0  # not coded; the decoder's fill
-    probabilities = net.probabilities(symbols)
+    probabilities = net._map_probabilities(symbols)
     encoder = _stream.queue.RangeEncoder()
     for c, rows in _coded_planes(symbols, last_rows):
         order = _wave_order(rows, symbols.shape[1])
@@ -313,7 +317,7 @@ def encode_symbols_with_net(symbols: np.ndarray, net: ContextNet,
 def net_bits(symbols: np.ndarray, net: ContextNet) -> float:
     """Ideal code length in bits of a whole map under ``net`` (what a file spends, near enough)."""
     symbols = _check_symbols(symbols, _centers(net))
-    p = _check_net(net, symbols.shape).probabilities(symbols)
+    p = _check_net(net, symbols.shape)._map_probabilities(symbols)
     chosen = np.take_along_axis(p, symbols.astype(np.int64)[..., None], axis=-1)
     return float(-np.log2(chosen).sum())
 
