@@ -69,7 +69,8 @@ def _add_train(sub):
                       "code a little below it plus a 32-byte header and the model's name; "
                       "'encode --bpp' sets "
                       "file sizes)")
-    rate.add_argument("--channels", type=int, help="bottleneck channels C (default 8)")
+    rate.add_argument("--channels", type=int, help="bottleneck channels C (default 8; with "
+                      "--init-from, more than the source's grows its bottleneck)")
     p.add_argument("--min-channels", type=int, default=None, metavar="K",
                    help="a variable-rate model: files may code any leading K..C channels, "
                         "and 'encode --bpp' picks them per image (default: C, fixed rate)")
@@ -652,9 +653,12 @@ def _train(args):
 
         if args.bpp is not None:
             raise _CliError("--init-from keeps the source run's channels; drop --bpp")
+        from compression.revive import grown_config_fields
+
         source_dir, _ = resolve_run(args.init_from)
         base = CompressionConfig.load(os.path.join(source_dir, CONFIG_NAME))
-        config = dataclasses.replace(base, **fields)
+        config = dataclasses.replace(base, **grown_config_fields(base, fields,
+                                                                 repr(args.init_from)))
         changed = {k: v for k, v in config.to_dict().items() if base.to_dict()[k] != v}
         print(f"config of {source_dir}" + (f", changed: {changed}" if changed else ""))
     elif args.resume and args.bpp is None:

@@ -19,13 +19,30 @@ middle centre, still a constant (so the decoder decodes as before, exactly
 for whole channels), and the encoder's gradient is alive again.  A
 fine-tune with a small rate factor on those channels
 (``train --rate-channel-weights``) can then fill them.
+
+A bottleneck can also grow (``train --init-from RUN --channels N`` above the
+source's ``C``): the ``grow_*`` functions give every variable whose shape
+holds ``C`` its new shape, with the new channels born in that revived
+state.  The encoder gives them the centres' midpoint everywhere (a zero
+kernel), so the decoder, whose weights for them are random, sees a constant
+that its instance norm removes and decodes as the source did; the
+straight-through quantiser passes the encoder a gradient through those
+random weights, so training fills them.  The noise map's new channels enter
+the decoder with zero weights, for the same reason.  Files of ``k <= C``
+channels code as before, and the model's rate can reach further (its bound
+is ``N * log2(L) / 256``).
 """
 
 import numpy as np
 
+from compression.errors import CompressionError
 from compression.quantizer import bound_parameters
 
-__all__ = ["dead_channels", "revive", "symbols_of", "DEAD_SHARE", "REVIVED_SPREAD"]
+__all__ = ["dead_channels", "revive", "symbols_of", "grow_counts", "grow_decoder_input",
+           "grow_encoder_output", "grow_fill", "grow_last_axis", "grown_config_fields",
+           "check_growth",
+           "midpoint_symbol",
+           "DEAD_SHARE", "REVIVED_SPREAD"]
 
 #: A channel is dead when this share of its symbols or more is one symbol.
 DEAD_SHARE = 0.999
@@ -82,3 +99,104 @@ def revive(kernel, bias, latents, channels, centers):
         kernel[..., c] *= s
         bias[c] = s * (bias[c] - mean) + mid
     return kernel, bias
+
+
+def midpoint_symbol(centers):
+    """The centre index nearest the centres' midpoint: what new and revived channels hold."""
+    mid, _ = bound_parameters(centers)
+    return int(np.argmin(np.abs(np.asarray(centers, np.float64) - mid)))
+
+
+def grow_encoder_output(old, channels, centers):
+    """The encoder's last convolution, kernel ``[kh, kw, in, C]`` or bias ``[C]``, grown
+    to ``channels``: new kernels 0 and new biases the centres' midpoint, so each new
+    channel holds the middle symbol everywhere, where the bound is steepest."""
+    old = np.asarray(old, np.float32)
+    pad = np.zeros(old.shape[:-1] + (channels - old.shape[-1],), np.float32)
+    if old.ndim == 1:
+        pad += bound_parameters(centers)[0]
+    return np.concatenate([old, pad], axis=-1)
+
+
+def grow_fill(old, channels, centers):
+    """The decoder's ``channel_fill`` ``[C]`` grown to ``channels``: the new channels'
+    fill is the symbol they hold, so a file that drops them decodes as one that codes them."""
+    old = np.asarray(old, np.float32)
+    mid = np.float32(centers[midpoint_symbol(centers)])
+    return np.concatenate([old, np.full(channels - len(old), mid, np.float32)])
+
+
+def grow_last_axis(old, fresh):
+    """``fresh`` (this graph's initial value, ``[..., N]``) with ``old`` ``[..., C]`` in its
+    leading channels: the noise generator's projection keeps its trained channels, and
+    its new ones start as initialised (the decoder reads them with zero weights)."""
+    new = np.array(fresh, np.float32)
+    new[..., :np.shape(old)[-1]] = old
+    return new
+
+
+def grow_decoder_input(old, fresh, source_channels, channels, noise, source_semantic):
+    """The decoder's first kernel ``[kh, kw, C (+C) (+S), F]`` for a bottleneck grown from
+    ``source_channels`` (``C``) to ``channels`` (``N``).
+
+    Its input is ``w_hat``, then the noise map (``noise``), then the semantic
+    features; ``fresh`` ``[kh, kw, N (+N) (+S), F]`` is this graph's initial
+    value.  The source's rows keep their places in each part.  The new
+    ``w_hat`` rows keep ``fresh``: they read a constant, which the instance norm
+    after them removes, and pass the new channels a gradient.  The new noise
+    rows are 0, and so is a semantic part the source did not have (it then
+    learns from 0).  With ``N == C`` only that last case applies: a semantic
+    branch added to a non-semantic source.
+    """
+    old, new = np.asarray(old, np.float32), np.array(fresh, np.float32)
+    c, n = source_channels, channels
+    new[:, :, :c] = old[:, :, :c]
+    end_old, end_new = c, n
+    if noise:
+        new[:, :, n:n + c] = old[:, :, c:2 * c]
+        new[:, :, n + c:2 * n] = 0.0
+        end_old, end_new = 2 * c, 2 * n
+    new[:, :, end_new:] = old[:, :, end_old:] if source_semantic else 0.0
+    return new
+
+
+def grow_counts(old, channels, centers):
+    """Entropy counts ``[C, L]`` (the histogram) or ``[C, K, L]`` (in context) grown to
+    ``channels``.  A new channel's histogram holds the middle symbol only, with the
+    mean mass of the others' (what it holds, priced so: the rate term does not push
+    it back), and its context counts are 0 (priced by its histogram until they fill)."""
+    old = np.asarray(old, np.float64)
+    pad = np.zeros((channels - old.shape[0],) + old.shape[1:], np.float64)
+    if old.ndim == 2:
+        pad[:, midpoint_symbol(centers)] = old.sum(axis=1).mean() if len(old) else 0.0
+    return np.concatenate([old, pad])
+
+
+def check_growth(source_channels, channels, name):
+    """Raises :class:`CompressionError` when a fine-tune of the run ``name`` would have
+    fewer bottleneck channels than it: trained channels are never dropped."""
+    if channels < source_channels:
+        raise CompressionError(
+            f"--init-from {name}: it has {source_channels} bottleneck channels and this "
+            f"config {channels}; a fine-tune can add channels (they start empty) but not "
+            f"drop trained ones: give --channels {source_channels} or more")
+
+
+def grown_config_fields(source, fields, name):
+    """``fields`` (a fine-tune's config overrides of the ``source`` config) with the
+    source's per-channel lists extended when ``fields`` grows its channels.
+
+    ``channel_weights`` (one per ``k``) and ``rate_channel_weights`` (one per
+    channel) not given anew repeat their last value for the new channels: the
+    new ``k`` drawn as often as the largest, the new channels priced as the
+    last.  Raises as :func:`check_growth` does.
+    """
+    channels = fields.get("channels", source.channels)
+    check_growth(source.channels, channels, name)
+    grown = dict(fields)
+    extra = channels - source.channels
+    for field in ("channel_weights", "rate_channel_weights"):
+        values = tuple(getattr(source, field))
+        if extra and values and field not in fields:
+            grown[field] = values + values[-1:] * extra
+    return grown

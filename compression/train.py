@@ -60,8 +60,8 @@ from compression.model import (
     synthesize,
 )
 from compression.precision import apply_precision, check_precision, loss_scale
-from compression.quantizer import bound_parameters
 from compression.rate_model import (
+    ENTROPY_SCOPE,
     context_counts_variable,
     estimated_bits,
     estimated_bits_in_context,
@@ -206,7 +206,7 @@ _EMA_SHADOW = "ExponentialMovingAverage"
 _RESIDUAL_BLOCK = re.compile(r"^generator/decoder/res(\d+)/")
 
 
-def _initializer_from(source, graph_variables, upsampling="transposed", log=print):
+def _initializer_from(source, graph_variables, config, log=print):
     """A Saver that loads this graph's variables from another run (``--init-from``).
 
     ``source`` is a run directory, a checkpoint prefix, an export or a shipped
@@ -219,7 +219,7 @@ def _initializer_from(source, graph_variables, upsampling="transposed", log=prin
     are taken when present (and of the same shape) and otherwise start fresh.
     The step counter is never taken: the new run's schedule counts from 0.
 
-    Two architecture changes are bridged:
+    These architecture changes (``config`` against the source's) are bridged:
 
     * a semantic model seeded from a non-semantic one.  Its semantic branch
       starts fresh, and the decoder's first convolution, which reads the
@@ -235,7 +235,12 @@ def _initializer_from(source, graph_variables, upsampling="transposed", log=prin
       their second norm is 0), so the deeper model decodes as the source did
       and training grows the blocks from there (Net2Net's "deeper" step, Chen
       et al. 2016).  Fewer blocks than the source raise: trained blocks are
-      never dropped silently.
+      never dropped silently;
+    * more bottleneck channels than the source (``--channels``): every
+      variable whose shape holds ``C`` grows, with the new channels holding
+      one symbol that the decoder cannot see yet (:mod:`compression.revive`),
+      so the model decodes as the source did and training fills them.  Fewer
+      channels than the source raise.
 
     Returns ``(restore, checkpoint, taken, fresh)``; ``restore(sess)`` loads them.
     """
@@ -246,7 +251,10 @@ def _initializer_from(source, graph_variables, upsampling="transposed", log=prin
     stored = dict(tf.train.list_variables(ckpt))
     source_semantic = any(n.startswith("generator/semantic_encoder/") for n in stored)
     source_config = CompressionConfig.load(os.path.join(run_dir, CONFIG_NAME))
-    convert_upsampling = upsampling == "resize" and source_config.upsampling == "transposed"
+    convert_upsampling = (config.upsampling == "resize"
+                          and source_config.upsampling == "transposed")
+    c_old, c_new = source_config.channels, config.channels
+    revive.check_growth(c_old, c_new, repr(source))
     blocks = {int(m.group(1)) for v in graph_variables
               if (m := _RESIDUAL_BLOCK.match(v.op.name))}
     if blocks and max(blocks) < source_config.residual_blocks:
@@ -261,23 +269,37 @@ def _initializer_from(source, graph_variables, upsampling="transposed", log=prin
         m = _RESIDUAL_BLOCK.match(name)
         return m is not None and int(m.group(1)) > source_config.residual_blocks
 
-    def widen(old, shape):
-        kernel = np.zeros(shape, np.float32)
-        kernel[:, :, :old.shape[2]] = old
-        return kernel
+    def grown(base):
+        """How a variable holding ``C`` grows to this config's channels (None: it does not)."""
+        centers = config.centers
+        if base in (f"generator/{ENCODER_SCOPE}/c3s1_out/weights",
+                    f"generator/{ENCODER_SCOPE}/c3s1_out/biases"):
+            return lambda old, fresh: revive.grow_encoder_output(old, c_new, centers)
+        if base.startswith("generator/noise_generator/conv_out/"):
+            return revive.grow_last_axis
+        if base == "generator/decoder/channel_fill":
+            return lambda old, fresh: revive.grow_fill(old, c_new, centers)
+        if base.startswith(f"{ENTROPY_SCOPE}/") and base.endswith("_counts"):
+            return lambda old, fresh: revive.grow_counts(old, c_new, centers)
+        return None
 
     def bridge(name, shape):
-        """How a stored kernel becomes this graph's (None: it cannot).  EMA
-        shadows are converted like their variables: validation and exports
-        read them, and a fresh shadow would start from random weights."""
+        """How a stored value becomes this graph's, ``convert(old, fresh)`` with
+        ``fresh`` the variable's initial value (None: it cannot).  EMA shadows
+        are converted like their variables: validation and exports read them,
+        and a fresh shadow would start from random weights."""
         base = name.split("/" + _EMA_SHADOW)[0]
         old = list(stored[name])
         if (convert_upsampling and "/decoder/u" in base and base.endswith("/weights")
                 and old == [*shape[:2], shape[3], shape[2]]):
-            return lambda kernel, shape: resize_kernel_from_transposed(kernel)
-        if (not source_semantic and len(shape) == 4 and "/decoder/c3s1/" in base
-                and old[:2] + old[3:] == shape[:2] + shape[3:] and old[2] < shape[2]):
-            return widen
+            return lambda kernel, fresh: resize_kernel_from_transposed(kernel)
+        if (base == "generator/decoder/c3s1/weights" and len(shape) == 4
+                and old[:2] + old[3:] == shape[:2] + shape[3:] and old[2] < shape[2]
+                and (c_new > c_old or not source_semantic)):
+            return lambda kernel, fresh: revive.grow_decoder_input(
+                kernel, fresh, c_old, c_new, config.noise, source_semantic)
+        if c_new > c_old and old != shape and (convert := grown(base)) is not None:
+            return convert
         return None
 
     taken, fresh, mismatched, bridged = {}, [], [], {}
@@ -330,18 +352,23 @@ def _initializer_from(source, graph_variables, upsampling="transposed", log=prin
         log("--init-from: the source upsamples with transposed convolutions; each u stage's "
             "kernel becomes its least-squares resize-convolution fit (fine-tuning recovers "
             "the rest)")
-    widened = [n for n in bridged if "/decoder/c3s1/" in n and _EMA_SHADOW not in n]
-    if widened:
-        log(f"--init-from: a semantic branch is new; {', '.join(widened)} keeps the source's "
-            "kernel with zeros for the semantic channels")
+    if c_new > c_old:
+        log(f"--init-from: bottleneck channels {c_old + 1}-{c_new} are new; each holds the "
+            "middle symbol everywhere, which the decoder does not see yet, so the model "
+            "decodes as the source did until training fills them")
+    elif not source_semantic and any("/decoder/c3s1/" in n for n in bridged):
+        log("--init-from: a semantic branch is new; generator/decoder/c3s1/weights keeps the "
+            "source's kernel with zeros for the semantic channels")
     reader = tf.train.load_checkpoint(ckpt)
-    placeholders = {n: _v1.placeholder(tf.float32, v.shape) for n, (v, _) in bridged.items()}
+    placeholders = {n: _v1.placeholder(v.dtype.base_dtype, v.shape)
+                    for n, (v, _) in bridged.items()}
     assigns = [v.assign(placeholders[n]) for n, (v, _) in bridged.items()]
 
     def restore(sess):
         restore_taken(sess)
-        sess.run(assigns, {placeholders[n]: convert(stored_float(reader, n, ckpt),
-                                                     v.shape.as_list())
+        # Run after the initialiser: ``fresh`` is each variable's initial value.
+        fresh = sess.run({n: v for n, (v, _) in bridged.items()})
+        sess.run(assigns, {placeholders[n]: convert(stored_float(reader, n, ckpt), fresh[n])
                            for n, (v, convert) in bridged.items()})
 
     return restore, ckpt, len(taken) + len(bridged), fresh
@@ -412,16 +439,12 @@ class _Reviver:
         for c in dead:
             total = counts[0][c].sum()
             counts[0][c] = 0.0
-            counts[0][c, self._revived_symbol()] = total
+            counts[0][c, revive.midpoint_symbol(cfg.centers)] = total
             if len(counts) > 1:
                 counts[1][c] = 0.0
         sess.run(self.assign, dict(zip(self.values, [kernel, bias] + counts, strict=True)))
         log("--revive-channels: revived channels " + ", ".join(
             f"{c + 1} (every symbol {cfg.centers[s]:g})" for c, s in sorted(dead.items())))
-
-    def _revived_symbol(self):
-        mid, _ = bound_parameters(self.config.centers)
-        return int(np.argmin(np.abs(np.asarray(self.config.centers) - mid)))
 
 
 class _Validator:
@@ -692,8 +715,7 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
         warm = None
         if init_from is not None and ckpt is None:
             try:
-                warm = _initializer_from(init_from, _v1.global_variables(),
-                                          config.upsampling, log)
+                warm = _initializer_from(init_from, _v1.global_variables(), config, log)
             except CompressionError:
                 if fresh_dir:  # leave nothing that the corrected command would refuse
                     for name in (CONFIG_NAME, RUN_NAME):

@@ -1,12 +1,29 @@
 """compression.revive: dead bottleneck channels found, and revived without changing the decode."""
 
+import dataclasses
+import glob
+import os
+
 import numpy as np
 import pytest
-from conftest import rewritten_copy
+import tensorflow as tf
+from conftest import TINY_VARIABLE_RATE, rewritten_copy
 from test_train import assert_clean_error, train_cli
 
+from compression.cli import main
+from compression.errors import CompressionError
 from compression.inference import load_model
-from compression.revive import REVIVED_SPREAD, dead_channels, revive, symbols_of
+from compression.revive import (
+    REVIVED_SPREAD,
+    dead_channels,
+    grow_counts,
+    grow_decoder_input,
+    grow_encoder_output,
+    grow_fill,
+    grown_config_fields,
+    revive,
+    symbols_of,
+)
 
 CENTERS = (-2.0, -1.0, 0.0, 1.0, 2.0)
 OUTPUT = "generator/encoder/c3s1_out/"
@@ -79,3 +96,106 @@ def test_revive_channels_needs_a_new_run_from_init_from(tiny_data, tmp_path, cap
     assert train_cli(tiny_data, tmp_path / "run", "--revive-channels", steps=1) == 2
     assert_clean_error(capsys, "--revive-channels", "--init-from")
     assert not (tmp_path / "run").exists()
+
+
+# --- growing the bottleneck: train --init-from RUN --channels N ---------------------
+
+
+def test_grow_decoder_input_keeps_each_part_in_its_place():
+    """The decoder reads [w_hat C | noise C | semantic S]; grown to N, each source row
+    keeps its part, new w_hat rows keep the fresh values, new noise rows are 0."""
+    c, n, s = 2, 4, 3
+    old = np.arange(3 * 3 * (2 * c + s) * 5, dtype=np.float32).reshape(3, 3, 2 * c + s, 5) + 1
+    fresh = np.full((3, 3, 2 * n + s, 5), -7.0, np.float32)
+    new = grow_decoder_input(old, fresh, c, n, noise=True, source_semantic=True)
+    np.testing.assert_array_equal(new[:, :, :c], old[:, :, :c])           # w_hat
+    np.testing.assert_array_equal(new[:, :, c:n], fresh[:, :, c:n])       # new w_hat
+    np.testing.assert_array_equal(new[:, :, n:n + c], old[:, :, c:2 * c])  # noise
+    assert not new[:, :, n + c:2 * n].any()                               # new noise
+    np.testing.assert_array_equal(new[:, :, 2 * n:], old[:, :, 2 * c:])   # semantic
+    # No noise; a semantic branch the source lacks starts at 0.
+    old = old[:, :, :c]
+    new = grow_decoder_input(old, fresh[:, :, :n + s], c, n, noise=False, source_semantic=False)
+    np.testing.assert_array_equal(new[:, :, :c], old)
+    np.testing.assert_array_equal(new[:, :, c:n], fresh[:, :, c:n])
+    assert not new[:, :, n:].any()
+
+
+def test_new_channels_hold_the_middle_symbol_priced_as_they_are():
+    kernel, bias = np.ones((3, 3, 8, 2), np.float32), np.array([0.5, -1.0], np.float32)
+    grown = grow_encoder_output(kernel, 5, CENTERS)
+    assert grown.shape == (3, 3, 8, 5) and not grown[..., 2:].any()
+    np.testing.assert_array_equal(grown[..., :2], kernel)
+    np.testing.assert_array_equal(grow_encoder_output(bias, 5, CENTERS), [0.5, -1, 0, 0, 0])
+    # Off-centre centres: the bias is the midpoint, the fill the centre it quantises to.
+    np.testing.assert_allclose(grow_encoder_output(bias, 3, (0.0, 1.0, 3.0))[2], 1.5)
+    np.testing.assert_array_equal(grow_fill([0.25], 3, (0.0, 1.0, 3.0)), [0.25, 1.0, 1.0])
+    counts = np.array([[1.0, 2, 3, 2, 2], [0, 0, 30, 0, 0]])
+    grown = grow_counts(counts, 4, CENTERS)
+    np.testing.assert_array_equal(grown[:2], counts)
+    np.testing.assert_array_equal(grown[2:], [[0, 0, 20, 0, 0]] * 2)  # the mean mass
+    context = np.ones((2, 6, 5))
+    assert grow_counts(context, 3, CENTERS).shape == (3, 6, 5)
+    assert not grow_counts(context, 3, CENTERS)[2].any()
+
+
+def test_grown_config_fields_extend_the_per_channel_lists():
+    source = dataclasses.replace(TINY_VARIABLE_RATE, channel_weights=(1.0, 2, 3, 4, 5),
+                                 rate_channel_weights=(1.0, 1, 1, 1, 0.5, 0.25))
+    fields = grown_config_fields(source, {"channels": 8}, "'src'")
+    assert fields["channel_weights"] == (1, 2, 3, 4, 5, 5, 5)
+    assert fields["rate_channel_weights"] == (1, 1, 1, 1, 0.5, 0.25, 0.25, 0.25)
+    dataclasses.replace(source, **fields)  # a valid config
+    given = {"channels": 8, "rate_channel_weights": (1.0,) * 8}
+    assert grown_config_fields(source, given, "'src'")["rate_channel_weights"] == (1.0,) * 8
+    assert grown_config_fields(source, {}, "'src'") == {}
+    with pytest.raises(CompressionError, match="--channels 6 or more"):
+        grown_config_fields(source, {"channels": 5}, "'src'")
+
+
+def test_train_grows_the_bottleneck_and_decodes_as_its_source(tiny_data, tmp_path, capsys):
+    """--channels above the source's: channels 5-6 are new, hold one symbol, get a
+    gradient, and the grown model decodes as its source did."""
+    from compression.codec import decode_image, encode_image
+    from compression.image_io import read_image
+
+    source = tmp_path / "src"  # no EMA: both models decode with their raw weights
+    assert train_cli(tiny_data, source, "--no-gan", "--ema", "0", steps=2) == 0
+    capsys.readouterr()
+    grown = tmp_path / "grown"
+    assert train_cli(tiny_data, grown, "--init-from", str(source), "--channels", "6",
+                     "--lr", "0", steps=1) == 0
+    assert "bottleneck channels 5-6 are new" in capsys.readouterr().out
+    after = tf.train.latest_checkpoint(str(grown))
+    kernel = tf.train.load_variable(after, OUTPUT + "weights")
+    assert kernel.shape[-1] == 6 and not kernel[..., 4:].any()
+    np.testing.assert_array_equal(tf.train.load_variable(after, OUTPUT + "biases")[4:], 0.0)
+    # Adam's first moment moves at learning rate 0 too: the new channels have a gradient.
+    assert np.abs(tf.train.load_variable(after, OUTPUT + "weights/g_adam")[..., 4:]).max() > 0
+    # The step moved the noise generator's batch-norm statistics: put back every
+    # variable the two share, so only the growth tells them apart.
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(source)))
+    shapes = reader.get_variable_to_shape_map()
+    as_source = rewritten_copy(str(grown), str(tmp_path / "as_source"), lambda values: {
+        n: reader.get_tensor(n) if list(v.shape) == shapes.get(n) else v
+        for n, v in values.items()})
+    image = read_image(sorted(glob.glob(os.path.join(tiny_data, "leftImg8bit", "val", "*",
+                                                     "*.png")))[0])
+    decoded, files = {}, {}
+    for name, run in (("source", str(source)), ("grown", as_source)):
+        with load_model(run) as model:
+            symbols = model.encode(image.astype(np.float32) / 127.5 - 1.0)
+            if name == "grown":
+                assert symbols.shape[-1] == 6 and set(np.unique(symbols[..., 4:])) == {2}
+                assert (symbols[..., :4] == decoded["source"][0]).all()
+            decoded[name] = symbols, model.decode(symbols, seed=7)
+            files[name] = decode_image(model, encode_image(model, image, seed=7).data)[0]
+    # The decoder's first convolution sums over more inputs: float rounding only.
+    np.testing.assert_allclose(decoded["grown"][1], decoded["source"][1], atol=1e-5)
+    assert np.abs(files["source"].astype(int) - files["grown"].astype(int)).max() <= 1
+    # Fewer channels than the source: a clean error, nothing written.
+    assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "fewer"),
+                 "--init-from", str(grown), "--channels", "4", "--steps", "1",
+                 "--no-progress"]) == 2
+    assert_clean_error(capsys, "6 bottleneck channels", "--channels 6 or more")
+    assert not (tmp_path / "fewer").exists()
