@@ -38,11 +38,9 @@ import numpy as np
 from compression.errors import CompressionError
 from compression.quantizer import bound_parameters
 
-__all__ = ["dead_channels", "revive", "symbols_of", "grow_counts", "grow_decoder_input",
-           "grow_encoder_output", "grow_fill", "grow_last_axis", "grown_config_fields",
-           "check_growth",
-           "midpoint_symbol",
-           "DEAD_SHARE", "REVIVED_SPREAD"]
+__all__ = ["dead_channels", "revive", "symbols_of", "midpoint_symbol", "check_growth",
+           "grown_config_fields", "grow_counts", "grow_decoder_input", "grow_encoder_output",
+           "grow_fill", "grow_last_axis", "DEAD_SHARE", "REVIVED_SPREAD"]
 
 #: A channel is dead when this share of its symbols or more is one symbol.
 DEAD_SHARE = 0.999
