@@ -164,8 +164,11 @@ def test_train_grows_the_bottleneck_and_decodes_as_its_source(tiny_data, tmp_pat
     capsys.readouterr()
     grown = tmp_path / "grown"
     assert train_cli(tiny_data, grown, "--init-from", str(source), "--channels", "6",
-                     "--lr", "0", steps=1) == 0
-    assert "bottleneck channels 5-6 are new" in capsys.readouterr().out
+                     "--lr", "0", "--lambda-rate", "1", steps=1) == 0
+    out = capsys.readouterr().out
+    assert "bottleneck channels 5-6 are new" in out
+    # Priced by the rate term, new channels may never fill: the log says how to free them.
+    assert "--rate-channel-weights with 0 for channels 5-6" in out
     after = tf.train.latest_checkpoint(str(grown))
     kernel = tf.train.load_variable(after, OUTPUT + "weights")
     assert kernel.shape[-1] == 6 and not kernel[..., 4:].any()
