@@ -86,6 +86,10 @@ def _add_train(sub):
     p.add_argument("--width", type=float, default=None,
                    help="filter multiplier (1.0 = paper, 171M parameters; 0.25 for CPUs)")
     p.add_argument("--residual-blocks", type=int, default=None)
+    p.add_argument("--decoder-tail-width", type=float, default=None, metavar="W",
+                   help="filter multiplier of the decoder's upsampling stages only (default: "
+                        "--width); with --init-from, above the source's widens them (each "
+                        "filter copied, the model decodes nearly as the source did)")
     p.add_argument("--d-width", type=float, default=None, help="discriminator filter multiplier")
     p.add_argument("--d-scales", type=int, default=None, help="discriminator scales (default 3)")
     p.add_argument("--d-padding", choices=DISCRIMINATOR_PADDINGS, default=None,
@@ -600,6 +604,7 @@ def _train(args):
 
     fields = {}
     for arg, field in (("width", "width"), ("residual_blocks", "residual_blocks"),
+                       ("decoder_tail_width", "decoder_tail_width"),
                        ("d_width", "discriminator_width"), ("d_scales", "discriminator_scales"),
                        ("d_padding", "discriminator_padding"),
                        ("batch", "batch_size"), ("gan_start_step", "gan_start_step"),

@@ -107,6 +107,11 @@ class CompressionConfig:
       noise_dim, upsample_dim: the noise generator's ``z`` size and grid depth.
       width: multiplier on the paper's filter counts (1.0 = 60..960).
       residual_blocks: residual blocks in the decoder (paper: 9).
+      decoder_tail_width: multiplier on the paper's filter counts of the
+        decoder's upsampling stages only (``u480 .. u60``), which run at 1/8
+        to full resolution.  Default (None): ``width``.  Above it, a model
+        decodes fine detail with more filters than its encoder and its
+        residual blocks have, for less time than widening everything.
       discriminator_scales: scales of the multiscale discriminator (paper: 3).
       discriminator_width: multiplier on the discriminator's 64..512 filters.
         Default (None): ``min(1, width)``, so a small generator does not carry
@@ -235,6 +240,7 @@ class CompressionConfig:
     upsample_dim: int = 256
     width: float = 1.0
     residual_blocks: int = 9
+    decoder_tail_width: float = None
     discriminator_scales: int = 3
     discriminator_width: float = None
     discriminator_padding: str = "replicate"
@@ -283,10 +289,13 @@ class CompressionConfig:
         object.__setattr__(self, "centers", centers)
         if self.discriminator_width is None and _is_number(self.width):
             object.__setattr__(self, "discriminator_width", min(1.0, float(self.width)))
-        for name in ("sigma", "width", "discriminator_width", "lambda_mse", "lambda_fm",
-                     "lambda_gan", "g_learning_rate", "d_learning_rate", "beta1",
-                     "ema_decay", "histogram_decay", "lambda_ms_ssim", "lambda_rate",
-                     "lr_decay_factor", "chroma_weight", "selective_probability"):
+        if self.decoder_tail_width is None and _is_number(self.width):
+            object.__setattr__(self, "decoder_tail_width", float(self.width))
+        for name in ("sigma", "width", "discriminator_width", "decoder_tail_width",
+                     "lambda_mse", "lambda_fm", "lambda_gan", "g_learning_rate",
+                     "d_learning_rate", "beta1", "ema_decay", "histogram_decay",
+                     "lambda_ms_ssim", "lambda_rate", "lr_decay_factor", "chroma_weight",
+                     "selective_probability"):
             value = getattr(self, name)
             if not _is_number(value):
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
@@ -432,7 +441,7 @@ class CompressionConfig:
             raise ConfigError(
                 f"upsample_dim must be a multiple of 8, got {self.upsample_dim}"
             )
-        for name in ("width", "discriminator_width"):
+        for name in ("width", "discriminator_width", "decoder_tail_width"):
             if getattr(self, name) > _MAX_WIDTH:
                 raise ConfigError(f"{name} must be at most {_MAX_WIDTH}, got {getattr(self, name)}")
         if self.sigma <= 0:
@@ -441,6 +450,12 @@ class CompressionConfig:
             raise ConfigError(
                 f"width {self.width} gives zero channels in the encoder "
                 f"(filters {self.filters}); use width >= {1 / PAPER_WIDTHS[0]:.4f}"
+            )
+        if self.decoder_tail_width <= 0 or min(self.tail_filters) < 1:
+            raise ConfigError(
+                f"decoder_tail_width {self.decoder_tail_width} gives zero channels in the "
+                f"decoder's upsampling stages (filters {self.tail_filters}); use "
+                f"decoder_tail_width >= {1 / PAPER_WIDTHS[0]:.4f}"
             )
         if self.discriminator_width <= 0 or min(self.discriminator_filters) < 1:
             raise ConfigError(
@@ -501,6 +516,12 @@ class CompressionConfig:
     def filters(self):
         """Encoder filter counts ``(c7s1, d, d, d, d)`` after the width multiplier."""
         return tuple(int(round(k * self.width)) for k in PAPER_WIDTHS)
+
+    @property
+    def tail_filters(self):
+        """Filter counts of the decoder's upsampling stages ``(u480, u240, u120, u60)``
+        after ``decoder_tail_width``; its ``c3s1`` and residual blocks keep ``filters[-1]``."""
+        return tuple(int(round(k * self.decoder_tail_width)) for k in PAPER_WIDTHS[::-1][1:])
 
     @property
     def discriminator_filters(self):
@@ -587,6 +608,8 @@ class CompressionConfig:
             fields["min_channels"] = self.min_channels
         if self.upsampling != _ABSENT_MEANS["upsampling"]:
             fields["upsampling"] = self.upsampling
+        if self.decoder_tail_width != self.width:
+            fields["decoder_tail_width"] = self.decoder_tail_width
         payload = {"format": _FORMAT, "version": _FORMAT_VERSION, "config": fields}
         return json.dumps(payload, sort_keys=True, indent=2) + "\n"
 

@@ -2,7 +2,8 @@
 
 ``c3s1-960, R960 x residual_blocks, u480, u240, u120, u60, c7s1-3`` with
 reflection padding, instance norm and a tanh output (Agustsson et al. 2018,
-appendix A); every filter count scaled by ``config.width``.
+appendix A); every filter count scaled by ``config.width``, those of the
+upsampling stages by ``config.decoder_tail_width``.
 
 The paper's ``u`` stages are 3x3 transposed convolutions of stride 2.  Their
 four output phases see different numbers of kernel taps, which draws a
@@ -94,7 +95,7 @@ def decoder_tail(x, config, statistics=None):
     """
     pre_norm = []
     with layer_scope():
-        for i, k in enumerate(config.filters[::-1][1:], start=1):
+        for i, k in enumerate(config.tail_filters, start=1):
             with _v1.variable_scope(f"u{i}") as sc:
                 x = upsample(x, k, config.upsampling, sc)
                 pre_norm.append(x)

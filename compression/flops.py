@@ -77,7 +77,7 @@ def _noise_layers(config, h, w):
 
 
 def _decoder_layers(config, h, w):
-    f = config.filters[::-1]
+    f = config.filters[-1:] + config.tail_filters
     cin = config.channels
     if config.noise:
         cin += config.channels

@@ -320,7 +320,7 @@ class CompressionModel:
             self._tile_stats = [
                 (_v1.placeholder(tf.float32, [k], name=f"u{i}_mean"),
                  _v1.placeholder(tf.float32, [k], name=f"u{i}_variance"))
-                for i, k in enumerate(cfg.filters[::-1][1:], start=1)
+                for i, k in enumerate(cfg.tail_filters, start=1)
             ]
             self._tile_out, self._tile_pre_norm = decode_tail(
                 self._tile_in, cfg, statistics=self._tile_stats)

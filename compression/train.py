@@ -29,7 +29,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from compression import bitstream, revive
+from compression import bitstream, revive, widen
 from compression import data as data_lib
 from compression import metrics as metrics_lib
 from compression.config import CompressionConfig
@@ -255,6 +255,12 @@ def _initializer_from(source, graph_variables, config, log=print):
                           and source_config.upsampling == "transposed")
     c_old, c_new = source_config.channels, config.channels
     revive.check_growth(c_old, c_new, repr(source))
+    widen.check_tail_widening(source_config, config, repr(source))
+    widen_tail = source_config.tail_filters != config.tail_filters
+    if widen_tail and convert_upsampling:
+        raise CompressionError(
+            f"--init-from {source!r}: widen the upsampling stages and convert them to resize "
+            "in two fine-tunes, not one (give --decoder-tail-width or --upsampling resize)")
     blocks = {int(m.group(1)) for v in graph_variables
               if (m := _RESIDUAL_BLOCK.match(v.op.name))}
     if blocks and max(blocks) < source_config.residual_blocks:
@@ -300,6 +306,9 @@ def _initializer_from(source, graph_variables, config, log=print):
                 kernel, fresh, c_old, c_new, config.noise, source_semantic)
         if c_new > c_old and old != shape and (convert := grown(base)) is not None:
             return convert
+        if widen_tail and old != shape and (
+                wider := widen.tail_converter(base, source_config, config)) is not None:
+            return lambda value, fresh: wider(value)
         return None
 
     taken, fresh, mismatched, bridged = {}, [], [], {}
@@ -348,6 +357,10 @@ def _initializer_from(source, graph_variables, config, log=print):
             sess.run(zero)
     if not bridged:
         return restore_taken, ckpt, len(taken), fresh
+    if widen_tail:
+        log(f"--init-from: the decoder's upsampling stages widen from "
+            f"{list(source_config.tail_filters)} to {list(config.tail_filters)} filters; "
+            "each new filter copies one of the source's (Net2Net), with a little noise")
     if convert_upsampling:
         log("--init-from: the source upsamples with transposed convolutions; each u stage's "
             "kernel becomes its least-squares resize-convolution fit (fine-tuning recovers "
