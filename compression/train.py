@@ -342,7 +342,9 @@ def _initializer_from(source, graph_variables, config, log=print):
     # A new block's second norm scales its branch: zero (and its EMA shadow,
     # which validation and exports read) makes the block the identity, so the
     # deeper model starts out decoding exactly as the source did.  The
-    # gradient of that scale is not zero, so the block learns from there.
+    # gradient of that scale is not zero, so the block can learn from there;
+    # measured on `general` (lr 5e-5), the scales still averaged 2.5e-4 after
+    # 1,300 steps: a block of random filters gives them no steady direction.
     identity = [v for v in graph_variables if new_block(v.op.name) and "adam" not in v.op.name
                 and v.op.name.split("/" + _EMA_SHADOW)[0].endswith("/norm2/gamma")]
     if identity:
