@@ -109,9 +109,11 @@ class CompressionConfig:
       residual_blocks: residual blocks in the decoder (paper: 9).
       decoder_tail_width: multiplier on the paper's filter counts of the
         decoder's upsampling stages only (``u480 .. u60``), which run at 1/8
-        to full resolution.  Default (None): ``width``.  Above it, a model
-        decodes fine detail with more filters than its encoder and its
-        residual blocks have, for less time than widening everything.
+        to full resolution.  Default (None): ``width``.  Above it, those
+        stages get more filters than the encoder and the residual blocks,
+        for a fraction of the cost of a wider model (``train --init-from``
+        widens a trained model's; on `general` a 2,000-step fine-tune at
+        0.5 gained nothing measurable, docs/benchmarks.md).
       discriminator_scales: scales of the multiscale discriminator (paper: 3).
       discriminator_width: multiplier on the discriminator's 64..512 filters.
         Default (None): ``min(1, width)``, so a small generator does not carry

@@ -236,6 +236,11 @@ def _initializer_from(source, graph_variables, config, log=print):
       and training grows the blocks from there (Net2Net's "deeper" step, Chen
       et al. 2016).  Fewer blocks than the source raise: trained blocks are
       never dropped silently;
+    * wider upsampling stages than the source (``--decoder-tail-width``):
+      each new filter copies one of the source's, the next stage splits its
+      weights among the copies, and the copies get a little noise
+      (:mod:`compression.widen`), so the wider model decodes nearly as the
+      source did.  Narrower stages than the source raise;
     * more bottleneck channels than the source (``--channels``): every
       variable whose shape holds ``C`` grows, with the new channels holding
       one symbol that the decoder cannot see yet (:mod:`compression.revive`),
