@@ -83,7 +83,8 @@ def tail_converter(base, source_config, config):
     out_axis, in_axis = (2, 3) if transposed else (3, 2)
     if base == _OUTPUT:
         source, count = copies(old_k[-1], new_k[-1])
-        return lambda old: np.take(old, source, axis=2) / count[source][:, None]
+        return lambda old: (np.take(old, source, axis=2)
+                            / count[source][:, None]).astype(old.dtype)
     m = _STAGE.match(base)
     if m is None:
         return None
