@@ -17,7 +17,7 @@ moves them alike.  So every copy's kernel gets a little noise
 (:data:`COPY_NOISE` of the source kernel's standard deviation), from a seed
 fixed by the variable's name so that a weight and its EMA shadow get the same
 noise; the wider model then decodes a little differently from the source
-(about 0.01 dB on the tests' images) and training pulls the copies apart.
+(by a level or two on the tests' tiny model) and training pulls the copies apart.
 """
 
 from __future__ import annotations
@@ -56,6 +56,15 @@ def check_tail_widening(source_config, config, what):
             f"filters: give --decoder-tail-width {source_config.decoder_tail_width} or more")
 
 
+def _split_inputs(kernel, axis, old, new):
+    """``kernel`` reading ``new`` widened inputs along ``axis`` instead of ``old``:
+    each old input's weights go to its copies, divided among them."""
+    source, count = copies(old, new)
+    shape = [1] * kernel.ndim
+    shape[axis] = -1
+    return (np.take(kernel, source, axis=axis) / count[source].reshape(shape)).astype(kernel.dtype)
+
+
 def _noisy_copies(kernel, axis, old, seed_name):
     """``kernel`` with noise on the slices ``>= old`` along ``axis`` (the copies)."""
     rng = np.random.default_rng(zlib.crc32(seed_name.encode()))
@@ -81,10 +90,8 @@ def tail_converter(base, source_config, config):
     # Input and output axes of each stage's kernel.
     transposed = config.upsampling == "transposed"
     out_axis, in_axis = (2, 3) if transposed else (3, 2)
-    if base == _OUTPUT:
-        source, count = copies(old_k[-1], new_k[-1])
-        return lambda old: (np.take(old, source, axis=2)
-                            / count[source][:, None]).astype(old.dtype)
+    if base == _OUTPUT:  # [7, 7, in, 3]
+        return lambda old: _split_inputs(old, 2, old_k[-1], new_k[-1])
     m = _STAGE.match(base)
     if m is None:
         return None
@@ -96,9 +103,6 @@ def tail_converter(base, source_config, config):
     def convert(old):
         new = np.take(old, source, axis=out_axis)
         if i > 1:  # its input is the previous stage's widened output
-            previous, count = copies(old_k[i - 2], new_k[i - 2])
-            shape = [1] * 4
-            shape[in_axis] = -1
-            new = np.take(new, previous, axis=in_axis) / count[previous].reshape(shape)
+            new = _split_inputs(new, in_axis, old_k[i - 2], new_k[i - 2])
         return _noisy_copies(new, out_axis, old_k[i - 1], base).astype(old.dtype)
     return convert
