@@ -187,7 +187,8 @@ def _add_train(sub):
     p.add_argument("--devices", default=None, metavar="LIST",
                    help="with --strategy mirrored: comma-separated local devices, e.g. "
                         "/gpu:0,/gpu:1 or /cpu:0,/cpu:1")
-    p.add_argument("--seed", type=int, default=0, help="data order seed")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the data order and of a new run's initial weights")
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--keep", type=int, default=2,
                    help="checkpoints to keep (default 2: the newest and one to fall back "

@@ -605,6 +605,11 @@ def _data_dirs(data_dir):
     return dirs
 
 
+def _graph_seed(seed, start_step):
+    """The graph-level seed of a run with data seed ``seed`` (re)started at ``start_step``."""
+    return (int(seed) * 1_000_003 + int(start_step)) % (2**31 - 1)
+
+
 def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0,
           resize=None, checkpoint_every=500, keep=2, summary_every=50, val_every=500,
           val_images=16, progress=True, log=print, init_from=None, strategy="none",
@@ -697,6 +702,11 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
 
     graph = tf.Graph()
     with graph.as_default():
+        # The run's seed fixes the weights a new run starts from as well as its data
+        # order: the same command trains the same model.  The step is mixed in so a
+        # resumed run does not replay the random streams (noise, quantisation) its
+        # start already drew.
+        _v1.set_random_seed(_graph_seed(seed, start_step))
         plan = check_strategy(strategy, devices, config.batch_size)
         replication = make_strategy(plan)
         ds = data_lib.make_dataset(
