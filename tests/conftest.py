@@ -162,6 +162,39 @@ def rewritten_copy(run_dir, dest, change):
     return dest
 
 
+def decode_source_and_grown(data, source_run, grown_run, dest):
+    """Decode ``data``'s first val image with an ``--init-from`` source run and with
+    the run grown from it, as uint8 arrays (seed 7, each run's raw weights).
+
+    The grown run is decoded from a copy at ``dest`` in which every variable the
+    source has in the same shape is put back to the source's value: the step at
+    learning rate 0 that made it still moved the noise generator's batch-norm
+    statistics (by up to 3 levels of the decode on some machines), so only what
+    the growth added tells the two decodes apart.
+    """
+    import glob
+
+    import tensorflow as tf
+
+    from compression.codec import decode_image, encode_image
+    from compression.image_io import read_image
+    from compression.inference import load_model
+
+    image = read_image(sorted(glob.glob(os.path.join(data, "leftImg8bit", "val", "*",
+                                                     "*.png")))[0])
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(source_run)))
+    kept = reader.get_variable_to_shape_map()
+    as_source = rewritten_copy(str(grown_run), str(dest), lambda values: {
+        n: reader.get_tensor(n) if list(kept.get(n, ())) == list(v.shape) else v
+        for n, v in values.items()})
+    decoded = []
+    for run in (str(source_run), as_source):
+        model = load_model(run)
+        decoded.append(decode_image(model, encode_image(model, image, seed=7).data)[0])
+        model.close()
+    return decoded
+
+
 @pytest.fixture(scope="session")
 def other_run(tiny_run, tmp_path_factory):
     """The tiny run with one decoder bias shifted: same config, a different model."""

@@ -17,7 +17,7 @@ from conftest import (
     TINY,
     TINY_CLI,
     TINY_MSE,
-    rewritten_copy,
+    decode_source_and_grown,
     subprocess_env,
     write_tiny_data,
 )
@@ -659,9 +659,6 @@ def test_init_from_seeds_a_selective_semantic_model(tiny_data, tmp_path, capsys)
 def test_init_from_adds_residual_blocks_as_the_identity(tiny_data, tmp_path, capsys):
     """--residual-blocks above the source's: the new blocks start as the identity, so
     the deeper model decodes as the source did; fewer blocks are refused."""
-    from compression.codec import decode_image, encode_image
-    from compression.image_io import read_image
-
     mse = tmp_path / "mse"  # no EMA: both models decode with their raw weights
     assert train_cli(tiny_data, mse, "--no-gan", "--ema", "0", steps=2) == 0
     source = tf.train.latest_checkpoint(str(mse))
@@ -680,21 +677,10 @@ def test_init_from_adds_residual_blocks_as_the_identity(tiny_data, tmp_path, cap
         if n.startswith("generator/decoder/res1/") and "adam" not in n:
             np.testing.assert_array_equal(tf.train.load_variable(after, n),
                                           tf.train.load_variable(source, n))
-    image = read_image(sorted(glob.glob(os.path.join(tiny_data, "leftImg8bit", "val", "*",
-                                                     "*.png")))[0])
-    # The step (at learning rate 0) still moved the noise generator's batch-norm
-    # statistics, by up to 3 levels of the decode on some machines: put every variable
-    # the source has back to its value, so only the new blocks tell the two apart.
-    reader = tf.train.load_checkpoint(source)
-    kept = reader.get_variable_to_shape_map()
-    deep_as_source = rewritten_copy(str(deep), str(tmp_path / "deep_as_source"), lambda values: {
-        n: reader.get_tensor(n) if n in kept else v for n, v in values.items()})
-    decoded = []
-    for run in (str(mse), deep_as_source):
-        model = load_model(run)
-        decoded.append(decode_image(model, encode_image(model, image, seed=7).data)[0])
+    source_decode, deep_decode = decode_source_and_grown(tiny_data, mse, deep,
+                                                         tmp_path / "deep_as_source")
     # A random new block would move everything.
-    np.testing.assert_array_equal(decoded[0], decoded[1])
+    np.testing.assert_array_equal(source_decode, deep_decode)
     # A shallower fine-tune would drop trained blocks: a clean error, nothing written.
     assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "shallow"),
                  "--init-from", str(deep), "--residual-blocks", "1", "--steps", "1",

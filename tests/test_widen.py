@@ -1,17 +1,13 @@
 """Widening a trained decoder's upsampling stages: ``train --init-from --decoder-tail-width``."""
 
-import glob
-import os
-
 import numpy as np
 import tensorflow as tf
-from conftest import rewritten_copy
+from conftest import decode_source_and_grown
 from test_train import assert_clean_error, train_cli
 
 from compression import widen
 from compression.cli import main
 from compression.config import CompressionConfig
-from compression.inference import load_model
 
 
 def test_copies_cover_every_old_filter_round_robin():
@@ -39,9 +35,6 @@ def test_tail_width_defaults_to_width_and_old_fingerprints_stay():
 def test_init_from_widens_the_decoder_tail(tiny_data, tmp_path, capsys):
     """The wider decoder starts out decoding nearly as the source did: each new
     filter copies an old one, and the next stage splits its weights among the copies."""
-    from compression.codec import decode_image, encode_image
-    from compression.image_io import read_image
-
     mse = tmp_path / "mse"  # no EMA: both models decode with their raw weights
     assert train_cli(tiny_data, mse, "--no-gan", "--ema", "0", steps=2) == 0
     source = tf.train.latest_checkpoint(str(mse))
@@ -65,19 +58,7 @@ def test_init_from_widens_the_decoder_tail(tiny_data, tmp_path, capsys):
     assert new4.shape == (3, 3, 8, 15)
     np.testing.assert_allclose(new4[:, :, :4, :8].sum(axis=-1) + new4[:, :, :4, 8:].sum(axis=-1),
                                old4.sum(axis=-1), atol=1e-6)
-    image = read_image(sorted(glob.glob(os.path.join(tiny_data, "leftImg8bit", "val", "*",
-                                                     "*.png")))[0])
-    # The step at learning rate 0 still moves the noise generator's batch-norm
-    # statistics: put back every variable the source has in the same shape.
-    reader = tf.train.load_checkpoint(source)
-    kept = reader.get_variable_to_shape_map()
-    wide_as_source = rewritten_copy(str(wide), str(tmp_path / "wide_as_source"), lambda values: {
-        n: reader.get_tensor(n) if list(kept.get(n, ())) == list(v.shape) else v
-        for n, v in values.items()})
-    decoded = []
-    for run in (str(mse), wide_as_source):
-        model = load_model(run)
-        decoded.append(decode_image(model, encode_image(model, image, seed=7).data)[0])
+    decoded = decode_source_and_grown(tiny_data, mse, wide, tmp_path / "wide_as_source")
     difference = np.abs(decoded[0].astype(int) - decoded[1].astype(int))
     # Random new filters would move every pixel; copies move a few by a level or two.
     assert difference.max() <= 4 and difference.mean() < 0.5, (difference.max(), difference.mean())
