@@ -68,3 +68,9 @@ def test_init_from_widens_the_decoder_tail(tiny_data, tmp_path, capsys):
                  "--no-progress"]) == 2
     assert_clean_error(capsys, "[60, 30, 15, 8]", "--decoder-tail-width 0.125 or more")
     assert not (tmp_path / "narrow").exists()
+    # Widening and converting the stages to resize at once: refused, one at a time.
+    assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "both"),
+                 "--init-from", str(mse), "--decoder-tail-width", "0.125", "--upsampling",
+                 "resize", "--steps", "1", "--no-progress"]) == 2
+    assert_clean_error(capsys, "in two fine-tunes, not one")
+    assert not (tmp_path / "both").exists()
