@@ -162,33 +162,43 @@ def rewritten_copy(run_dir, dest, change):
     return dest
 
 
-def decode_source_and_grown(data, source_run, grown_run, dest):
-    """Decode ``data``'s first val image with an ``--init-from`` source run and with
-    the run grown from it, as uint8 arrays (seed 7, each run's raw weights).
-
-    The grown run is decoded from a copy at ``dest`` in which every variable the
-    source has in the same shape is put back to the source's value: the step at
-    learning rate 0 that made it still moved the noise generator's batch-norm
-    statistics (by up to 3 levels of the decode on some machines), so only what
-    the growth added tells the two decodes apart.
-    """
+def first_val_image(data):
+    """The first val image of a tiny Cityscapes tree, as a uint8 array."""
     import glob
 
+    from compression.image_io import read_image
+
+    return read_image(sorted(glob.glob(os.path.join(str(data), "leftImg8bit", "val", "*",
+                                                     "*.png")))[0])
+
+
+def grown_as_source(source_run, grown_run, dest):
+    """Copy the run ``grown_run`` grew from ``source_run`` (``--init-from``) to ``dest``,
+    every variable the source has in the same shape put back to the source's value.
+
+    The step at learning rate 0 that made the grown run still moved the noise
+    generator's batch-norm statistics (by up to 3 levels of the decode on some
+    machines): with them put back, only what the growth added tells the two apart.
+    """
     import tensorflow as tf
 
-    from compression.codec import decode_image, encode_image
-    from compression.image_io import read_image
-    from compression.inference import load_model
-
-    image = read_image(sorted(glob.glob(os.path.join(data, "leftImg8bit", "val", "*",
-                                                     "*.png")))[0])
     reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(source_run)))
     kept = reader.get_variable_to_shape_map()
-    as_source = rewritten_copy(str(grown_run), str(dest), lambda values: {
+    return rewritten_copy(str(grown_run), str(dest), lambda values: {
         n: reader.get_tensor(n) if list(kept.get(n, ())) == list(v.shape) else v
         for n, v in values.items()})
+
+
+def decode_source_and_grown(data, source_run, grown_run, dest):
+    """Decode ``data``'s first val image with an ``--init-from`` source run and with
+    the run grown from it (as :func:`grown_as_source` copies it to ``dest``), as
+    uint8 arrays (seed 7, each run's raw weights)."""
+    from compression.codec import decode_image, encode_image
+    from compression.inference import load_model
+
+    image = first_val_image(data)
     decoded = []
-    for run in (str(source_run), as_source):
+    for run in (str(source_run), grown_as_source(source_run, grown_run, dest)):
         model = load_model(run)
         decoded.append(decode_image(model, encode_image(model, image, seed=7).data)[0])
         model.close()

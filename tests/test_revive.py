@@ -1,13 +1,11 @@
 """compression.revive: dead bottleneck channels found, and revived without changing the decode."""
 
 import dataclasses
-import glob
-import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TINY_VARIABLE_RATE, rewritten_copy
+from conftest import TINY_VARIABLE_RATE, first_val_image, grown_as_source, rewritten_copy
 from test_train import assert_clean_error, train_cli
 
 from compression.cli import main
@@ -157,7 +155,6 @@ def test_train_grows_the_bottleneck_and_decodes_as_its_source(tiny_data, tmp_pat
     """--channels above the source's: channels 5-6 are new, hold one symbol, get a
     gradient, and the grown model decodes as its source did."""
     from compression.codec import decode_image, encode_image
-    from compression.image_io import read_image
 
     source = tmp_path / "src"  # no EMA: both models decode with their raw weights
     assert train_cli(tiny_data, source, "--no-gan", "--ema", "0", steps=2) == 0
@@ -175,15 +172,8 @@ def test_train_grows_the_bottleneck_and_decodes_as_its_source(tiny_data, tmp_pat
     np.testing.assert_array_equal(tf.train.load_variable(after, OUTPUT + "biases")[4:], 0.0)
     # Adam's first moment moves at learning rate 0 too: the new channels have a gradient.
     assert np.abs(tf.train.load_variable(after, OUTPUT + "weights/g_adam")[..., 4:]).max() > 0
-    # The step moved the noise generator's batch-norm statistics: put back every
-    # variable the two share, so only the growth tells them apart.
-    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(source)))
-    shapes = reader.get_variable_to_shape_map()
-    as_source = rewritten_copy(str(grown), str(tmp_path / "as_source"), lambda values: {
-        n: reader.get_tensor(n) if list(v.shape) == shapes.get(n) else v
-        for n, v in values.items()})
-    image = read_image(sorted(glob.glob(os.path.join(tiny_data, "leftImg8bit", "val", "*",
-                                                     "*.png")))[0])
+    as_source = grown_as_source(source, grown, tmp_path / "as_source")
+    image = first_val_image(tiny_data)
     decoded, files = {}, {}
     for name, run in (("source", str(source)), ("grown", as_source)):
         with load_model(run) as model:
