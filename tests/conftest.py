@@ -1,4 +1,4 @@
-"""Shared fixtures: one tiny trained run, built once per test session.
+"""Shared fixtures: one tiny trained run, built once per test run (see :func:`built_once`).
 
 Building and training graphs is the slow part of the end-to-end tests, so
 ``tiny_run`` trains a very small compressor for 12 steps once and every test
@@ -8,10 +8,17 @@ changed, for the model-mismatch and fingerprint tests.
 """
 
 import dataclasses
+import json
 import os
+import shutil
 import sys
 
 import pytest
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: every worker builds its own fixtures
+    fcntl = None
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -71,22 +78,50 @@ def subprocess_env():
 PYTHON = sys.executable
 
 
+def built_once(tmp_path_factory, name, build):
+    """``build(directory)`` (which returns a path in it) once per test run.
+
+    Under pytest-xdist every worker is a test session of its own, so each would
+    train its own copy of a session fixture: the same work twice under ``-n 2``.
+    The first worker to ask builds it in the directory all workers share while
+    the others wait on a lock, then all read it.  The fixtures are seeded (data,
+    data order and graph), so which worker builds them does not matter.  A build
+    that fails leaves no result behind, and the next worker tries on its own.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER") is None or fcntl is None:
+        return build(tmp_path_factory.mktemp(name))
+    shared = tmp_path_factory.getbasetemp().parent  # this run's, one per xdist worker below it
+    directory, done = shared / name, shared / f"{name}.json"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(directory, ignore_errors=True)  # a build that failed
+            directory.mkdir()
+            done.write_text(json.dumps(str(build(directory))))
+        return json.loads(done.read_text())
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """A synthetic Cityscapes tree: 6 train + 2 val images of 64x128, 4 classes."""
-    return write_tiny_data(tmp_path_factory.mktemp("tiny") / "data")
+    return built_once(tmp_path_factory, "tiny_data", lambda d: write_tiny_data(d / "data"))
+
+
+def _train_tiny(directory, config, data, steps, checkpoint_every):
+    from compression.train import train
+
+    run_dir = str(directory / "run")
+    result = train(config, data, run_dir, steps=steps, checkpoint_every=checkpoint_every,
+                   summary_every=3, val_every=6, val_images=2, progress=False, log=_silent)
+    assert result.step == steps
+    return run_dir
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_data, tmp_path_factory):
     """Run directory of TINY trained for 12 steps (checkpoints at 6 and 12).  Do not modify."""
-    from compression.train import train
-
-    run_dir = str(tmp_path_factory.mktemp("tiny_run") / "run")
-    result = train(TINY, tiny_data, run_dir, steps=TRAIN_STEPS, checkpoint_every=6,
-                   summary_every=3, val_every=6, val_images=2, progress=False, log=_silent)
-    assert result.step == TRAIN_STEPS
-    return run_dir
+    return built_once(tmp_path_factory, "tiny_run", lambda d: _train_tiny(
+        d, TINY, tiny_data, TRAIN_STEPS, checkpoint_every=6))
 
 
 #: A variable-rate TINY: files code any leading 2..6 of its 6 channels (MSE only, for speed).
@@ -100,12 +135,8 @@ TINY_VARIABLE_RATE = CompressionConfig(
 @pytest.fixture(scope="session")
 def variable_rate_run(tiny_data, tmp_path_factory):
     """Run directory of TINY_VARIABLE_RATE trained for 6 steps.  Do not modify."""
-    from compression.train import train
-
-    run_dir = str(tmp_path_factory.mktemp("variable_rate_run") / "run")
-    train(TINY_VARIABLE_RATE, tiny_data, run_dir, steps=6, checkpoint_every=6, summary_every=3,
-          val_every=6, val_images=2, progress=False, log=_silent)
-    return run_dir
+    return built_once(tmp_path_factory, "variable_rate_run", lambda d: _train_tiny(
+        d, TINY_VARIABLE_RATE, tiny_data, 6, checkpoint_every=6))
 
 
 @pytest.fixture(scope="session")
@@ -146,8 +177,6 @@ def rewritten_copy(run_dir, dest, change):
 
     The checkpoint is rewritten eagerly, every variable not changed as it was.
     """
-    import shutil
-
     import tensorflow as tf
 
     os.makedirs(dest)
@@ -208,7 +237,8 @@ def decode_source_and_grown(data, source_run, grown_run, dest):
 @pytest.fixture(scope="session")
 def other_run(tiny_run, tmp_path_factory):
     """The tiny run with one decoder bias shifted: same config, a different model."""
-    return perturbed_copy(tiny_run, str(tmp_path_factory.mktemp("other_run") / "run"))
+    return built_once(tmp_path_factory, "other_run",
+                      lambda d: perturbed_copy(tiny_run, str(d / "run")))
 
 
 @pytest.fixture(scope="session")
