@@ -345,9 +345,12 @@ def _add_compare(sub):
 
 
 def _add_models(sub):
-    sub.add_parser("models", help="list the shipped models: rates, figures, data",
-                   description="The models installed with gcompress, usable by name with "
-                   "--model (no training needed).")
+    p = sub.add_parser("models", help="list the shipped models: rates, figures, data",
+                       description="The models installed with gcompress, usable by name with "
+                       "--model (no training needed): what each is for, its rates and "
+                       "validation figures.  With NAME: that model's whole card (training "
+                       "data and history, entropy coding).")
+    p.add_argument("name", nargs="?", metavar="NAME", help="one shipped model, in full")
 
 
 def _add_export(sub):
@@ -363,8 +366,9 @@ def _add_export(sub):
                    help="storage of the weights (default float16)")
     p.add_argument("--force", action="store_true", help="write into a non-empty directory")
     p.add_argument("--card", default=None, metavar="JSON",
-                   help="a JSON object of model-card fields to add (name, description, data, "
-                        "rate, validation: what 'gcompress models' shows)")
+                   help="a JSON object of model-card fields to add (name, summary: one sentence "
+                        "for the list, description, data, rate, validation: what "
+                        "'gcompress models' shows)")
     p.add_argument("--entropy-data", action="append", default=None, metavar="DIR",
                    help="refit the entropy model on the training images of DIR (as for "
                         "'train --data'; repeatable): per-channel histogram and context "
@@ -902,26 +906,45 @@ def _models(args):
     if not installed:
         print("no shipped models are installed; train one with 'gcompress train'")
         return 0
+    if args.name is not None and args.name not in installed:
+        raise _CliError(f"no shipped model is named {args.name!r}; shipped: "
+                        f"{', '.join(installed)}")
     try:
         default = default_model()
     except ModelLoadError:
         default = None
     for name, card in installed.items():
-        print(f"{name}{' (default)' if name == default else ''}: "
-              f"{card.get('description', '')}".rstrip(": "))
-        rate = card.get("rate", {})
-        if rate:
-            print(f"  rate: {rate.get('summary', '')}")
-        print(f"  trained: {card.get('data', '?')}; {card.get('steps', card.get('step', '?'))} "
-              f"steps; {card.get('weights_bytes', 0) / 1e6:.1f} MB of {card.get('dtype', '?')} "
-              f"weights; model {card.get('fingerprint', '?')}")
+        if args.name in (None, name):
+            _print_card(name, card, default, full=args.name is not None)
+    if args.name is None:
+        print("(training data and history of one model: gcompress models NAME)")
+    return 0
+
+
+def _print_card(name, card, default, full):
+    """A shipped model's card: what it is for, rates, figures; ``full`` adds its history.
+
+    A card's ``summary`` (one sentence) heads the list; its ``description`` can
+    run to a paragraph for every training phase, so only ``full`` shows it.
+    """
+    about = card.get("description", "") if full else card.get("summary",
+                                                                card.get("description", ""))
+    print(f"{name}{' (default)' if name == default else ''}: {about}".rstrip(": "))
+    rate = card.get("rate", {})
+    if rate:
+        print(f"  rate: {rate.get('summary', '')}")
+    for figure in card.get("validation", []):
+        print("  " + figure.get("summary", json.dumps(figure)))
+    steps = card.get("steps", card.get("step", "?"))
+    print(f"  {card.get('weights_bytes', 0) / 1e6:.1f} MB of {card.get('dtype', '?')} weights, "
+          f"{f'{steps:,}' if isinstance(steps, int) else steps} training steps; "
+          f"model {card.get('fingerprint', '?')}")
+    if full:
+        print(f"  trained: {card.get('data', '?')}")
         fit = card.get("entropy_data")
         if isinstance(fit, dict) and fit.get("context_model"):
             net = " (a learned context model)" if fit.get("context_net_steps") else ""
             print(f"  entropy coding: in context{net}, fitted on {fit.get('images', '?')} images")
-        for figure in card.get("validation", []):
-            print("  " + figure.get("summary", json.dumps(figure)))
-    return 0
 
 
 def _export(args):

@@ -50,7 +50,8 @@ def installed(tiny_run, tmp_path, monkeypatch):
     """The tiny run exported as the only shipped model, 'tiny'."""
     models = tmp_path / "models"
     export_model(tiny_run, models / "tiny", dtype="float32",
-                 card={"name": "tiny", "description": "a test model",
+                 card={"name": "tiny", "summary": "a test model",
+                       "description": "a test model, trained 12 steps on synthetic data",
                        "rate": {"summary": "0.5 bpp"},
                        "validation": [{"summary": "synthetic: 10 dB"}]})
     monkeypatch.setattr(shipped, "MODELS_DIR", str(models))
@@ -114,6 +115,13 @@ def test_models_command_and_load_by_name(installed, capsys, tmp_path):
     assert code == 0
     assert out.startswith("tiny (default): a test model\n")
     assert "  rate: 0.5 bpp" in out and "  synthetic: 10 dB" in out
+    assert "gcompress models NAME" in out and "trained:" not in out  # the list is short
+    code, full, _ = run_cli(capsys, "models", "tiny")
+    assert code == 0
+    assert full.startswith("tiny (default): a test model, trained 12 steps on synthetic data\n")
+    assert "  trained: " in full and "gcompress models NAME" not in full
+    code, _, err = run_cli(capsys, "models", "nonesuch")
+    assert code == 2 and "no shipped model is named 'nonesuch'; shipped: tiny" in err
     with load_model("tiny") as model:
         assert model.name == "tiny" and model.run_dir == str(installed)
     image = write_png(tmp_path / "x.png", 32, 32)
@@ -138,8 +146,9 @@ def test_the_package_ships_models_with_complete_cards():
     for name, card in installed.items():
         assert card["name"] == name
         assert card["fingerprint"] and card["dtype"] in ("float16", "float32", "int8")
-        for field in ("description", "data", "steps", "rate", "validation"):
+        for field in ("summary", "description", "data", "steps", "rate", "validation"):
             assert card.get(field), (name, field)
+        assert len(card["summary"]) < 250, name  # one sentence for 'gcompress models'
         assert card["entropy_data"]["context_model"], name  # files are coded in context
         assert card["entropy_data"].get("context_net_steps"), name  # ... by the learned model
     total = sum(os.path.getsize(os.path.join(root, f))
@@ -215,8 +224,9 @@ def test_a_shipped_model_with_a_context_table(tiny_run, tiny_data, tmp_path, mon
     export_model(tiny_run, models / "tiny", dtype="float32", entropy_data=train,
                  card={"name": "tiny", "description": "a test model"}, context_net_steps=50)
     monkeypatch.setattr(shipped, "MODELS_DIR", str(models))
-    code, out, _ = run_cli(capsys, "models")
+    code, out, _ = run_cli(capsys, "models", "tiny")
     assert code == 0
+    assert out.startswith("tiny (default): a test model\n")  # no summary: the description
     assert "  entropy coding: in context (a learned context model), fitted on 6 images" in out
     image = tmp_path / "frame.png"
     write_image(str(image), np.tile(read_image(train[0]), (2, 2, 1)))  # 128x256
