@@ -107,11 +107,13 @@ def tiny_data(tmp_path_factory):
     return built_once(tmp_path_factory, "tiny_data", lambda d: write_tiny_data(d / "data"))
 
 
-def _train_tiny(directory, config, data, steps, checkpoint_every):
+def _train_tiny(directory, config, data, steps):
+    """``config`` trained ``steps`` steps on ``data`` in ``directory/run``, a checkpoint
+    every 6 steps."""
     from compression.train import train
 
     run_dir = str(directory / "run")
-    result = train(config, data, run_dir, steps=steps, checkpoint_every=checkpoint_every,
+    result = train(config, data, run_dir, steps=steps, checkpoint_every=6,
                    summary_every=3, val_every=6, val_images=2, progress=False, log=_silent)
     assert result.step == steps
     return run_dir
@@ -121,7 +123,7 @@ def _train_tiny(directory, config, data, steps, checkpoint_every):
 def tiny_run(tiny_data, tmp_path_factory):
     """Run directory of TINY trained for 12 steps (checkpoints at 6 and 12).  Do not modify."""
     return built_once(tmp_path_factory, "tiny_run", lambda d: _train_tiny(
-        d, TINY, tiny_data, TRAIN_STEPS, checkpoint_every=6))
+        d, TINY, tiny_data, TRAIN_STEPS))
 
 
 #: A variable-rate TINY: files code any leading 2..6 of its 6 channels (MSE only, for speed).
@@ -136,7 +138,7 @@ TINY_VARIABLE_RATE = CompressionConfig(
 def variable_rate_run(tiny_data, tmp_path_factory):
     """Run directory of TINY_VARIABLE_RATE trained for 6 steps.  Do not modify."""
     return built_once(tmp_path_factory, "variable_rate_run", lambda d: _train_tiny(
-        d, TINY_VARIABLE_RATE, tiny_data, 6, checkpoint_every=6))
+        d, TINY_VARIABLE_RATE, tiny_data, 6))
 
 
 @pytest.fixture(scope="session")

@@ -224,9 +224,11 @@ def test_a_shipped_model_with_a_context_table(tiny_run, tiny_data, tmp_path, mon
     export_model(tiny_run, models / "tiny", dtype="float32", entropy_data=train,
                  card={"name": "tiny", "description": "a test model"}, context_net_steps=50)
     monkeypatch.setattr(shipped, "MODELS_DIR", str(models))
-    code, out, _ = run_cli(capsys, "models", "tiny")
+    code, out, _ = run_cli(capsys, "models")
     assert code == 0
     assert out.startswith("tiny (default): a test model\n")  # no summary: the description
+    code, out, _ = run_cli(capsys, "models", "tiny")
+    assert code == 0
     assert "  entropy coding: in context (a learned context model), fitted on 6 images" in out
     image = tmp_path / "frame.png"
     write_image(str(image), np.tile(read_image(train[0]), (2, 2, 1)))  # 128x256
