@@ -179,6 +179,11 @@ def _add_train(sub):
     p.add_argument("--step-timeout", type=float, default=600, metavar="SECONDS",
                    help="multiworker: a step that waits longer for the other workers ends "
                         "the job with an error (default 600)")
+    p.add_argument("--start-timeout", type=float, default=600, metavar="SECONDS",
+                   help="multiworker: the same for the waits that are expected: the first "
+                        "step of a launch (the other workers may start later) and, on the "
+                        "other workers, the step after the chief validates or saves "
+                        "(default 600)")
     p.add_argument("--precision", choices=("float32", "mixed_float16", "mixed_bfloat16"),
                    default="float32",
                    help="mixed_float16: float16 on GPUs, with dynamic loss scaling; "
@@ -692,7 +697,8 @@ def _train(args):
         seed=args.seed, resize=args.resize, checkpoint_every=args.checkpoint_every,
         keep=args.keep, summary_every=args.summary_every, val_every=args.val_every,
         val_images=args.val_images, progress=not args.no_progress, init_from=args.init_from,
-        strategy=args.strategy, step_timeout=args.step_timeout, precision=args.precision,
+        strategy=args.strategy, step_timeout=args.step_timeout,
+        start_timeout=args.start_timeout, precision=args.precision,
         revive_channels=args.revive_channels,
         devices=[d for d in args.devices.split(",") if d.strip()] if args.devices else None,
     )

@@ -28,7 +28,9 @@ global batch, only the chief (task ``chief``, else ``worker`` 0) writes
 checkpoints, ``config.json``, summaries and validation, and ``--resume``
 makes every worker restore the chief's newest checkpoint.  A step that
 waits longer than ``step_timeout`` seconds for the others (a worker died or
-is unreachable) ends the job with a clear error instead of a hang.
+is unreachable) ends the job with a clear error instead of a hang; where a
+wait is expected (a launch's first step, the others' step after the chief
+validates or saves) the deadline is ``start_timeout``.
 
 What may legitimately differ from one device with the same global batch:
 per-replica random draws (the noise vector ``z``, nested-dropout ``k``),

@@ -613,7 +613,8 @@ def _graph_seed(seed, start_step):
 def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0,
           resize=None, checkpoint_every=500, keep=2, summary_every=50, val_every=500,
           val_images=16, progress=True, log=print, init_from=None, strategy="none",
-          devices=None, step_timeout=600, precision="float32", revive_channels=False):
+          devices=None, step_timeout=600, start_timeout=600, precision="float32",
+          revive_channels=False):
     """Train ``config`` on the data at ``data_dir`` until global step ``steps``.
 
     ``data_dir`` is a Cityscapes-style tree or a plain folder of images, or a
@@ -630,7 +631,10 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
     ``strategy="mirrored"`` replicates the step over ``devices`` (default: the
     local GPUs), ``"multiworker"`` over the workers of ``TF_CONFIG``, with
     ``config.batch_size`` as the global batch; a multiworker step waiting
-    longer than ``step_timeout`` seconds for the others is an error.  See
+    longer than ``step_timeout`` seconds for the others is an error, except
+    where a wait is expected: the first run of a launch (the others may start
+    later) and, on the other workers, the step after the chief validates or
+    saves a checkpoint wait up to ``start_timeout`` seconds.  See
     :mod:`compression.distribute`.  ``precision="mixed_bfloat16"`` computes in
     bfloat16 (see :mod:`compression.precision`).  Checkpoints depend on neither.
     ``revive_channels`` (with ``init_from``, one device): before the first
@@ -649,9 +653,9 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
         raise CompressionError("--revive-channels measures the encoder on one device; "
                                "run it with --strategy none, then resume with the strategy")
     scaled = loss_scale(precision)
-    if not (isinstance(step_timeout, (int, float)) and 0 < step_timeout < math.inf):
-        raise CompressionError(
-            f"--step-timeout must be a positive number of seconds, got {step_timeout!r}")
+    for flag, value in (("--step-timeout", step_timeout), ("--start-timeout", start_timeout)):
+        if not (isinstance(value, (int, float)) and 0 < value < math.inf):
+            raise CompressionError(f"{flag} must be a positive number of seconds, got {value!r}")
     # Checked before the run directory is made (and again once a resumed run's config is read).
     plan = check_strategy(strategy, devices, config.batch_size if config is not None else None)
     data_dirs = _data_dirs(data_dir)
@@ -772,7 +776,7 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
     # The loop runs inside the graph's context: Saver.save and friends need it.
     with graph.as_default():
         if plan.kind == "multiworker":
-            log(f"waiting up to {step_timeout:g} s for the {plan.workers} workers of TF_CONFIG "
+            log(f"waiting up to {start_timeout:g} s for the {plan.workers} workers of TF_CONFIG "
                 "(TensorFlow logs 'failed to connect' while the others start)")
         if precision != "float32":
             log(f"precision: {precision} (float32 weights)")
@@ -780,18 +784,21 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
                             apply_precision(session_config(inference=False), precision, log))
         # A multiworker step (and the initial broadcast of the weights) waits for
         # every worker: a dead one would block the others forever without a deadline.
-        run_options = (_v1.RunOptions(timeout_in_ms=int(step_timeout * 1000))
-                       if plan.kind == "multiworker" else None)
+        # Where a long wait is expected (workers start minutes apart; the others
+        # wait out the chief's validation and saves) the deadline is start_timeout.
+        step_options, wait_options = (
+            (_v1.RunOptions(timeout_in_ms=int(t * 1000)) for t in (step_timeout, start_timeout))
+            if plan.kind == "multiworker" else (None, None))
         # The first run joins every worker: it is where a missing one shows.
         first = ([] if ckpt else [init]) + [scale_init] + (
             [input_init] if input_init is not None else [])
         try:
             if first:
-                sess.run(first, options=run_options)
+                sess.run(first, options=wait_options)
         except tf.errors.DeadlineExceededError:
             raise CompressionError(
-                f"the other workers did not start within {step_timeout:g} s; start every "
-                "worker of TF_CONFIG with the same command") from None
+                f"the other workers did not start within {start_timeout:g} s (--start-timeout); "
+                "start every worker of TF_CONFIG with the same command") from None
         if ckpt:
             saver.restore(sess, ckpt)
             # A new Saver knows no earlier checkpoints: hand it those of the
@@ -816,6 +823,8 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
 
             bar = tqdm(total=steps, initial=start_step, unit="step", dynamic_ncols=True)
         t_start, images_seen = time.time(), 0
+        # The first step of a launch is where a resumed run first meets the others.
+        patient = True
 
         def save():
             nonlocal last_saved
@@ -838,15 +847,18 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
                         if step % (summary_every * IMAGE_SUMMARY_FACTOR) == 0:
                             fetches["images"] = image_summary_op
                     try:
-                        out = sess.run(fetches, options=run_options)
+                        out = sess.run(fetches,
+                                       options=wait_options if patient else step_options)
                     except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
                             tf.errors.CancelledError, tf.errors.AbortedError) as e:
                         if plan.kind != "multiworker":
                             raise
                         save()
+                        flag, waited = (("--start-timeout", start_timeout) if patient
+                                        else ("--step-timeout", step_timeout))
                         raise CompressionError(
                             f"step {step + 1} got no answer from the other workers within "
-                            f"{step_timeout:g} s ({type(e).__name__}): a worker has stopped or "
+                            f"{waited:g} s ({flag}; {type(e).__name__}): a worker has stopped or "
                             "cannot be reached; restart every worker with --resume to continue "
                             f"from the chief's last checkpoint in {run_dir}") from None
                     except tf.errors.InvalidArgumentError as e:
@@ -878,6 +890,10 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
                         bar.update(step - bar.n)
                     if checkpoint_every and step % checkpoint_every == 0:
                         save()
+                    # Every worker runs the same command, so each knows when the chief
+                    # pauses to save or validate; only the others wait through it.
+                    patient = not plan.is_chief and any(
+                        every and step % every == 0 for every in (checkpoint_every, val_every))
                     # (A skipped float16 step leaves ``step`` where it was: validate once.)
                     if (validator is not None and val_every and step % val_every == 0
                             and validation.get("step") != step):

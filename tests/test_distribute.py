@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 import socket
 import subprocess
 import time
@@ -130,6 +131,8 @@ def test_tf_config_errors_name_the_fix(monkeypatch):
         check_strategy("multiworker", batch_size=3)
     with pytest.raises(CompressionError, match="--step-timeout must be a positive number"):
         train(TINY, "unused", "unused", 1, strategy="multiworker", step_timeout=0)
+    with pytest.raises(CompressionError, match="--start-timeout must be a positive number"):
+        train(TINY, "unused", "unused", 1, strategy="multiworker", start_timeout=math.inf)
     plan = check_strategy("multiworker", batch_size=4)
     assert not plan.is_chief and plan.workers == 2
     monkeypatch.setenv("TF_CONFIG", json.dumps({
@@ -175,12 +178,14 @@ TINY_FLAGS = ["--channels", "4", "--width", "0.0625", "--residual-blocks", "1",
               "--val-images", "2", "--no-progress"]
 
 
-def _workers(data, outs, steps, *extra, ports):
+def _workers(data, outs, steps, *extra, ports, stagger=0):
     """Start one `gcompress train --strategy multiworker` per port (worker i writes to
-    ``outs[i]``); returns the processes."""
+    ``outs[i]``), ``stagger`` seconds apart; returns the processes."""
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
     procs = []
     for index, out in enumerate(outs):
+        if index:
+            time.sleep(stagger)
         env = subprocess_env()
         env["TF_CONFIG"] = json.dumps({"cluster": cluster,
                                        "task": {"type": "worker", "index": index}})
@@ -224,16 +229,18 @@ def test_multiworker_trains_resumes_and_fails_cleanly(tiny_data, tmp_path):
 
     # --resume: every worker restores the chief's checkpoint (shared storage: the
     # same --out), and they train on in step; then one is killed, and the other stops
-    # with a clear error, not a hang.
+    # with a clear error, not a hang.  The second starts later than a step may wait:
+    # the first step of a launch waits --start-timeout (default 600 s) instead.
     procs = _workers(tiny_data, [run, run], 100000, "--resume", "--step-timeout", "5",
-                     "--checkpoint-every", "0", "--val-every", "2", ports=_free_ports(2))
+                     "--checkpoint-every", "0", "--val-every", "2", ports=_free_ports(2),
+                     stagger=8)
     _wait_for_validation(run, step=6, procs=procs)  # both workers are stepping
     procs[1].kill()
     killed = time.time()
     (chief_code, chief), (_, other) = _finish(procs, timeout=120)
     assert "resumed from ckpt-3 at step 3" in chief and "resumed from ckpt-3 at step 3" in other
     assert chief_code != 0
-    assert "got no answer from the other workers within 5 s" in chief, chief
+    assert "got no answer from the other workers within 5 s (--step-timeout" in chief, chief
     assert "restart every worker with --resume" in chief and "Traceback" not in chief
     assert time.time() - killed < 60
     # The chief saved the step it had reached (no periodic checkpoints in this run).
@@ -244,7 +251,9 @@ def _wait_for_validation(run, step, procs, timeout=150):
     """Wait until the chief has validated ``step`` (a line in metrics.jsonl)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        assert all(p.poll() is None for p in procs), _finish(procs)
+        if not all(p.poll() is None for p in procs):
+            raise AssertionError("a worker stopped:\n" + "\n".join(
+                f"--- exit {code}:\n{out}" for code, out in _finish(procs)))
         with open(run / "metrics.jsonl") as f:
             if any(json.loads(line)["step"] >= step for line in f if line.strip()):
                 return
