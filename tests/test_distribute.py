@@ -13,15 +13,16 @@ import tensorflow as tf
 from conftest import PYTHON, TINY, subprocess_env
 from test_cli import run_cli
 
-from compression.config import CompressionConfig
 from compression.distribute import check_strategy
 from compression.errors import CompressionError
 from compression.inference import checkpoint_step
 from compression.train import train
 
 # Deterministic apart from the replication: no noise vector, one rate, GAN from step 1
-# (step 0 is the distortion warm-up, steps 1-2 the G+D step).
-DETERMINISTIC = dataclasses.replace(TINY, noise=False, gan_start_step=1)
+# (step 0 is the distortion warm-up, steps 1-2 the G+D step); the rate priced in
+# context, so the context counts are aggregated over replicas too.
+DETERMINISTIC = dataclasses.replace(TINY, noise=False, gan_start_step=1, lambda_rate=2.0,
+                                    rate_model="context")
 CPUS = ["/cpu:0", "/cpu:1"]
 
 
@@ -30,8 +31,9 @@ def _quiet(*_):
 
 
 def _train(config, data, run_dir, steps, **kwargs):
-    return train(config, data, str(run_dir), steps, checkpoint_every=steps, summary_every=0,
-                 val_every=0, val_images=0, progress=False, log=_quiet, **kwargs)
+    options = dict(checkpoint_every=steps, summary_every=0, val_every=0, val_images=0,
+                   progress=False, log=_quiet)
+    return train(config, data, str(run_dir), steps, **{**options, **kwargs})
 
 
 def _values(run_dir):
@@ -39,27 +41,36 @@ def _values(run_dir):
     return {name: tf.train.load_variable(ckpt, name) for name, _ in tf.train.list_variables(ckpt)}
 
 
-def test_mirrored_on_two_cpus_matches_one_device(tiny_data, tmp_path):
-    """3 steps on 2 logical CPUs = 3 steps on one device, within 5% of each update;
-    the mirrored run then resumes on one device (another strategy, one replica)."""
+def test_mirrored_on_two_cpus_matches_one_device(tiny_data, tmp_path, capfd):
+    """3 steps on 2 logical CPUs = 3 steps on one device, within 5% of each update, and
+    the mirrored run validates; it then resumes on one device (another strategy)."""
     # Both runs start from the same weights (every variable, D and Adam slots included).
     start = tmp_path / "start"
     _train(DETERMINISTIC, tiny_data, start, 1)
     single, mirrored = tmp_path / "single", tmp_path / "mirrored"
     _train(DETERMINISTIC, tiny_data, single, 3, init_from=str(start))
+    capfd.readouterr()
+    lines = []
     result = _train(DETERMINISTIC, tiny_data, mirrored, 3, init_from=str(start),
-                    strategy="mirrored", devices=CPUS)
+                    strategy="mirrored", devices=CPUS, val_every=3, val_images=2,
+                    log=lines.append)
     assert result.step == 3
+    assert "mirrored over /cpu:0, /cpu:1: 2 replicas, 1 images each" in lines
+    assert {"val_psnr", "val_bpp_estimate"} <= set(result.validation)
+    err = capfd.readouterr().err
+    assert "deprecat" not in err.lower() and "Warning" not in err, err
     before, a, b = _values(start), _values(single), _values(mirrored)
     assert a.keys() == b.keys()  # the same variable names: checkpoints do not depend on it
     assert a["global_step"] == b["global_step"] == 3
-    # The histogram adds the whole global batch on every replica, not replica 0's half.
-    counts = "entropy_model/symbol_counts"
-    np.testing.assert_allclose(b[counts], a[counts], rtol=1e-6)
-    assert b[counts].sum() > before[counts].sum()
+    # The histograms add the whole global batch on every replica, not replica 0's half.
+    histograms = ("entropy_model/symbol_counts", "entropy_model/context_counts")
+    assert b[histograms[1]].shape == (4, 6**5, 5)
+    for counts in histograms:
+        np.testing.assert_allclose(b[counts], a[counts], rtol=1e-6, err_msg=counts)
+        assert b[counts].sum() > before[counts].sum()
     compared = 0
     for name, value in a.items():
-        if value.dtype.kind != "f" or name == counts:
+        if value.dtype.kind != "f" or name in histograms:
             continue
         # Shifts that a following norm removes (conv biases, and norm betas before
         # conv + norm) have no true gradient: their Adam updates are float noise
@@ -139,25 +150,6 @@ def test_tf_config_errors_name_the_fix(monkeypatch):
         "cluster": {"chief": ["localhost:0"], **two}, "task": {"type": "chief", "index": 0}}))
     plan = check_strategy("multiworker")
     assert plan.is_chief and plan.workers == 3
-
-
-def test_mirrored_cli_trains_and_validates(tiny_data, tmp_path, capsys):
-    run = tmp_path / "run"
-    code, out, err = run_cli(capsys, "train", "--data", tiny_data, "--out", run,
-                             "--channels", "4", "--width", "0.0625", "--residual-blocks", "1",
-                             "--d-scales", "2", "--crop", "32x64", "--batch", "2",
-                             "--strategy", "mirrored", "--devices", "/cpu:0,/cpu:1",
-                             "--steps", "2", "--val-every", "2", "--val-images", "2",
-                             "--lambda-rate", "2", "--rate-model", "context",
-                             "--no-progress")
-    assert code == 0, err
-    assert "mirrored over /cpu:0, /cpu:1: 2 replicas, 1 images each" in out
-    assert "val_psnr" in out and "val_bpp_estimate" in out
-    # The context counts are the global batch's, kept once (as the histogram).
-    assert CompressionConfig.load(run / "config.json").rate_model == "context"
-    stored = dict(tf.train.list_variables(tf.train.latest_checkpoint(str(run))))
-    assert stored["entropy_model/context_counts"] == [4, 6**5, 5]
-    assert "deprecat" not in err.lower() and "Warning" not in err
 
 
 # --- multiworker: real processes on localhost ------------------------------
