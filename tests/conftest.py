@@ -119,6 +119,36 @@ def _train_tiny(directory, config, data, steps):
     return run_dir
 
 
+def train_cli(data, out, *extra, steps=3):
+    """``gcompress train`` of the TINY_CLI architecture on ``data`` into ``out``; its exit code."""
+    from compression.cli import main
+
+    return main(["train", "--data", str(data), "--out", str(out), "--steps", str(steps),
+                 "--summary-every", "1", "--val-every", "0", "--val-images", "0",
+                 *TINY_CLI, *extra])
+
+
+def _train_source(directory, data, *extra):
+    run = directory / "run"
+    assert train_cli(data, run, "--no-gan", *extra, steps=2) == 0
+    return str(run)
+
+
+@pytest.fixture(scope="session")
+def source_run(tiny_data, tmp_path_factory):
+    """A distortion-only TINY_CLI run of 2 steps (EMA shadows kept): what the
+    ``train --init-from`` tests fine-tune.  Do not modify."""
+    return built_once(tmp_path_factory, "source_run", lambda d: _train_source(d, tiny_data))
+
+
+@pytest.fixture(scope="session")
+def raw_source_run(tiny_data, tmp_path_factory):
+    """``source_run`` with no EMA (``--ema 0``), for the tests that check a grown model
+    decodes as its source did: both decode with their raw weights.  Do not modify."""
+    return built_once(tmp_path_factory, "raw_source_run",
+                      lambda d: _train_source(d, tiny_data, "--ema", "0"))
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tiny_data, tmp_path_factory):
     """Run directory of TINY trained for 12 steps (checkpoints at 6 and 12).  Do not modify."""

@@ -5,8 +5,14 @@ import dataclasses
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TINY_VARIABLE_RATE, first_val_image, grown_as_source, rewritten_copy
-from test_train import assert_clean_error, train_cli
+from conftest import (
+    TINY_VARIABLE_RATE,
+    first_val_image,
+    grown_as_source,
+    rewritten_copy,
+    train_cli,
+)
+from test_train import assert_clean_error
 
 from compression.cli import main
 from compression.errors import CompressionError
@@ -151,14 +157,13 @@ def test_grown_config_fields_extend_the_per_channel_lists():
         grown_config_fields(source, {"channels": 5}, "'src'")
 
 
-def test_train_grows_the_bottleneck_and_decodes_as_its_source(tiny_data, tmp_path, capsys):
+def test_train_grows_the_bottleneck_and_decodes_as_its_source(tiny_data, raw_source_run,
+                                                               tmp_path, capsys):
     """--channels above the source's: channels 5-6 are new, hold one symbol, get a
     gradient, and the grown model decodes as its source did."""
     from compression.codec import decode_image, encode_image
 
-    source = tmp_path / "src"  # no EMA: both models decode with their raw weights
-    assert train_cli(tiny_data, source, "--no-gan", "--ema", "0", steps=2) == 0
-    capsys.readouterr()
+    source = raw_source_run
     grown = tmp_path / "grown"
     assert train_cli(tiny_data, grown, "--init-from", str(source), "--channels", "6",
                      "--lr", "0", "--lambda-rate", "1", steps=1) == 0

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from conftest import (
     TINY_MSE,
     decode_source_and_grown,
     subprocess_env,
+    train_cli,
     write_tiny_data,
 )
 
@@ -35,12 +37,6 @@ def global_step(run_dir):
 def checkpoint_steps(run_dir):
     return sorted(int(os.path.basename(p)[len("ckpt-"):-len(".index")])
                   for p in glob.glob(os.path.join(run_dir, "ckpt-*.index")))
-
-
-def train_cli(data, out, *extra, steps=3):
-    return main(["train", "--data", str(data), "--out", str(out), "--steps", str(steps),
-                 "--summary-every", "1", "--val-every", "0", "--val-images", "0",
-                 *TINY_CLI, *extra])
 
 
 def assert_clean_error(capsys, *fragments):
@@ -479,33 +475,26 @@ def test_context_rate_model_resumes_with_its_counts_and_codes_files(tiny_data, t
     assert decoded.shape == image.shape
 
 
-def test_channel_weights_reach_the_config_or_fail_cleanly(tiny_data, tmp_path, capsys):
-    run = tmp_path / "run"
-    assert train_cli(tiny_data, run, "--min-channels", "2", "--channel-weights", "1,3,0",
-                     "--no-gan", steps=2) == 0
-    assert CompressionConfig.load(run / "config.json").channel_weights == (1.0, 3.0, 0.0)
-    with pytest.raises(SystemExit) as exit_:
-        train_cli(tiny_data, tmp_path / "a", "--min-channels", "2", "--channel-weights", "1;3")
-    assert exit_.value.code == 2
-    assert "one weight per k" in capsys.readouterr().err
-    assert train_cli(tiny_data, tmp_path / "b", "--channel-weights", "1,3", steps=2) == 2
-    assert_clean_error(capsys, "variable-rate models only", "--min-channels")
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
-
-
-def test_rate_channel_weights_reach_the_config_or_fail_cleanly(tiny_data, tmp_path, capsys):
+def test_channel_and_rate_weights_reach_the_config_or_fail_cleanly(tiny_data, tmp_path, capsys):
     run = tmp_path / "run"
     factors = "1,1,1,0.2"  # TINY_CLI's four channels
-    assert train_cli(tiny_data, run, "--rate-channel-weights", factors, "--lambda-rate", "5",
-                     "--no-gan", steps=2) == 0
-    assert CompressionConfig.load(run / "config.json").rate_channel_weights[-1] == 0.2
-    with pytest.raises(SystemExit) as exit_:
-        train_cli(tiny_data, tmp_path / "a", "--rate-channel-weights", "1;3")
-    assert exit_.value.code == 2
-    assert "one factor per channel" in capsys.readouterr().err
-    assert train_cli(tiny_data, tmp_path / "b", "--rate-channel-weights", "1,3", steps=2) == 2
+    assert train_cli(tiny_data, run, "--min-channels", "2", "--channel-weights", "1,3,0",
+                     "--rate-channel-weights", factors, "--lambda-rate", "5", "--no-gan",
+                     steps=2) == 0
+    saved = CompressionConfig.load(run / "config.json")
+    assert saved.channel_weights == (1.0, 3.0, 0.0)
+    assert saved.rate_channel_weights == (1.0, 1.0, 1.0, 0.2)
+    for option, value, message in (("--channel-weights", "1;3", "one weight per k"),
+                                   ("--rate-channel-weights", "1;3", "one factor per channel")):
+        with pytest.raises(SystemExit) as exit_:
+            train_cli(tiny_data, tmp_path / "a", "--min-channels", "2", option, value)
+        assert exit_.value.code == 2
+        assert message in capsys.readouterr().err
+    assert train_cli(tiny_data, tmp_path / "b", "--channel-weights", "1,3", steps=2) == 2
+    assert_clean_error(capsys, "variable-rate models only", "--min-channels")
+    assert train_cli(tiny_data, tmp_path / "c", "--rate-channel-weights", "1,3", steps=2) == 2
     assert_clean_error(capsys, "one factor per channel")
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert not any((tmp_path / name).exists() for name in "abc")
 
 
 def test_no_gan_contradicting_weights_is_a_clean_error(tiny_data, tmp_path, capsys):
@@ -515,11 +504,9 @@ def test_no_gan_contradicting_weights_is_a_clean_error(tiny_data, tmp_path, caps
     assert not (tmp_path / "run").exists()
 
 
-def test_init_from_fine_tunes_a_distortion_only_run(tiny_data, tmp_path, capsys):
-    mse = tmp_path / "mse"
-    assert train_cli(tiny_data, mse, "--no-gan", steps=3) == 0
-    source = tf.train.latest_checkpoint(str(mse))
-    capsys.readouterr()
+def test_init_from_fine_tunes_a_distortion_only_run(tiny_data, source_run, tmp_path, capsys):
+    mse = Path(source_run)
+    source = tf.train.latest_checkpoint(source_run)
     # The source's config is the base; the options given override it.
     gan = tmp_path / "gan"
     assert main(["train", "--data", str(tiny_data), "--out", str(gan), "--init-from", str(mse),
@@ -550,12 +537,12 @@ def test_init_from_fine_tunes_a_distortion_only_run(tiny_data, tmp_path, capsys)
                                   tf.train.load_variable(source, n)) for n in dec)
 
 
-def test_init_from_a_different_architecture_is_a_clean_error(tiny_data, tmp_path, capsys):
+def test_init_from_a_different_architecture_is_a_clean_error(tiny_data, source_run, tmp_path,
+                                                             capsys):
     from compression.errors import CompressionError
     from compression.train import train
 
-    mse = tmp_path / "mse"
-    assert train_cli(tiny_data, mse, "--no-gan", steps=1) == 0
+    mse = Path(source_run)
     run = tmp_path / "wide"
     with pytest.raises(CompressionError, match="does not fit this config"):
         train(dataclasses.replace(TINY_MSE, width=0.125), tiny_data, str(run), steps=1,
@@ -598,15 +585,13 @@ def test_training_on_several_datasets(tiny_data, tmp_path):
     assert "9 training images" in " ".join(lines[-3:])
 
 
-def test_init_from_an_int8_export(tiny_data, tmp_path, capsys):
+def test_init_from_an_int8_export(tiny_data, source_run, tmp_path, capsys):
     """A shipped (exported, int8) model seeds a new run: its kernels are dequantised."""
     from compression.export import export_model
     from compression.weights import SCALE_SUFFIX, dequantize_int8
 
-    mse = tmp_path / "mse"
-    assert train_cli(tiny_data, mse, "--no-gan", steps=3) == 0
     exported = tmp_path / "exported"
-    export_model(str(mse), str(exported), dtype="int8")
+    export_model(source_run, str(exported), dtype="int8")
     stored = tf.train.latest_checkpoint(str(exported))
     capsys.readouterr()
     gan = tmp_path / "gan"
@@ -627,13 +612,11 @@ def test_init_from_an_int8_export(tiny_data, tmp_path, capsys):
                             tf.train.load_variable(stored, n + SCALE_SUFFIX)))
 
 
-def test_init_from_seeds_a_selective_semantic_model(tiny_data, tmp_path, capsys):
+def test_init_from_seeds_a_selective_semantic_model(tiny_data, source_run, tmp_path, capsys):
     """A non-semantic run seeds a semantic one: the semantic branch starts fresh and the
     decoder's first kernel is the source's, with zeros for the semantic channels."""
-    mse = tmp_path / "mse"
-    assert train_cli(tiny_data, mse, "--no-gan", steps=2) == 0
-    source = tf.train.latest_checkpoint(str(mse))
-    capsys.readouterr()
+    mse = source_run
+    source = tf.train.latest_checkpoint(mse)
     sem = tmp_path / "selective"
     assert main(["train", "--data", str(tiny_data), "--out", str(sem), "--init-from", str(mse),
                  "--semantic", "--classes", "sky,road,car,person", "--selective", "0.5",
@@ -656,13 +639,12 @@ def test_init_from_seeds_a_selective_semantic_model(tiny_data, tmp_path, capsys)
     assert_clean_error(capsys, "--selective needs a semantic model")
 
 
-def test_init_from_adds_residual_blocks_as_the_identity(tiny_data, tmp_path, capsys):
+def test_init_from_adds_residual_blocks_as_the_identity(tiny_data, raw_source_run, tmp_path,
+                                                        capsys):
     """--residual-blocks above the source's: the new blocks start as the identity, so
     the deeper model decodes as the source did; fewer blocks are refused."""
-    mse = tmp_path / "mse"  # no EMA: both models decode with their raw weights
-    assert train_cli(tiny_data, mse, "--no-gan", "--ema", "0", steps=2) == 0
-    source = tf.train.latest_checkpoint(str(mse))
-    capsys.readouterr()
+    mse = raw_source_run
+    source = tf.train.latest_checkpoint(mse)
     deep = tmp_path / "deep"
     assert main(["train", "--data", str(tiny_data), "--out", str(deep), "--init-from", str(mse),
                  "--residual-blocks", "3", "--lr", "0", "--steps", "1", "--val-images", "0",
@@ -689,15 +671,14 @@ def test_init_from_adds_residual_blocks_as_the_identity(tiny_data, tmp_path, cap
     assert not (tmp_path / "shallow").exists()
 
 
-def test_init_from_converts_transposed_upsampling_to_resize(tiny_data, tmp_path, capsys):
+def test_init_from_converts_transposed_upsampling_to_resize(tiny_data, source_run, tmp_path,
+                                                            capsys):
     """--upsampling resize seeded from a transposed-convolution run: every u
     stage's kernel, and its EMA shadow, is the least-squares resize fit."""
     from compression.decoder import resize_kernel_from_transposed
 
-    mse = tmp_path / "mse"
-    assert train_cli(tiny_data, mse, "--no-gan", steps=2) == 0
-    source = tf.train.latest_checkpoint(str(mse))
-    capsys.readouterr()
+    mse = source_run
+    source = tf.train.latest_checkpoint(mse)
     resized = tmp_path / "resize"
     assert main(["train", "--data", str(tiny_data), "--out", str(resized), "--init-from",
                  str(mse), "--upsampling", "resize", "--lr", "0", "--steps", "1",

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 from conftest import decode_source_and_grown
-from test_train import assert_clean_error, train_cli
+from test_train import assert_clean_error
 
 from compression import widen
 from compression.cli import main
@@ -32,13 +32,11 @@ def test_tail_width_defaults_to_width_and_old_fingerprints_stay():
     assert CompressionConfig.from_dict(data).tail_filters == config.tail_filters
 
 
-def test_init_from_widens_the_decoder_tail(tiny_data, tmp_path, capsys):
+def test_init_from_widens_the_decoder_tail(tiny_data, raw_source_run, tmp_path, capsys):
     """The wider decoder starts out decoding nearly as the source did: each new
     filter copies an old one, and the next stage splits its weights among the copies."""
-    mse = tmp_path / "mse"  # no EMA: both models decode with their raw weights
-    assert train_cli(tiny_data, mse, "--no-gan", "--ema", "0", steps=2) == 0
-    source = tf.train.latest_checkpoint(str(mse))
-    capsys.readouterr()
+    mse = raw_source_run
+    source = tf.train.latest_checkpoint(mse)
     wide = tmp_path / "wide"
     assert main(["train", "--data", str(tiny_data), "--out", str(wide), "--init-from", str(mse),
                  "--decoder-tail-width", "0.125", "--lr", "0", "--steps", "1",
