@@ -10,7 +10,9 @@ Data flow, one module per stage::
 ``config`` describes a model, ``model`` assembles the graph with the
 ``discriminator`` and ``losses``, ``train`` trains it on ``data``,
 ``inference`` loads a run, ``codec`` writes and reads ``.gcz`` files, with
-``rate_control`` choosing how many channels a file codes; ``context_model``
+``rate_control`` choosing how many channels a file codes (and, for a
+rate-adaptive model, its rate position: ``gain``'s gain units scale the
+bottleneck before and after the quantiser); ``context_model``
 codes the symbols in context when the model has a context table (``export``
 fits one), ``refine`` optimises one image's bottleneck through the decoder
 before it is coded (``encode --refine``), and ``correction`` is the colour
@@ -45,6 +47,9 @@ _EXPORTS = {
     "build_training_graph": ("model", "build_training_graph"),
     "channel_choices": ("rate_control", "channel_choices"),
     "choose_channels": ("rate_control", "choose_channels"),
+    "highest_rate_position": ("rate_control", "highest_rate_position"),
+    "gained": ("gain", "gained"),
+    "position_of": ("gain", "position_of"),
     "compare": ("compare", "compare"),
     "crop_to": ("image_io", "crop_to"),
     "decode": ("codec", "decode"),
@@ -118,6 +123,7 @@ __all__ = [
     "NotAGczFileError", "RateError",
     "TrainResult", "TrainingGraph", "TruncatedFileError", "UnsupportedVersionError",
     "build_training_graph", "channel_choices", "choose_channels", "chroma_error", "compare",
+    "gained", "highest_rate_position", "position_of",
     "crop_to",
     "context_counts", "context_probabilities",
     "ContextNet", "decode_symbols_with_net", "encode_symbols_with_net", "fit_context_net",

@@ -14,7 +14,8 @@ bit 5; :mod:`compression.correction`)::
      1-3  flags               varint bitmask (bit 0 semantic map, bit 1
                               selective mask, bit 2 model name, bit 3
                               context-coded, bit 4 seed stored, bit 5
-                              colour correction, bit 6 partial channel)
+                              colour correction, bit 6 partial channel,
+                              bit 7 rate position)
        8  model fingerprint   the first 8 bytes of the 16-byte digest
      1-5  image height H      varint >= 1
      1-5  image width W       varint >= 1
@@ -22,6 +23,9 @@ bit 5; :mod:`compression.correction`)::
        1  centres L           u8 >= 2
      1-3  last channel rows   varint, only with flag bit 6: the payload codes
                               this many leading rows (1 .. h-1) of channel C
+       1  rate position       u8, only with flag bit 7: where between its
+                              trained rate weights a rate-adaptive model
+                              coded the file (compression.gain)
     1-10  noise seed          varint, only with flag bit 4
        6  colour correction   only with flag bit 5: 3 u8 means, 3 u8 gains
        n  model name          only with flag bit 2: u8 length m >= 1, m bytes
@@ -73,6 +77,7 @@ __all__ = [
     "FLAG_EXPLICIT_SEED",
     "FLAG_MODEL_NAME",
     "FLAG_PARTIAL_CHANNEL",
+    "FLAG_RATE_POSITION",
     "FLAG_SELECTIVE_MASK",
     "FLAG_SEMANTIC_MAP",
     "FORMAT_VERSION",
@@ -122,11 +127,15 @@ FLAG_COLOR_CORRECTION = 1 << 5
 #: one more channel, :mod:`compression.rate_control`); the rest is filled as a
 #: dropped channel's.
 FLAG_PARTIAL_CHANNEL = 1 << 6
+#: Flag bit (version 2): a rate-adaptive model coded the payload at the rate
+#: position in the header's ``rate_position`` byte (:mod:`compression.gain`).
+FLAG_RATE_POSITION = 1 << 7
 #: Bytes of the colour correction: each channel's mean, then its gain.
 CORRECTION_SIZE = 6
 _V1_FLAGS = FLAG_SEMANTIC_MAP | FLAG_SELECTIVE_MASK | FLAG_MODEL_NAME | FLAG_CONTEXT_CODED
 #: Every flag bit this reader understands; any other bit set is rejected.
-KNOWN_FLAGS = _V1_FLAGS | FLAG_EXPLICIT_SEED | FLAG_COLOR_CORRECTION | FLAG_PARTIAL_CHANNEL
+KNOWN_FLAGS = (_V1_FLAGS | FLAG_EXPLICIT_SEED | FLAG_COLOR_CORRECTION | FLAG_PARTIAL_CHANNEL
+               | FLAG_RATE_POSITION)
 #: Longest model name a file can carry, in UTF-8 bytes.
 MAX_MODEL_NAME = 255
 #: Length of the model fingerprint in bytes.
@@ -160,8 +169,8 @@ HEADER_SIZE = _HEADER.size
 _MAX_PAYLOAD = 2**32 - 1
 _MAX_VARINT = 10  # bytes of a u64
 # The longest version 2 header: magic, version, flags, fingerprint, H, W, C, L,
-# rows, seed, correction, name, payload length.
-_V2_MAX_HEADER = (4 + 1 + 3 + 8 + 5 + 5 + 3 + 1 + 3 + _MAX_VARINT + CORRECTION_SIZE + 1
+# rows, rate position, seed, correction, name, payload length.
+_V2_MAX_HEADER = (4 + 1 + 3 + 8 + 5 + 5 + 3 + 1 + 3 + 1 + _MAX_VARINT + CORRECTION_SIZE + 1
                   + MAX_MODEL_NAME + 5)
 
 
@@ -219,6 +228,9 @@ class Header:
         last_channel_rows: version 2: the payload codes only this many leading
             rows (``1 .. bottleneck_height - 1``) of the last channel, or None
             (all; :data:`FLAG_PARTIAL_CHANNEL` follows it).
+        rate_position: version 2: the byte of a rate-adaptive model's rate
+            position (0-255, :mod:`compression.gain`), or None (a model of one
+            rate; :data:`FLAG_RATE_POSITION` follows it).
     """
 
     fingerprint: bytes
@@ -234,6 +246,7 @@ class Header:
     model_name: str = ""
     correction: bytes | None = None
     last_channel_rows: int | None = None
+    rate_position: int | None = None
 
     def __post_init__(self) -> None:
         """Validate and normalise the fields (frozen, hence ``object.__setattr__``)."""
@@ -257,6 +270,8 @@ class Header:
             raise ValueError("seed is required: version 1 files store it")
         if self.last_channel_rows is not None and version == 1:
             raise ValueError("version 1 files code whole channels (no last_channel_rows)")
+        if self.rate_position is not None and version == 1:
+            raise ValueError("version 1 files have no rate position")
 
         limits = {
             "image_height": (1, 2**32 - 1),
@@ -296,6 +311,12 @@ class Header:
             elif self.flags & FLAG_PARTIAL_CHANNEL:
                 raise ValueError("flags has the partial-channel bit set but "
                                  "last_channel_rows is None")
+            if self.rate_position is not None:
+                object.__setattr__(self, "rate_position", _check_int(
+                    "rate_position", self.rate_position, 0, 2**8 - 1))
+                object.__setattr__(self, "flags", self.flags | FLAG_RATE_POSITION)
+            elif self.flags & FLAG_RATE_POSITION:
+                raise ValueError("flags has the rate-position bit set but rate_position is None")
             derived = bottleneck_size(self.image_height, self.image_width)
             if (self.bottleneck_height, self.bottleneck_width) != derived:
                 raise ValueError(
@@ -527,6 +548,8 @@ def _head_v2(header: Header, payload_length: int) -> bytes:
             + _varint(header.bottleneck_channels) + bytes([header.num_centers]))
     if header.last_channel_rows is not None:
         head += _varint(header.last_channel_rows)
+    if header.rate_position is not None:
+        head += bytes([header.rate_position])
     if header.seed is not None:
         head += _varint(header.seed)
     if header.correction is not None:
@@ -565,6 +588,13 @@ def _parse_v2(data: bytes) -> tuple[dict, int, int]:
     if flags & FLAG_PARTIAL_CHANNEL:
         fields["last_channel_rows"], at = _read_varint(data, at, "last channel's rows",
                                                        2**16 - 1)
+    fields["rate_position"] = None
+    if flags & FLAG_RATE_POSITION:
+        if len(data) <= at:
+            raise TruncatedFileError(
+                f"truncated .gcz file: it ends inside its header (rate position) at byte {at}")
+        fields["rate_position"] = data[at]
+        at += 1
     fields["seed"] = None
     if flags & FLAG_EXPLICIT_SEED:
         fields["seed"], at = _read_varint(data, at, "noise seed")

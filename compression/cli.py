@@ -83,6 +83,11 @@ def _add_train(sub):
                    default=None, metavar="F,F,...",
                    help="one factor of --lambda-rate per bottleneck channel (default all 1); "
                         "below 1 on the last channels lets them carry more, for larger files")
+    p.add_argument("--rate-lambdas", type=_number_list("rising rate weights"), default=None,
+                   metavar="L,L,...",
+                   help="train one rate-adaptive model for every rate between these rate "
+                        "weights (gain units, Cui et al. 2021), e.g. 10,20,40,80 with "
+                        "--lambda-rate among them; its files pick their own rate (encode --bpp)")
     p.add_argument("--width", type=float, default=None,
                    help="filter multiplier (1.0 = paper, 171M parameters; 0.25 for CPUs)")
     p.add_argument("--residual-blocks", type=int, default=None)
@@ -629,7 +634,8 @@ def _train(args):
                        ("chroma_weight", "chroma_weight"), ("upsampling", "upsampling"),
                        ("channel_weights", "channel_weights"),
                        ("corrected_loss", "corrected_loss"), ("rate_model", "rate_model"),
-                       ("rate_channel_weights", "rate_channel_weights")):
+                       ("rate_channel_weights", "rate_channel_weights"),
+                       ("rate_lambdas", "rate_lambdas")):
         if getattr(args, arg) is not None:
             fields[field] = getattr(args, arg)
     if args.crop:
@@ -783,11 +789,17 @@ def _encode(args):
         if args.seeds > 1:
             labelled += (f", seed {result.seed} of {args.seeds} tried" if result.seed is not None
                          else f", the derived seed beat {args.seeds - 1} others")
+        if result.rate_position is not None:
+            from compression.gain import position_from_byte, rate_weight_of
+
+            weight = rate_weight_of(position_from_byte(result.rate_position, cfg), cfg)
+            labelled += f", rate weight {weight:.3g} (position {result.rate_position})"
         line = (f"{src} -> {dst}: {len(result.data)} bytes, {result.bpp:.4f} bpp "
                 f"({_channels_text(result, cfg.channels)}; "
                 f"bound {result.bound_bpp:.4f} bpp{labelled})")
         if (args.bpp is not None and result.channels == cfg.channels
-                and result.last_channel_rows is None and result.bpp < 0.9 * args.bpp):
+                and result.last_channel_rows is None and result.bpp < 0.9 * args.bpp
+                and not result.rate_position):  # None, or a rate-adaptive model's highest
             # Otherwise a user asking for 0.08 sees 0.03 and cannot tell why.
             line += (f"; every channel fits below --bpp {args.bpp:g}: the largest file "
                      "this model writes for this image")

@@ -31,6 +31,12 @@ from compression.errors import (
     CorruptFileError,
     ModelMismatchError,
 )
+from compression.gain import (
+    POSITION_LEVELS,
+    default_position,
+    position_from_byte,
+    position_to_byte,
+)
 from compression.image_io import crop_to, image_from_array, pad_to_multiple, to_float
 from compression.label_map import (
     check_label_map,
@@ -53,6 +59,7 @@ from compression.rate_control import (
     check_channels,
     choose_channels,
     file_bpp,
+    highest_rate_position,
     largest_rows,
     partial_channel,
 )
@@ -105,6 +112,7 @@ class EncodeResult:
     seed: int | None = None
     corrected: bool = False
     last_channel_rows: int | None = None
+    rate_position: int | None = None
 
     @property
     def effective_channels(self):
@@ -139,7 +147,8 @@ def noise_seed(header, symbols, mask=None):
 
 
 def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, keep=None,
-                 mask=None, label_factor=None, refine=0, seeds=1, correct=True):
+                 mask=None, label_factor=None, refine=0, seeds=1, correct=True,
+                 rate_position=None):
     """Encode ``image`` (uint8 ``[H, W, 3]`` or ``[H, W]``) -> :class:`EncodeResult`.
 
     ``bpp``: the whole file must be at most this many bits per pixel.  A
@@ -185,6 +194,13 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
     image's; the decoder applies it.  It costs one decode.  A model trained
     with ``corrected_loss`` needs it (its raw decodes carry no colour it was
     taught), so ``correct=False`` is refused for it.
+
+    A rate-adaptive model (:mod:`compression.gain`) codes at a rate position
+    the file stores in one byte: ``rate_position`` (0-255) when given, else
+    with ``bpp`` the highest-rate position whose file with every channel
+    fits (a bisection over the byte, one encoder pass and coding each; only
+    when even the lowest rate does not fit are channels cut as above), else
+    the model's default (its ``lambda_rate``).
     """
     if not correct and model.config.corrected_loss:
         raise ConfigError("this model was trained with corrected_loss: its files need the "
@@ -224,17 +240,13 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
                                         (math.ceil(h / DOWNSAMPLING), math.ceil(w / DOWNSAMPLING)),
                                         seen if classes else None)
     padded, _ = pad_to_multiple(image, DOWNSAMPLING)
-    latents = None
-    if refine:
-        symbols, latents = model.encode_with_latents(to_float(padded))
-    else:
-        symbols = model.encode(to_float(padded))
-    encoded = symbols  # refinement may replace symbols; a partial channel comes from these
     payloads = {}
-
     placeholder = bytes(bitstream.CORRECTION_SIZE) if correct else None
+    rate_byte = _rate_byte(model.config, rate_position, bpp is not None and channels is None)
+    position = (None if rate_byte in (None, _SEARCH)
+                else position_from_byte(rate_byte, model.config))
 
-    def code(k, symbols=symbols, seed=seed, correction=placeholder, rows=None):
+    def code(k, symbols, seed=seed, correction=placeholder, rows=None, byte=None):
         kept = symbols[:, :, :k]
         if cells is not None:
             kept = kept[cells.astype(bool)][None]  # [1, kept cells, k]: only they are coded
@@ -259,12 +271,26 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
             model_name=getattr(model, "name", ""),
             correction=correction,  # the placeholder has its size, so rates count it
             last_channel_rows=rows,
+            rate_position=rate_byte if byte is None else byte,
         )
         return bitstream.pack(header, _join(label_bytes, mask_bytes, payloads[k]) if classes
                               else payloads[k])
 
-    k, data = choose_channels(code, choices, h * w, bpp)
     pixels = h * w
+    if rate_byte == _SEARCH:
+        def code_at(byte):  # every channel, at this rate position
+            at = position_from_byte(byte, model.config)
+            return code(choices[-1], model.encode(to_float(padded), at), byte=byte)
+
+        rate_byte = highest_rate_position(code_at, pixels, bpp)
+        position = position_from_byte(rate_byte, model.config)
+    latents = None
+    if refine:
+        symbols, latents = model.encode_with_latents(to_float(padded), position)
+    else:
+        symbols = model.encode(to_float(padded), position)
+    encoded = symbols  # refinement may replace symbols; a partial channel comes from these
+    k, data = choose_channels(lambda k: code(k, symbols), choices, h * w, bpp)
     decoder_labels = None if not classes else pad_to_multiple(seen, DOWNSAMPLING)[0]
 
     def fits(candidate, budget=None):
@@ -276,14 +302,16 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
         # Without bpp the stored seed's byte is the search's only price.
         choice = choose_seed(model, to_float(padded), (h, w), symbols, k,
                              lambda s, file_seed: code(k, s, file_seed), fits, seeds,
-                             labels=decoder_labels, cells=cells, correct=correct)
+                             labels=decoder_labels, cells=cells, correct=correct,
+                             position=position)
         seed, data = choice.seed, choice.data
     if refine:
         budget = len(data)
         refined = refine_symbols(
             model, to_float(padded), (h, w), k, lambda s: code(k, s, seed),
             lambda candidate: fits(candidate, budget), refine, seed=seed,
-            labels=decoder_labels, cells=cells, latents=latents, correct=correct)
+            labels=decoder_labels, cells=cells, latents=latents, correct=correct,
+            position=position)
         symbols, data = refined.symbols, refined.data
     # (k, symbols, rows) of each candidate file; the first is the one chosen so far.
     candidates, rows = [(k, symbols, None)], None
@@ -324,7 +352,29 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
         seed=seed,
         corrected=correct,
         last_channel_rows=rows,
+        rate_position=rate_byte,
     )
+
+
+#: :func:`_rate_byte`'s answer when ``--bpp`` chooses the rate position.
+_SEARCH = "search"
+
+
+def _rate_byte(config, rate_position, targeted):
+    """The rate-position byte a file of ``config``'s model stores: None for a model
+    of one rate, :data:`_SEARCH` when a ``bpp`` target chooses it."""
+    if not config.rate_adaptive:
+        if rate_position is not None:
+            raise ConfigError("this model codes at one rate (it has no gain units); "
+                              "rate_position applies to models trained with --rate-lambdas")
+        return None
+    if rate_position is None:
+        return _SEARCH if targeted else position_to_byte(default_position(config), config)
+    if (not isinstance(rate_position, (int, np.integer)) or isinstance(rate_position, bool)
+            or not 0 <= rate_position <= POSITION_LEVELS):
+        raise ConfigError(f"rate_position is a byte, 0 (the highest rate) to {POSITION_LEVELS} "
+                          f"(the lowest); got {rate_position!r}")
+    return int(rate_position)
 
 
 def codes_in_context(model):
@@ -455,6 +505,11 @@ def _check_header(model, header):
             f"{header.num_centers} centres for a {header.image_height}x{header.image_width} "
             f"image; the model expects {expected + (channels,)} with {cfg.num_centers} centres"
         )
+    if (header.rate_position is None) == cfg.rate_adaptive:
+        raise CorruptFileError(
+            "header is inconsistent: " + ("a rate position is stored, but the model codes at "
+                                          "one rate" if header.rate_position is not None else
+                                          "the rate-adaptive model's rate position is missing"))
     if (header.last_channel_rows is not None
             and header.bottleneck_channels - 1 < cfg.smallest_channels):
         raise CorruptFileError(
@@ -551,8 +606,11 @@ def _reconstruct(model, header, symbols, labels, mask):
     the colour correction."""
     if labels is not None:
         labels = pad_to_multiple(labels, DOWNSAMPLING)[0]
+    position = (None if header.rate_position is None
+                else position_from_byte(header.rate_position, model.config))
     reconstruction = model.decode(symbols, noise_seed(header, symbols, mask), labels=labels,
-                                  mask=mask, as_uint8=True, last_rows=header.last_channel_rows)
+                                  mask=mask, as_uint8=True, last_rows=header.last_channel_rows,
+                                  position=position)
     return crop_to(reconstruction, (header.image_height, header.image_width))
 
 
@@ -594,6 +652,8 @@ def file_stats(data, max_pixels=DEFAULT_MAX_PIXELS):
         "channels": header.bottleneck_channels,
         "last_channel_rows": ("all" if header.last_channel_rows is None else
                               f"{header.last_channel_rows} of {header.bottleneck_height}"),
+        "rate_position": ("-" if header.rate_position is None
+                          else f"{header.rate_position} of {POSITION_LEVELS}"),
         "entropy": ("context" if header.flags & bitstream.FLAG_CONTEXT_CODED
                     else "per-channel"),
         "model": bitstream.fingerprint_hex(header.fingerprint),

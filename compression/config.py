@@ -32,6 +32,9 @@ _FINGERPRINT_FIELDS = frozenset((
 ))
 
 
+#: Most rate weights a rate-adaptive model may be trained for (its gain tables' rows).
+_MAX_RATE_LAMBDAS = 16
+
 #: The encoder's total downsampling: the bottleneck is ``[H/16, W/16, C]``.
 DOWNSAMPLING = 16
 #: The factors a semantic model's label map may be stored coarser by (they
@@ -60,7 +63,7 @@ _ABSENT_MEANS = {
     "min_channels": None, "chroma_weight": 1.0, "selective_probability": 0.0,
     "class_names": (), "label_factor": 1, "upsampling": "transposed", "channel_weights": (),
     "corrected_loss": False, "rate_model": "histogram", "discriminator_padding": "zero",
-    "rate_channel_weights": (),
+    "rate_channel_weights": (), "rate_lambdas": (),
 }
 
 
@@ -173,6 +176,15 @@ class CompressionConfig:
         file could spend more than ~0.04 bpp); a smaller factor there lets them
         carry what the leading channels leave out, for the larger files.
         Training only: files and decoders do not depend on it.
+      rate_lambdas: rate weights (two or more, rising) of a rate-adaptive
+        model: gain units scale the bottleneck before the quantiser and
+        after it (:mod:`compression.gain`, Cui et al. 2021), each training
+        example draws a rate position between these weights and the rate
+        term weighs its bits with that position's weight, so one model codes
+        at every rate between them and a file picks its own (one byte in
+        the header).  ``lambda_rate`` must lie within them: it is the
+        position a file takes when no rate is asked for.  Empty (default):
+        one rate, ``lambda_rate``'s.
       chroma_weight: weight of the chroma part of the MSE against its grey
         part (1: plain RGB MSE; see :func:`compression.losses.distortion_loss`).
       corrected_loss: score the distortion terms on each crop's reconstruction
@@ -279,6 +291,7 @@ class CompressionConfig:
     corrected_loss: bool = True
     rate_model: str = "histogram"
     rate_channel_weights: tuple = ()
+    rate_lambdas: tuple = ()
     _notes: tuple = field(default=(), repr=False, compare=False)
 
     def __post_init__(self):
@@ -307,6 +320,7 @@ class CompressionConfig:
         self._check_semantic()
         self._check_channel_weights()
         self._check_rate_channel_weights()
+        self._check_rate_lambdas()
 
     def _number_tuple(self, name):
         """Field ``name``, a list of finite numbers, stored as a tuple of floats."""
@@ -325,6 +339,22 @@ class CompressionConfig:
                 f"got {len(weights)}")
         if weights and min(weights) < 0:
             raise ConfigError(f"rate_channel_weights must be >= 0, got {list(weights)}")
+
+    def _check_rate_lambdas(self):
+        knots = self._number_tuple("rate_lambdas")
+        if not knots:
+            return
+        rising = all(a < b for a, b in zip(knots, knots[1:], strict=False))
+        if len(knots) < 2 or min(knots) <= 0 or not rising:
+            raise ConfigError(f"rate_lambdas must be two or more rising rate weights above 0, "
+                              f"got {list(knots)}")
+        if len(knots) > _MAX_RATE_LAMBDAS:
+            raise ConfigError(f"rate_lambdas may hold at most {_MAX_RATE_LAMBDAS} rate weights, "
+                              f"got {len(knots)}")
+        if not knots[0] <= self.lambda_rate <= knots[-1]:
+            raise ConfigError(
+                f"lambda_rate {self.lambda_rate:g} must lie within rate_lambdas "
+                f"({knots[0]:g}-{knots[-1]:g}): it is the rate a file takes by default")
 
     def _check_channel_weights(self):
         weights = self._number_tuple("channel_weights")
@@ -500,6 +530,12 @@ class CompressionConfig:
         return self.min_channels is not None and self.min_channels < self.channels
 
     @property
+    def rate_adaptive(self):
+        """True when the model has gain units (:mod:`compression.gain`): files choose a rate
+        position between the ``rate_lambdas`` it was trained for."""
+        return bool(self.rate_lambdas)
+
+    @property
     def smallest_channels(self):
         """The fewest leading channels a file may code: ``min_channels``, else ``channels``."""
         return self.channels if self.min_channels is None else self.min_channels
@@ -591,6 +627,7 @@ class CompressionConfig:
         out["class_names"] = list(self.class_names)
         out["channel_weights"] = list(self.channel_weights)
         out["rate_channel_weights"] = list(self.rate_channel_weights)
+        out["rate_lambdas"] = list(self.rate_lambdas)
         return out
 
     def to_json(self):
@@ -612,6 +649,9 @@ class CompressionConfig:
             fields["upsampling"] = self.upsampling
         if self.decoder_tail_width != self.width:
             fields["decoder_tail_width"] = self.decoder_tail_width
+        if self.rate_lambdas:
+            fields["rate_lambdas"] = list(self.rate_lambdas)
+            fields["lambda_rate"] = self.lambda_rate  # the default rate position
         payload = {"format": _FORMAT, "version": _FORMAT_VERSION, "config": fields}
         return json.dumps(payload, sort_keys=True, indent=2) + "\n"
 

@@ -23,6 +23,7 @@ weights and the fingerprint exactly; ``dtype="int8"`` stores kernels in 8 bits
 
 import datetime
 import json
+import math
 import os
 
 import numpy as np
@@ -33,6 +34,7 @@ from compression.context_net import FIT_STEPS, fit_context_net
 from compression.context_net import KEY_PREFIX as CONTEXT_NET_PREFIX
 from compression.errors import CompressionError, ImageReadError
 from compression.files import write_atomic
+from compression.gain import POSITION_LEVELS, position_from_byte
 from compression.image_io import pad_to_multiple, read_image, to_float
 from compression.inference import (
     CARD_NAME,
@@ -71,7 +73,11 @@ def fit_entropy_model(model, image_paths, log=None, maps=None):
     Each image is coded whole (reflect-padded to a multiple of 16, as the
     codec does).  Unreadable images are skipped and counted.  ``maps``: a
     list that gets every image's symbol map ``[h, w, C]`` (int8), to fit a
-    :class:`~compression.context_net.ContextNet` on.
+    :class:`~compression.context_net.ContextNet` on.  A rate-adaptive
+    model's files code at any rate position (:mod:`compression.gain`), so
+    image ``i`` is coded at position ``frac(i * 0.618...)`` of its range (a
+    low-discrepancy sequence: any run of images spreads over the range) and
+    the statistics are those of every rate alike.
 
     Returns:
         ``(histogram [C, L], context counts [C, K, L] or None, images used,
@@ -91,7 +97,8 @@ def fit_entropy_model(model, image_paths, log=None, maps=None):
         except ImageReadError as e:
             skipped.append(str(e))
             continue
-        symbols = model.encode(to_float(pad_to_multiple(image, DOWNSAMPLING)[0]))
+        symbols = model.encode(to_float(pad_to_multiple(image, DOWNSAMPLING)[0]),
+                               _spread_position(cfg, i))
         histogram += np.stack([np.bincount(symbols[:, :, c].ravel(), minlength=cfg.num_centers)
                                for c in range(cfg.channels)])
         if maps is not None:
@@ -106,6 +113,15 @@ def fit_entropy_model(model, image_paths, log=None, maps=None):
         raise CompressionError(f"none of the {len(image_paths)} entropy-data images could be "
                                f"read (first: {skipped[0] if skipped else 'none given'})")
     return histogram, contexts, used, skipped
+
+
+def _spread_position(config, index):
+    """The rate position :func:`fit_entropy_model` codes image ``index`` at (None: one rate)."""
+    if not config.rate_adaptive:
+        return None
+    golden = (math.sqrt(5.0) - 1.0) / 2.0
+    byte = round((index * golden) % 1.0 * POSITION_LEVELS)
+    return position_from_byte(byte, config)
 
 
 def _save(stored, out_dir, step):

@@ -29,15 +29,16 @@ from compression.encoder import DOWNSAMPLING
 from compression.entropy_model import probabilities_from_counts
 from compression.errors import CompressionError, ConfigError, ModelLoadError
 from compression.files import read_regular
+from compression.gain import default_position
 from compression.image_io import to_uint8
 from compression.model import (
     GENERATOR_SCOPE,
     decode_tail,
     decoder_features,
+    dequantized,
     encode,
     symbol_counts_variable,
 )
-from compression.quantizer import dequantize
 from compression.selective import apply_mask
 from compression.semantic import one_hot_labels
 from compression.shipped import known_models_hint, resolve_name
@@ -293,10 +294,14 @@ class CompressionModel:
             if cfg.semantic_classes:
                 self._labels = _v1.placeholder(tf.int32, [1, None, None], name="labels")
                 one_hot = one_hot_labels(self._labels, cfg.semantic_classes)
-            self._latents, q = encode(self._images, cfg)
+            # A rate-adaptive model's rate position (compression.gain), for both halves.
+            self._position = (_v1.placeholder_with_default(
+                float(default_position(cfg)), [], name="rate_position")
+                if cfg.rate_adaptive else None)
+            self._latents, q = encode(self._images, cfg, position=self._position)
             self._symbols_out = q.symbols
             z = sample_noise(1, cfg.noise_dim, self._seed) if cfg.noise else None
-            w_hat = dequantize(self._symbols_in, cfg.centers)
+            w_hat = dequantized(self._symbols_in, cfg, position=self._position)
             # Selective files: 1 where the bottleneck was coded, 0 where the decoder
             # synthesises (w_hat zeroed as in training, compression.selective).
             self._mask = _v1.placeholder_with_default(
@@ -448,28 +453,48 @@ class CompressionModel:
             raise ConfigError(f"labels must have shape {(height, width)}, got {labels.shape}")
         return {self._labels: labels[None].astype(np.int32)}
 
-    def encode(self, image):
+    def encode(self, image, position=None):
         """Float image ``[H, W, 3]`` in [-1, 1] -> int32 symbols ``[H/16, W/16, C]``.
 
-        ``H`` and ``W`` must be multiples of 16.
+        ``H`` and ``W`` must be multiples of 16.  ``position``: a
+        rate-adaptive model's rate position (:mod:`compression.gain`; a float
+        in ``[0, K-1]``, default ``lambda_rate``'s).
         """
-        return self.session.run(self._symbols_out, self._image_feed(image))[0]
+        return self.session.run(self._symbols_out, self._image_feed(image, position))[0]
 
-    def latents(self, image):
-        """The encoder's output before quantisation, float32 ``[H/16, W/16, C]``.
+    def latents(self, image, position=None):
+        """The encoder's output before quantisation, float32 ``[H/16, W/16, C]``
+        (a rate-adaptive model's times its encoder gain at ``position``).
 
         What :mod:`compression.refine` starts from; :meth:`encode` is its
-        quantisation.  ``image`` as for :meth:`encode`.
+        quantisation.  ``image`` and ``position`` as for :meth:`encode`.
         """
-        return self.session.run(self._latents, self._image_feed(image))[0]
+        return self.session.run(self._latents, self._image_feed(image, position))[0]
 
-    def encode_with_latents(self, image):
+    def encode_with_latents(self, image, position=None):
         """``(symbols, latents)`` of :meth:`encode` and :meth:`latents` in one encoder pass."""
         symbols, latents = self.session.run([self._symbols_out, self._latents],
-                                            self._image_feed(image))
+                                            self._image_feed(image, position))
         return symbols[0], latents[0]
 
-    def _image_feed(self, image):
+    def position_feed(self, position):
+        """The feed that sets the rate position (``{}``: the default, or a model of one rate).
+
+        Raises :class:`~compression.errors.ConfigError` for a position outside
+        ``[0, K-1]`` or given to a model of one rate.
+        """
+        if position is None:
+            return {}
+        cfg = self.config
+        if not cfg.rate_adaptive:
+            raise ConfigError("this model codes at one rate (it has no gain units); "
+                              "a rate position applies to models trained with --rate-lambdas")
+        span = len(cfg.rate_lambdas) - 1
+        if not 0.0 <= float(position) <= span:
+            raise ConfigError(f"rate position must be in [0, {span}], got {position}")
+        return {self._position: float(position)}
+
+    def _image_feed(self, image, position=None):
         image = np.asarray(image, np.float32)
         if image.ndim != 3 or image.shape[2] != 3:
             raise ConfigError(f"image must have shape [H, W, 3], got {image.shape}")
@@ -479,10 +504,10 @@ class CompressionModel:
                 f"image size {h}x{w} is not a multiple of 16; pad with "
                 "compression.pad_to_multiple(image, 16)"
             )
-        return {self._images: image[None]}
+        return {self._images: image[None], **self.position_feed(position)}
 
     def decode(self, symbols, seed, labels=None, tile=None, as_uint8=False, mask=None,
-               last_rows=None):
+               last_rows=None, position=None):
         """Symbols ``[h, w, k]`` and the noise seed -> float image ``[16h, 16w, 3]`` in [-1, 1].
 
         ``k`` is ``C``, or for a variable-rate model any count of leading
@@ -499,7 +524,8 @@ class CompressionModel:
         ``[h, w]``, selective files): cells where it is 0 are synthesised.
         ``last_rows`` (variable-rate models): only this many leading rows
         (``1 .. h-1``) of the last channel are real; its other rows are filled
-        as a dropped channel's (:mod:`compression.rate_control`).
+        as a dropped channel's (:mod:`compression.rate_control`).  ``position``:
+        a rate-adaptive model's rate position, as the file was encoded.
         """
         symbols = np.asarray(symbols)
         cfg = self.config
@@ -514,7 +540,8 @@ class CompressionModel:
         padded = np.zeros((1, h, w, cfg.channels), np.int32)
         padded[0, :, :, :kept] = symbols  # dropped channels: any symbol, the fill replaces it
         feed = {self._symbols_in: padded, self._kept: kept,
-                self._seed: seed - 2**64 if seed >= 2**63 else seed}
+                self._seed: seed - 2**64 if seed >= 2**63 else seed,
+                **self.position_feed(position)}
         if last_rows is not None:
             if not (cfg.variable_rate and kept > cfg.smallest_channels and isinstance(
                     last_rows, (int, np.integer)) and 1 <= last_rows < h):
@@ -633,7 +660,7 @@ def initialize_run(config, run_dir, seed=0, tf_config=None):
         if config.semantic_classes:
             labels = _v1.placeholder(tf.int32, [1, None, None])
             one_hot = one_hot_labels(labels, config.semantic_classes)
-        features, _ = decoder_features(dequantize(q.symbols, config.centers), config, False,
+        features, _ = decoder_features(dequantized(q.symbols, config), config, False,
                                        z=z, labels_one_hot=one_hot)
         decode_tail(features, config)
         symbol_counts_variable(config)

@@ -31,7 +31,8 @@ from compression.decoder import (
     leading_channels,
 )
 from compression.discriminator import multiscale_discriminator
-from compression.encoder import encoder
+from compression.encoder import ENCODER_SCOPE, encoder
+from compression.gain import default_position, gained, rate_weight_at, sample_positions
 from compression.losses import (
     color_corrected,
     discriminator_loss,
@@ -61,6 +62,7 @@ __all__ = [
     "ENTROPY_SCOPE",
     "TrainingGraph",
     "encode",
+    "dequantized",
     "synthesize",
     "decoder_features",
     "decode_tail",
@@ -78,14 +80,38 @@ GENERATOR_SCOPE = "generator"
 _v1 = tf.compat.v1
 
 
-def encode(images, config, reuse=_v1.AUTO_REUSE):
+def encode(images, config, reuse=_v1.AUTO_REUSE, position=None):
     """``images`` ``[B, H, W, 3]`` in [-1, 1] -> ``(w, Quantized)``.
 
     Both ``w`` and the quantised tensors have shape ``[B, H/16, W/16, C]``.
+    A rate-adaptive model (``config.rate_lambdas``) quantises ``w`` times
+    its encoder gain at rate ``position`` (a scalar or ``[B]``; default
+    ``config.lambda_rate``'s), and its ``w_hat`` is already scaled by the
+    decoder gain, ready for :func:`synthesize`; ``w`` (already scaled by
+    the encoder gain), ``symbols`` and ``w_soft`` are in the quantiser's
+    domain (:mod:`compression.gain`).
     """
     with _v1.variable_scope(GENERATOR_SCOPE, reuse=reuse):
         w = encoder(images, config)
-    return w, quantize(w, config.centers, config.sigma, method=config.quantizer)
+        if not config.rate_adaptive:
+            return w, quantize(w, config.centers, config.sigma, method=config.quantizer)
+        if position is None:
+            position = default_position(config)
+        w = gained(w, position, config, ENCODER_SCOPE)
+        q = quantize(w, config.centers, config.sigma, method=config.quantizer)
+        return w, q._replace(w_hat=gained(q.w_hat, position, config, DECODER_SCOPE))
+
+
+def dequantized(symbols, config, position=None, reuse=_v1.AUTO_REUSE):
+    """Symbols ``[B, h, w, C]`` -> the decoder's input ``w_hat``: the centres, times a
+    rate-adaptive model's decoder gain at ``position`` (default as :func:`encode`)."""
+    w_hat = dequantize(symbols, config.centers)
+    if not config.rate_adaptive:
+        return w_hat
+    if position is None:
+        position = default_position(config)
+    with _v1.variable_scope(GENERATOR_SCOPE, reuse=reuse):
+        return gained(w_hat, position, config, DECODER_SCOPE)
 
 
 def _spatial_size(t):
@@ -289,7 +315,9 @@ def build_training_graph(images, config, labels=None, z=None, loss_scale=None):
     if config.noise and z is None:
         z = tf.random.normal(tf.stack([tf.maximum(batch, config.noise_batch), config.noise_dim]))
 
-    w, q = encode(images, config)
+    # Rate-adaptive models: each example draws a rate position (compression.gain).
+    positions = sample_positions(batch, config) if config.rate_adaptive else None
+    w, q = encode(images, config, position=positions)
     kept = None
     if config.variable_rate:
         # Nested dropout: each example keeps k of its leading channels, k
@@ -330,13 +358,21 @@ def build_training_graph(images, config, labels=None, z=None, loss_scale=None):
             factors = tf.constant(config.rate_channel_weights, tf.float64)[tf.newaxis, tf.newaxis,
                                                                           tf.newaxis]
             priced = factors if coded is None else coded * factors
-        if in_context:
-            bits = differentiable_bits_in_context(q.w_soft, q.symbols, contexts, counts,
-                                                  config.centers, priced)
+
+        def bits_priced(price):
+            if in_context:
+                return differentiable_bits_in_context(q.w_soft, q.symbols, contexts, counts,
+                                                      config.centers, price)
+            return differentiable_bits(q.w_soft, counts, config.centers, price)
+
+        warmup_losses["rate"] = bits_priced(priced) / tf.cast(pixels, tf.float32)
+        if positions is None:
+            distortion_term += config.lambda_rate * warmup_losses["rate"]
         else:
-            bits = differentiable_bits(q.w_soft, counts, config.centers, priced)
-        warmup_losses["rate"] = bits / tf.cast(pixels, tf.float32)
-        distortion_term += config.lambda_rate * warmup_losses["rate"]
+            # Each example's bits weighed by its own position's rate weight.
+            weights = rate_weight_at(positions, config)[:, tf.newaxis, tf.newaxis, tf.newaxis]
+            weighted = bits_priced(weights if priced is None else priced * weights)
+            distortion_term += weighted / tf.cast(pixels, tf.float32)
     warmup_losses["g_loss"] = distortion_term
 
     g_vars = _variables_under(GENERATOR_SCOPE)
@@ -466,7 +502,7 @@ def reconstruct_from_symbols(symbols, config, z=None, labels_one_hot=None, kept=
 
     ``kept``: see :func:`decoder_features` (symbols of dropped channels are ignored).
     """
-    w_hat = dequantize(symbols, config.centers)
+    w_hat = dequantized(symbols, config)
     w_hat.set_shape([None, None, None, config.channels])
     reconstruction, _ = synthesize(w_hat, config, False, z=z, labels_one_hot=labels_one_hot,
                                    kept=kept)

@@ -49,14 +49,21 @@ import numpy as np
 import tensorflow as tf
 
 from compression.context_model import context_indices
+from compression.decoder import DECODER_SCOPE
 from compression.errors import ConfigError
+from compression.gain import default_position, gained
 from compression.losses import (
     color_corrected,
     distortion_loss,
     ms_ssim_loss,
     ms_ssim_scales,
 )
-from compression.model import decode_tail, decoder_features, interpolated_code_lengths
+from compression.model import (
+    GENERATOR_SCOPE,
+    decode_tail,
+    decoder_features,
+    interpolated_code_lengths,
+)
 from compression.quantizer import quantize
 from compression.selective import apply_mask
 from compression.semantic import one_hot_labels
@@ -136,8 +143,14 @@ class _Graph:
             q = quantize(self.w, cfg.centers, cfg.sigma, method=cfg.quantizer)
             self.symbols = q.symbols
             z = sample_noise(1, cfg.noise_dim, self.seed) if cfg.noise else None
+            w_hat = q.w_hat
+            self.position = None
+            if cfg.rate_adaptive:  # w is in the quantiser's domain: the decoder gain follows
+                self.position = _v1.placeholder(tf.float32, [])
+                with _v1.variable_scope(GENERATOR_SCOPE, reuse=True):
+                    w_hat = gained(w_hat, self.position, cfg, DECODER_SCOPE)
             features, _ = decoder_features(
-                apply_mask(q.w_hat, self.mask), cfg, False, z=z, labels_one_hot=one_hot,
+                apply_mask(w_hat, self.mask), cfg, False, z=z, labels_one_hot=one_hot,
                 kept=self.kept if cfg.variable_rate else None)
             reconstruction, _ = decode_tail(features, cfg)
             # The image's own pixels: the reflected padding is not part of the picture.
@@ -172,15 +185,17 @@ def _check_size(padded_image, option):
             "or downscale it")
 
 
-def _base_feed(graph, padded_image, size, k, shape, labels, cells, correct):
+def _base_feed(graph, padded_image, size, k, shape, labels, cells, correct, position, config):
     """The feed every evaluation of ``graph`` on one image shares (``shape``: ``[h, w]``
-    of its bottleneck)."""
+    of its bottleneck; ``position``: a rate-adaptive model's, None for its default)."""
     feed = {graph.image: padded_image[None], graph.size: np.asarray(size, np.int32),
             graph.kept: k, graph.correct: float(correct),
             graph.mask: (np.ones((1, *shape, 1), np.float32) if cells is None
                          else cells[None, :, :, None].astype(np.float32))}
     if graph.labels is not None:
         feed[graph.labels] = labels[None].astype(np.int32)
+    if graph.position is not None:
+        feed[graph.position] = default_position(config) if position is None else position
     return feed
 
 
@@ -219,7 +234,7 @@ def _code_lengths(model, symbols, k, cells, in_context):
 
 def refine_symbols(model, padded_image, size, k, code, fits, steps, seed=None, labels=None,
                    cells=None, learning_rate=LEARNING_RATE, rate_weight=RATE_WEIGHT,
-                   latents=None, correct=False):
+                   latents=None, correct=False, position=None):
     """Refine the bottleneck of one image -> :class:`RefineResult`.
 
     Args:
@@ -239,6 +254,8 @@ def refine_symbols(model, padded_image, size, k, code, fits, steps, seed=None, l
         None runs the encoder.
       correct: the file will carry a colour correction
         (:mod:`compression.correction`): score the decoded image as corrected.
+      position: a rate-adaptive model's rate position (:mod:`compression.gain`;
+        None: its default), as the file codes it.
 
     Returns None when no iterate fits, the encoder's own included.
 
@@ -250,13 +267,14 @@ def refine_symbols(model, padded_image, size, k, code, fits, steps, seed=None, l
     _check_size(padded_image, "--refine")
     graph = _graph(model, size)
     session = model.session
-    w = (model.latents(padded_image) if latents is None else latents)[None]
+    w = (model.latents(padded_image, position) if latents is None else latents)[None]
     entries = np.zeros(w.shape, np.float32)
     entries[..., :k] = 1.0  # what the file codes: only they move
     if cells is not None:
         entries *= cells[None, :, :, None]
     in_context = cells is None and model.context_table is not None
-    feed = _base_feed(graph, padded_image, size, k, w.shape[1:3], labels, cells, correct)
+    feed = _base_feed(graph, padded_image, size, k, w.shape[1:3], labels, cells, correct,
+                      position, model.config)
     first = m = v = None
     best = None
     weight = float(rate_weight)
@@ -309,7 +327,7 @@ class SeedChoice:
 
 
 def choose_seed(model, padded_image, size, symbols, k, code, fits, seeds, labels=None,
-                cells=None, correct=False):
+                cells=None, correct=False, position=None):
     """The noise seed under which ``symbols`` decode best -> :class:`SeedChoice`.
 
     The decoder reads a noise map drawn from the file's seed beside the
@@ -336,7 +354,8 @@ def choose_seed(model, padded_image, size, symbols, k, code, fits, seeds, labels
         raise ConfigError(f"the seed search tries 2..{MAX_SEEDS} seeds, got {seeds}")
     _check_size(padded_image, "--seeds")
     graph = _graph(model, size)
-    feed = _base_feed(graph, padded_image, size, k, symbols.shape[:2], labels, cells, correct)
+    feed = _base_feed(graph, padded_image, size, k, symbols.shape[:2], labels, cells, correct,
+                      position, model.config)
     # The centres themselves quantise to these symbols: the graph decodes exactly them.
     feed[graph.w] = np.asarray(model.config.centers, np.float32)[symbols][None]
     derived = _derived_seed(symbols, k, cells)

@@ -43,6 +43,7 @@ from compression.distribute import (
 from compression.encoder import ENCODER_SCOPE
 from compression.errors import CompressionError, DataError
 from compression.files import TEMPORARY_SUFFIX, remove_stale_temporaries, write_atomic
+from compression.gain import GAIN_NAME
 from compression.inference import (
     CONFIG_NAME,
     checkpoint_candidates,
@@ -206,6 +207,11 @@ _EMA_SHADOW = "ExponentialMovingAverage"
 _RESIDUAL_BLOCK = re.compile(r"^generator/decoder/res(\d+)/")
 
 
+def _is_gain(name):
+    """Whether ``name`` is a gain table (or its optimiser slot) of a rate-adaptive model."""
+    return name in (f"generator/{ENCODER_SCOPE}/{GAIN_NAME}", f"generator/decoder/{GAIN_NAME}")
+
+
 def _initializer_from(source, graph_variables, config, log=print):
     """A Saver that loads this graph's variables from another run (``--init-from``).
 
@@ -335,7 +341,8 @@ def _initializer_from(source, graph_variables, config, log=print):
             mismatched.append(f"{name} {stored[name]} vs {shape}")
     required = [n for n in fresh if n.startswith("generator/")
                 and "adam" not in n and _EMA_SHADOW not in n and not new_block(n)
-                and not (n.startswith("generator/semantic_encoder/") and not source_semantic)]
+                and not (n.startswith("generator/semantic_encoder/") and not source_semantic)
+                and not _is_gain(n)]
     if mismatched or required:
         problems = mismatched + [f"{n} missing" for n in required]
         raise CompressionError(
@@ -343,6 +350,9 @@ def _initializer_from(source, graph_variables, config, log=print):
             f"({len(problems)} variables, e.g. {'; '.join(problems[:3])}); "
             "give the new run the source run's width, channels, residual blocks, "
             "noise and semantic settings (its config.json)")
+    if any(_is_gain(n) for n in fresh):
+        log("--init-from: the gain units are new; they start at 1, so the model codes at every "
+            "rate position as the source did until training spreads the rates")
     restore_taken = checkpoint_restorer(ckpt, taken)
     # A new block's second norm scales its branch: zero (and its EMA shadow,
     # which validation and exports read) makes the block the identity, so the
@@ -511,11 +521,21 @@ class _Validator:
         self.fetches = {"image": images[0]}
         # Priced as training prices it (config.rate_model).
         contexts = context_counts_variable(cfg) if cfg.rate_model == "context" else None
+        # Rate-adaptive models at both ends of their range too: "_t{t}", all channels.
+        positions = dict.fromkeys(self.rates)
+        if cfg.rate_adaptive:
+            for t in (0, len(cfg.rate_lambdas) - 1):
+                self.rates[f"_t{t}"] = cfg.channels
+                positions[f"_t{t}"] = float(t)
         with _v1.variable_scope(_v1.get_variable_scope(), custom_getter=_averaged_by(ema),
                                 auxiliary_name_scope=False):
-            _, q = encode(images, cfg)
             z = sample_noise(1, cfg.noise_dim, 0) if cfg.noise else None
+            quantized = {}  # one encoder pass per position
             for suffix, k in self.rates.items():
+                if positions[suffix] not in quantized:
+                    quantized[positions[suffix]] = encode(images, cfg,
+                                                          position=positions[suffix])[1]
+                q = quantized[positions[suffix]]
                 kept = k if cfg.variable_rate else None
                 recon, _ = synthesize(q.w_hat, cfg, False, z=z, labels_one_hot=one_hot,
                                       kept=kept)

@@ -582,7 +582,10 @@ def test_bottleneck_size_is_the_image_size_over_16_rounded_up():
     ({"fingerprint": FP[:7]}, "fingerprint must be 16 bytes"),
     ({"flags": 32}, "colour-correction bit set but correction is None"),
     ({"flags": 64}, "partial-channel bit set but last_channel_rows is None"),
-    ({"flags": 128}, "unknown bits"),
+    ({"flags": 256}, "unknown bits"),
+    ({"flags": 128}, "rate-position bit set but rate_position is None"),
+    ({"rate_position": 256}, r"rate_position must be in \[0, 255\], got 256"),
+    ({"rate_position": 3, "version": 1}, "version 1 files have no rate position"),
     ({"last_channel_rows": 7}, r"last_channel_rows must be in \[1, 6\], got 7"),
     ({"last_channel_rows": 0}, r"last_channel_rows must be in \[1, 6\], got 0"),
     ({"last_channel_rows": 3, "version": 1}, "version 1 files code whole channels"),
@@ -622,6 +625,21 @@ def test_a_partial_last_channel_costs_one_byte_and_round_trips():
             unpack(data[:end])
 
 
+def test_a_rate_position_costs_two_bytes_and_round_trips():
+    whole = pack(v2_header(seed=None), b"xyz")
+    for position in (0, 77, 255):
+        header = v2_header(seed=None, rate_position=position, last_channel_rows=2)
+        assert header.flags & bitstream.FLAG_RATE_POSITION
+        data = pack(header, b"xyz")
+        # The byte, and the flags varint's second byte (bit 7); the rows' varint.
+        assert len(data) == len(whole) + 3
+        assert unpack(data) == (header, b"xyz")
+        assert header.file_size(3) == len(data)
+        for end in range(4, len(data)):
+            with pytest.raises(TruncatedFileError):
+                unpack(data[:end])
+
+
 def test_version_2_varints_are_minimal_and_flags_known():
     data = bytearray(pack(v2_header(seed=None), b"xyz"))
     # H = 100 is one byte at offset 14; a two-byte spelling of it is refused.
@@ -630,9 +648,9 @@ def test_version_2_varints_are_minimal_and_flags_known():
     with pytest.raises(CorruptFileError, match="image height is not a minimal varint"):
         unpack(with_fixed_crc(padded))
     newer = bytearray(data)
-    newer[5] |= 0x80  # a flag bit this reader does not know (a two-byte varint)
-    newer[6:6] = b"\x01"
-    with pytest.raises(UnsupportedVersionError, match="flags 0x00"):
+    newer[5] |= 0x80  # a flag bit this reader does not know (bit 8: a two-byte varint)
+    newer[6:6] = b"\x02"
+    with pytest.raises(UnsupportedVersionError, match="flags 0x01"):
         unpack(with_fixed_crc(bytes(newer)))  # intact: written by a newer writer
     with pytest.raises(CorruptFileError, match="CRC32"):
         unpack(bytes(newer))  # damaged
@@ -656,7 +674,7 @@ def test_version_2_read_file_round_trip_and_bounds(tmp_path):
         read_file(tmp_path / "long.gcz")
     newer = bytearray(pack(header, b"abcd"))
     newer[5] |= 0x80
-    newer[6:6] = b"\x01"
+    newer[6:6] = b"\x02"
     (tmp_path / "newer.gcz").write_bytes(with_fixed_crc(bytes(newer)))
     with pytest.raises(UnsupportedVersionError, match="flags"):
         read_file(tmp_path / "newer.gcz")

@@ -234,8 +234,8 @@ def test_unsupported_version(tiny_model, small_file):
 
 def test_unknown_flags(tiny_model, small_file):
     body = bytearray(small_file[:-4])
-    body[5] |= 0x80  # the flags varint's byte, and a second one: bit 7, unknown here
-    body[6:6] = b"\x01"
+    body[5] |= 0x80  # the flags varint's byte, and a second one: bit 8, unknown here
+    body[6:6] = b"\x02"
     with pytest.raises(UnsupportedVersionError, match="flags"):
         decode(tiny_model, bytes(body) + struct.pack(">I", zlib.crc32(body)))
     with pytest.raises(CorruptFileError, match="a selective mask without a label map"):

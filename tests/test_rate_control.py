@@ -19,6 +19,7 @@ from compression.rate_control import (
     channel_choices,
     choose_channels,
     file_bpp,
+    highest_rate_position,
     largest_rows,
     partial_channel,
 )
@@ -90,6 +91,23 @@ def test_the_most_rows_that_fit_are_found_by_bisection():
         assert len(calls) <= 5  # log2(23) codings, not 23
     assert largest_rows(code, 24, 8, file_bpp(109, 8)) == (None, None)
     assert largest_rows(code, 1, 8, 1e9) == (None, None)  # a one-row map has no part to code
+
+
+def test_the_highest_rate_position_that_fits_is_found_by_bisection():
+    calls = []
+
+    def code(byte):  # files shrink as the byte (the rate weight) grows
+        calls.append(byte)
+        return bytes(1000 - 2 * byte)
+
+    for target_bytes, expected in ((5000, 0), (1000, 0), (999, 1), (800, 100), (801, 100),
+                                   (490, 255), (100, 255)):
+        calls.clear()
+        assert highest_rate_position(code, 8, file_bpp(target_bytes, 8)) == expected
+        assert len(calls) <= 9  # 1 + log2(255) codings, not 256
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(RateError, match="positive number"):
+            highest_rate_position(code, 8, bad)
 
 
 def test_a_partial_channel_keeps_its_leading_rows():

@@ -1,0 +1,282 @@
+"""compression.gain: gain units, rate positions and their training."""
+
+import dataclasses
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from compression import bitstream
+from compression.codec import (
+    decode_image,
+    encode_image,
+    file_stats,
+    noise_seed,
+    read_symbols,
+)
+from compression.config import CompressionConfig
+from compression.errors import ConfigError, CorruptFileError
+from compression.gain import (
+    GAIN_SCALE,
+    POSITION_LEVELS,
+    position_from_byte,
+    position_of,
+    position_to_byte,
+    rate_weight_at,
+    rate_weight_of,
+)
+from compression.model import build_training_graph, dequantized, encode, synthesize
+from tests.conftest import TINY_MSE, TINY_VARIABLE_RATE, rewritten_copy
+
+_v1 = tf.compat.v1
+
+ADAPTIVE = dataclasses.replace(TINY_MSE, noise=False, lambda_rate=20.0,
+                               rate_lambdas=(10.0, 20.0, 40.0, 80.0), histogram_decay=0.9)
+
+
+def test_config_checks_rate_lambdas():
+    for bad in ((10.0,), (20.0, 10.0), (10.0, 10.0), (0.0, 10.0), (1.0,) * 17):
+        with pytest.raises(ConfigError, match="rate_lambdas"):
+            dataclasses.replace(ADAPTIVE, rate_lambdas=bad)
+    with pytest.raises(ConfigError, match="lambda_rate 5 must lie within rate_lambdas"):
+        dataclasses.replace(ADAPTIVE, lambda_rate=5.0)
+    assert ADAPTIVE.rate_adaptive and not TINY_MSE.rate_adaptive
+    assert CompressionConfig.from_json(ADAPTIVE.to_json()) == ADAPTIVE
+    # It changes what a model decodes, so the fingerprint sees it.
+    assert ADAPTIVE.fingerprint_json() != dataclasses.replace(
+        ADAPTIVE, rate_lambdas=(10.0, 20.0, 40.0)).fingerprint_json()
+
+
+def test_positions_map_rate_weights_and_bytes():
+    assert position_of(10.0, ADAPTIVE) == 0.0
+    assert position_of(20.0, ADAPTIVE) == 1.0
+    assert position_of(80.0, ADAPTIVE) == 3.0
+    assert position_of(20.0 * math.sqrt(2.0), ADAPTIVE) == pytest.approx(1.5)
+    with pytest.raises(ConfigError, match="outside the model's range 10-80"):
+        position_of(100.0, ADAPTIVE)
+    assert position_to_byte(0.0, ADAPTIVE) == 0
+    assert position_to_byte(3.0, ADAPTIVE) == POSITION_LEVELS
+    for value in (0, 1, 85, 200, 255):
+        assert position_to_byte(position_from_byte(value, ADAPTIVE), ADAPTIVE) == value
+    with pytest.raises(ConfigError, match="outside"):
+        position_to_byte(3.5, ADAPTIVE)
+    with tf.Graph().as_default(), _v1.Session() as sess:
+        weights = sess.run(rate_weight_at(tf.constant([0.0, 1.0, 1.5, 3.0]), ADAPTIVE))
+    np.testing.assert_allclose(weights, [10.0, 20.0, 20.0 * math.sqrt(2.0), 80.0])
+    for position, weight in zip((0.0, 1.0, 1.5, 3.0), weights, strict=True):
+        assert rate_weight_of(position, ADAPTIVE) == pytest.approx(weight)
+
+
+def _images(batch=2):
+    rng = np.random.default_rng(0)
+    return rng.uniform(-1, 1, (batch, 32, 64, 3)).astype(np.float32)
+
+
+def test_untrained_gains_are_one_at_every_position():
+    """A model fine-tuned from a fixed-rate one starts out coding as its source did."""
+    images = _images()
+    with tf.Graph().as_default(), _v1.Session() as sess:
+        w, q0 = encode(images, ADAPTIVE, position=0.0)
+        _, q3 = encode(images, ADAPTIVE, position=3.0)
+        w_hat = dequantized(q0.symbols, ADAPTIVE, position=2.0)
+        sess.run(_v1.global_variables_initializer())
+        names = sorted(v.op.name for v in _v1.global_variables() if "gain" in v.op.name)
+        assert names == ["generator/decoder/gain", "generator/encoder/gain"]
+        s0, s3, h0, dq = sess.run([q0.symbols, q3.symbols, q0.w_hat, w_hat])
+    np.testing.assert_array_equal(s0, s3)
+    np.testing.assert_array_equal(h0, dq)
+
+
+def test_gains_scale_symbols_and_decoder_input_by_position():
+    images = _images()
+    with tf.Graph().as_default(), _v1.Session() as sess:
+        w, q_low = encode(images, ADAPTIVE, position=0.0)
+        _, q_high = encode(images, ADAPTIVE, position=3.0)
+        _, q_mid = encode(images, ADAPTIVE, position=tf.constant([1.5, 1.5]))
+        sess.run(_v1.global_variables_initializer())
+        tables = {v.op.name: v for v in _v1.global_variables() if "gain" in v.op.name}
+        # log gains: the last rate weight halves the bottleneck, the decoder doubles it back.
+        enc = np.zeros((4, 4), np.float32)
+        enc[3] = math.log(0.5) / GAIN_SCALE
+        sess.run([tables["generator/encoder/gain"].assign(enc),
+                  tables["generator/decoder/gain"].assign(-enc)])
+        w_v, low, high, mid = sess.run([w, q_low, q_high, q_mid])
+    centers = np.asarray(ADAPTIVE.centers)
+    # Halved values sit nearer the middle centre: fewer distinct symbols, lower rate.
+    assert np.mean(high.symbols == 2) > np.mean(low.symbols == 2)
+    np.testing.assert_allclose(high.w_hat, centers[high.symbols] * 2.0, rtol=1e-6)
+    np.testing.assert_allclose(low.w_hat, centers[low.symbols], rtol=1e-6)
+    # Half way between knots 1 and 2: untouched (both knots are 1), so like position 0.
+    np.testing.assert_array_equal(mid.symbols, low.symbols)
+
+
+def test_training_weighs_each_example_by_its_rate_weight_and_trains_the_gains():
+    images = _images()
+    with tf.Graph().as_default(), _v1.Session() as sess:
+        tg = build_training_graph(images, ADAPTIVE)
+        sess.run(_v1.global_variables_initializer())
+        tables = [v for v in _v1.trainable_variables() if v.op.name.endswith("/gain")]
+        before = sess.run(tables)
+        for _ in range(3):
+            sess.run(tg.warmup_train_op)
+        after = sess.run(tables)
+        grads = _v1.gradients(tg.phase_losses["warmup"]["g_loss"], tables)
+        assert all(g is not None for g in grads)
+    for b, a in zip(before, after, strict=True):
+        assert not np.array_equal(b, a)
+
+
+def test_synthesize_accepts_gained_w_hat():
+    images = _images(1)
+    with tf.Graph().as_default(), _v1.Session() as sess:
+        _, q = encode(images, ADAPTIVE, position=3.0)
+        recon, _ = synthesize(q.w_hat, ADAPTIVE, False)
+        sess.run(_v1.global_variables_initializer())
+        assert sess.run(recon).shape == (1, 32, 64, 3)
+
+
+# -- files ------------------------------------------------------------------
+
+ADAPTIVE_VARIABLE = dataclasses.replace(TINY_VARIABLE_RATE, lambda_rate=20.0,
+                                        rate_lambdas=(10.0, 20.0, 40.0, 80.0))
+
+
+@pytest.fixture(scope="module")
+def adaptive_model(tmp_path_factory):
+    """An untrained rate-adaptive model whose last rate weight quarters the bottleneck
+    (the decoder gain scales it back) and whose entropy model favours the middle
+    centre, so lower rates code smaller files."""
+    from compression.inference import initialize_run, load_model
+
+    run = tmp_path_factory.mktemp("adaptive")
+    initialize_run(ADAPTIVE_VARIABLE, run / "init", seed=3)
+    log_gain = np.zeros((4, ADAPTIVE_VARIABLE.channels), np.float32)
+    log_gain[3] = math.log(0.25) / GAIN_SCALE
+    counts = np.tile([1.0, 10.0, 100.0, 10.0, 1.0], (ADAPTIVE_VARIABLE.channels, 1))
+
+    def change(values):
+        assert values["generator/encoder/gain"].shape == log_gain.shape
+        return dict(values, **{"generator/encoder/gain": log_gain,
+                               "generator/decoder/gain": -log_gain,
+                               "entropy_model/symbol_counts": counts})
+    (run / "init" / "run.json").write_text("{}")
+    model = load_model(rewritten_copy(str(run / "init"), str(run / "model"), change))
+    yield model
+    model.close()
+
+
+def _photo():
+    from skimage import data
+
+    return data.astronaut()[::2, ::2][:192, :224]  # 192x224
+
+
+def test_files_store_their_rate_position_and_decode_with_it(adaptive_model):
+    image = _photo()
+    default = encode_image(adaptive_model, image)
+    assert default.rate_position == position_to_byte(1.0, ADAPTIVE_VARIABLE) == 85
+    files = {b: encode_image(adaptive_model, image, rate_position=b) for b in (0, 255)}
+    assert len(files[255].data) < len(files[0].data)
+    for byte, result in files.items():
+        decoded, header = decode_image(adaptive_model, result.data)
+        assert header.rate_position == byte and decoded.shape == image.shape
+        assert file_stats(result.data)["rate_position"] == f"{byte} of 255"
+    # The decoder applies the file's own gain: the same symbols at another position
+    # decode to another image.
+    header, symbols = read_symbols(adaptive_model, files[255].data)
+    own = adaptive_model.decode(symbols, noise_seed(header, symbols), position=3.0)
+    other = adaptive_model.decode(symbols, noise_seed(header, symbols), position=0.0)
+    assert np.abs(own - other).max() > 1e-3
+
+
+def test_bpp_chooses_the_highest_rate_position_that_fits(adaptive_model):
+    image = _photo()
+    pixels = image.shape[0] * image.shape[1]
+    high, low = (encode_image(adaptive_model, image, rate_position=b).bpp for b in (0, 255))
+    target = (high + low) / 2
+    result = encode_image(adaptive_model, image, bpp=target)
+    assert result.bpp <= target and result.channels == ADAPTIVE_VARIABLE.channels
+    assert 0 < result.rate_position < 255
+    before = encode_image(adaptive_model, image, rate_position=result.rate_position - 1)
+    assert 8 * len(before.data) / pixels > target  # one step more rate no longer fits
+    # Below the lowest rate's file, channels are cut at the lowest rate.
+    fewest = encode_image(adaptive_model, image, channels=2, rate_position=255).bpp
+    cut = encode_image(adaptive_model, image, bpp=(low + fewest) / 2)
+    assert cut.rate_position == 255 and cut.channels < ADAPTIVE_VARIABLE.channels
+    assert cut.bpp <= (low + fewest) / 2
+    assert decode_image(adaptive_model, cut.data)[0].shape == image.shape
+
+
+def test_rate_positions_are_checked(adaptive_model, variable_rate_model):
+    image = _photo()
+    for bad in (-1, 256, 1.5, True):
+        with pytest.raises(ConfigError, match="rate_position is a byte"):
+            encode_image(adaptive_model, image, rate_position=bad)
+    with pytest.raises(ConfigError, match="codes at one rate"):
+        encode_image(variable_rate_model, image, rate_position=3)
+    with pytest.raises(ConfigError, match=r"rate position must be in \[0, 3\]"):
+        adaptive_model.encode(np.zeros((16, 16, 3), np.float32), position=3.5)
+    # A file whose header lost its position (or gained one) is inconsistent.
+    data = encode_image(adaptive_model, image).data
+    header, payload = bitstream.unpack(data)
+    stripped = bitstream.pack(dataclasses.replace(
+        header, rate_position=None, flags=header.flags & ~bitstream.FLAG_RATE_POSITION), payload)
+    with pytest.raises(CorruptFileError, match="rate position is missing"):
+        decode_image(adaptive_model, stripped)
+
+
+def test_refinement_and_the_seed_search_code_at_the_chosen_position(adaptive_model):
+    image = _photo()
+    low = encode_image(adaptive_model, image, rate_position=255).bpp
+    result = encode_image(adaptive_model, image, bpp=low * 1.05, refine=2, seeds=2)
+    assert result.bpp <= low * 1.05 and result.rate_position > 0
+    decoded, header = decode_image(adaptive_model, result.data)
+    assert header.rate_position == result.rate_position and decoded.shape == image.shape
+
+
+def test_cli_encode_names_the_rate_and_info_shows_the_position(adaptive_model, tmp_path, capsys):
+    from PIL import Image
+
+    from compression.cli import main
+
+    source = tmp_path / "photo.png"
+    Image.fromarray(_photo()).save(source)
+    low = encode_image(adaptive_model, _photo(), rate_position=255).bpp
+    gcz = tmp_path / "photo.gcz"
+    assert main(["encode", str(source), "--model", adaptive_model.run_dir, "--bpp",
+                 f"{low * 1.05:.6f}", "-o", str(gcz)]) == 0
+    out = capsys.readouterr().out
+    match = re.search(r"6 of 6 channels; bound [\d.]+ bpp, rate weight ([\d.]+) "
+                      r"\(position (\d+)\)\)", out)
+    assert match, out
+    byte = int(match[2])
+    assert 0 < byte < 255
+    assert float(match[1]) == pytest.approx(
+        rate_weight_of(position_from_byte(byte, ADAPTIVE_VARIABLE), ADAPTIVE_VARIABLE), rel=1e-2)
+    assert "the largest file this model writes" not in out
+    assert main(["info", str(gcz)]) == 0
+    assert f"rate_position {byte} of 255" in capsys.readouterr().out
+    assert main(["decode", str(gcz), "--model", adaptive_model.run_dir, "-o",
+                 str(tmp_path / "photo_decoded.png")]) == 0
+
+
+def test_train_a_rate_adaptive_fine_tune_from_a_fixed_rate_run(tiny_data, source_run, tmp_path,
+                                                               capsys):
+    from compression.cli import main
+
+    run = tmp_path / "adaptive"
+    assert main(["train", "--data", str(tiny_data), "--out", str(run), "--init-from", source_run,
+                 "--rate-lambdas", "0.5,1,2", "--lambda-rate", "1", "--steps", "2",
+                 "--val-every", "2", "--val-images", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "the gain units are new; they start at 1" in out, out
+    assert CompressionConfig.load(run / "config.json").rate_lambdas == (0.5, 1.0, 2.0)
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    for suffix in ("", "_t0", "_t2"):  # the default rate and both ends of the range
+        assert 0 < last[f"val_bpp_estimate{suffix}"] and 0 < last[f"val_ms_ssim{suffix}"]
+    checkpoint = tf.train.latest_checkpoint(str(run))
+    for table in ("generator/encoder/gain", "generator/decoder/gain"):
+        assert np.any(tf.train.load_variable(checkpoint, table) != 0)  # trained from 0
