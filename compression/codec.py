@@ -254,7 +254,7 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
         in_context = False
         if cells is None and codes_in_context(model):
             # Tiny maps give the contexts little to work with: keep the shorter stream.
-            contextual = encode_in_context(model, kept, rows)
+            contextual = encode_in_context(model, kept, rows, rate_byte if byte is None else byte)
             if len(contextual) < len(payloads[k]):
                 payloads[k], in_context = contextual, True
         flags = ((bitstream.FLAG_SEMANTIC_MAP if classes else 0)
@@ -382,19 +382,20 @@ def codes_in_context(model):
     return model.context_net is not None or model.context_table is not None
 
 
-def encode_in_context(model, symbols, last_rows=None):
+def encode_in_context(model, symbols, last_rows=None, rate=None):
     """The context-coded stream of ``symbols`` ``[h, w, k]`` as ``model`` writes it: with its
-    learned context net when it has one (:mod:`compression.context_net`), else its count
+    learned context net when it has one (:mod:`compression.context_net`; ``rate``, the
+    file's rate-position byte, conditions a rate-adaptive model's), else its count
     table (:mod:`compression.context_model`)."""
     if model.context_net is not None:
-        return encode_symbols_with_net(symbols, model.context_net, last_rows)
+        return encode_symbols_with_net(symbols, model.context_net, last_rows, rate)
     return encode_symbols_in_context(symbols, model.context_table[:symbols.shape[2]], last_rows)
 
 
-def decode_in_context(model, data, shape, last_rows=None):
+def decode_in_context(model, data, shape, last_rows=None, rate=None):
     """Invert :func:`encode_in_context`: the ``[h, w, k]`` symbols of ``shape`` in ``data``."""
     if model.context_net is not None:
-        return decode_symbols_with_net(data, shape, model.context_net, last_rows)
+        return decode_symbols_with_net(data, shape, model.context_net, last_rows, rate)
     return decode_symbols_in_context(data, shape, model.context_table[:shape[2]], last_rows)
 
 
@@ -562,7 +563,8 @@ def read_payload(model, data, max_pixels=DEFAULT_MAX_PIXELS):
         if not codes_in_context(model):
             raise CorruptFileError("header is inconsistent: the symbols are coded in context, "
                                    "but the model has no context model")
-        return (header, decode_in_context(model, payload, header.bottleneck_shape, rows),
+        return (header, decode_in_context(model, payload, header.bottleneck_shape, rows,
+                                          header.rate_position),
                 labels, None)
     if mask_bytes is None:
         return (header, decode_symbols(payload, header.bottleneck_shape, probabilities, rows),

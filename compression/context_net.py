@@ -26,6 +26,13 @@ so the decoder decodes a whole wavefront in one step (``3h + w`` steps a
 channel, not ``h * w``).  Channels are coded one after another; a partly
 coded last channel (its first ``r`` rows) is coded as a map of ``r`` rows.
 
+A rate-adaptive model's files code at any rate position
+(:mod:`compression.gain`), and the symbols' statistics shift with it (a
+table fitted over all positions codes the ends of the range 3% longer than
+one fitted at each, measured on a gain model's symbols): its net adds a
+learned vector per band of rate positions (``rate_bias``, :data:`RATE_ROWS`
+bands of the file's position byte), so one net codes every rate.
+
 Nothing here but :func:`fit_context_net` needs TensorFlow.
 """
 
@@ -92,6 +99,10 @@ _CACHE_SIZE = 32
 #: Arrays of a net, with the checkpoint keys they are stored under.
 KEYS = ("embedding", "channel_bias", "hidden_kernel", "hidden_bias", "output_kernel",
         "output_bias", "exp_table")
+#: Stored only by a rate-conditioned net (nets without it hash as before).
+RATE_KEY = "rate_bias"
+#: Bands of the rate-position byte a rate-conditioned net tells apart (16 bytes each).
+RATE_ROWS = 16
 KEY_PREFIX = "entropy_model/context_net/"
 
 
@@ -114,6 +125,8 @@ class ContextNet:
       hidden_kernel: ``[D, D]``; hidden_bias ``[D]`` (``2^-2F``).
       output_kernel: ``[C, D, L]``; output_bias ``[C, L]`` (``2^-2F``).
       exp_table: ``[EXP_SIZE]`` positive, non-increasing integers.
+      rate_bias: ``[R, D]`` added for the band of the file's rate-position
+        byte (a rate-adaptive model's net; ``[0, D]``: not conditioned).
     """
 
     embedding: np.ndarray
@@ -123,9 +136,13 @@ class ContextNet:
     output_kernel: np.ndarray
     output_bias: np.ndarray
     exp_table: np.ndarray
+    rate_bias: np.ndarray = None
 
     def __post_init__(self):
-        for key in KEYS:
+        if self.rate_bias is None:
+            width = np.shape(self.channel_bias)[-1] if np.ndim(self.channel_bias) == 2 else 0
+            object.__setattr__(self, "rate_bias", np.zeros((0, width), np.int64))
+        for key in (*KEYS, RATE_KEY):
             value = np.asarray(getattr(self, key))
             if not np.issubdtype(value.dtype, np.integer) and not (
                     np.all(np.isfinite(value)) and np.all(value == np.round(value))):
@@ -142,12 +159,16 @@ class ContextNet:
         expected = {"embedding": (positions() * (centers + 2), width),
                     "hidden_kernel": (width, width), "hidden_bias": (width,),
                     "output_bias": (channels, centers), "exp_table": (EXP_SIZE,)}
+        if self.rate_bias.shape[0]:
+            expected[RATE_KEY] = (RATE_ROWS, width)
+        else:
+            expected[RATE_KEY] = (0, width)
         for key, shape in expected.items():
             if getattr(self, key).shape != shape:
                 raise ValueError(f"context net {key} must have shape {shape}, got "
                                  f"{getattr(self, key).shape}")
-        for key in ("embedding", "channel_bias", "hidden_kernel", "output_kernel"):
-            if np.abs(getattr(self, key)).max() > WEIGHT_LIMIT:
+        for key in ("embedding", "channel_bias", "hidden_kernel", "output_kernel", RATE_KEY):
+            if getattr(self, key).size and np.abs(getattr(self, key)).max() > WEIGHT_LIMIT:
                 raise ValueError(f"context net {key} exceeds the fixed-point range "
                                  f"(|w| <= {WEIGHT_LIMIT})")
         for key in ("hidden_bias", "output_bias"):
@@ -167,22 +188,43 @@ class ContextNet:
     def num_centers(self) -> int:
         return self.output_kernel.shape[2]
 
+    @property
+    def rate_conditioned(self) -> bool:
+        """Whether the net conditions on the file's rate position (``rate_bias``)."""
+        return bool(self.rate_bias.shape[0])
+
+    def _rate_row(self, rate: int | None) -> int | None:
+        """The ``rate_bias`` row of a rate-position byte (None: the net is not conditioned)."""
+        if not self.rate_conditioned:
+            return None
+        if rate is None or not 0 <= int(rate) <= 255:
+            raise ValueError(f"this context net conditions on the rate position: pass the "
+                             f"file's rate-position byte (0-255), got {rate!r}")
+        return int(rate) * RATE_ROWS // 256
+
     def arrays(self) -> dict[str, np.ndarray]:
         """``{checkpoint key: array}`` to store the net (int32, int64 for biases)."""
+        keys = (*KEYS, RATE_KEY) if self.rate_conditioned else KEYS
         return {KEY_PREFIX + key: getattr(self, key).astype(
-            np.int64 if key.endswith("bias") or key == "exp_table" else np.int32) for key in KEYS}
+            np.int64 if key.endswith("bias") or key == "exp_table" else np.int32) for key in keys}
 
     @classmethod
-    def from_arrays(cls, get) -> ContextNet:
-        """The net stored under :data:`KEY_PREFIX` (``get(key)`` -> array)."""
-        return cls(**{key: get(KEY_PREFIX + key) for key in KEYS})
+    def from_arrays(cls, get, has=None) -> ContextNet:
+        """The net stored under :data:`KEY_PREFIX` (``get(key)`` -> array; ``has(key)``:
+        whether the optional ``rate_bias`` is stored, default no)."""
+        arrays = {key: get(KEY_PREFIX + key) for key in KEYS}
+        if has is not None and has(KEY_PREFIX + RATE_KEY):
+            arrays[RATE_KEY] = get(KEY_PREFIX + RATE_KEY)
+        return cls(**arrays)
 
     # -- evaluation ----------------------------------------------------------
 
-    def _previous_part(self, padded: np.ndarray, c: int) -> np.ndarray:
-        """``[h, w, D]``: the channel's vector plus the earlier channels' embeddings."""
+    def _previous_part(self, padded: np.ndarray, c: int, row: int | None = None) -> np.ndarray:
+        """``[h, w, D]``: the channel's vector (and the rate band's, ``row``) plus the
+        earlier channels' embeddings."""
         values = self.num_centers + 2
-        total = self.channel_bias[c] + np.zeros(
+        bias = self.channel_bias[c] if row is None else self.channel_bias[c] + self.rate_bias[row]
+        total = bias + np.zeros(
             (*_plane_shape(padded), self.channel_bias.shape[1]), np.int64)
         for position, v in enumerate(_previous_values(padded, c, self.num_centers),
                                      start=len(CURRENT_OFFSETS)):
@@ -213,13 +255,15 @@ class ContextNet:
             total = total + weights[:, j]
         return (1.0 - UNIFORM_MIX) * (weights / total[:, None]) + UNIFORM_MIX / weights.shape[1]
 
-    def probabilities(self, symbols: np.ndarray) -> np.ndarray:
-        """float64 ``[h, w, C, L]``: each symbol's coding distribution given its neighbours."""
+    def probabilities(self, symbols: np.ndarray, rate: int | None = None) -> np.ndarray:
+        """float64 ``[h, w, C, L]``: each symbol's coding distribution given its neighbours
+        (and, for a rate-conditioned net, the file's rate-position byte ``rate``)."""
         symbols = _check_symbols(symbols, self.num_centers)
-        return _check_net(self, symbols.shape)._map_probabilities(symbols)
+        return _check_net(self, symbols.shape)._map_probabilities(symbols, rate)
 
-    def _map_probabilities(self, symbols: np.ndarray) -> np.ndarray:
+    def _map_probabilities(self, symbols: np.ndarray, rate: int | None = None) -> np.ndarray:
         """:meth:`probabilities` of a map its caller has checked."""
+        row = self._rate_row(rate)
         symbols = symbols.astype(np.int64)
         height, width, channels = symbols.shape
         padded = _padded(symbols, self.num_centers)
@@ -228,12 +272,13 @@ class ContextNet:
         for c in range(channels):
             # Rate control codes the same leading channels many times over: channel c's
             # distributions depend on channels 0..c only.
-            key = (c, height, width,
+            key = (c, row, height, width,
                    hashlib.blake2b(np.ascontiguousarray(symbols[..., :c + 1]).tobytes(),
                                    digest_size=16).digest())
             cached = self._cache.get(key)
             if cached is None:
-                first = self._previous_part(padded, c).reshape(-1, self.channel_bias.shape[1])
+                first = self._previous_part(padded, c, row).reshape(
+                    -1, self.channel_bias.shape[1])
                 first = first + self._current_part(padded[..., c], ys, xs)
                 cached = self._probabilities(first, c)
                 if len(self._cache) >= _CACHE_SIZE:
@@ -293,11 +338,13 @@ def _coded_planes(symbols: np.ndarray, last_rows: int):
 
 
 def encode_symbols_with_net(symbols: np.ndarray, net: ContextNet,
-                            last_rows: int | None = None) -> bytes:
+                            last_rows: int | None = None, rate: int | None = None) -> bytes:
     """Range-code a symbol map ``[h, w, C]`` with the distributions ``net`` predicts.
 
     ``last_rows``: code only this many leading rows of the last channel
-    (None: all).  Returns a whole number of big-endian 32-bit words.
+    (None: all).  ``rate``: the file's rate-position byte, which a
+    rate-conditioned net needs (and others ignore).  Returns a whole number
+    of big-endian 32-bit words.
     """
     symbols = _check_symbols(symbols, _centers(net))
     net = _check_net(net, symbols.shape)
@@ -305,7 +352,7 @@ def encode_symbols_with_net(symbols: np.ndarray, net: ContextNet,
     if last_rows != symbols.shape[0]:
         symbols = symbols.copy()
         symbols[last_rows:, :, -1] = 0  # not coded; the decoder's fill
-    probabilities = net._map_probabilities(symbols)
+    probabilities = net._map_probabilities(symbols, rate)
     encoder = _stream.queue.RangeEncoder()
     for c, rows in _coded_planes(symbols, last_rows):
         order = _wave_order(rows, symbols.shape[1])
@@ -314,16 +361,17 @@ def encode_symbols_with_net(symbols: np.ndarray, net: ContextNet,
     return _stream_bytes(encoder.get_compressed())
 
 
-def net_bits(symbols: np.ndarray, net: ContextNet) -> float:
-    """Ideal code length in bits of a whole map under ``net`` (what a file spends, near enough)."""
+def net_bits(symbols: np.ndarray, net: ContextNet, rate: int | None = None) -> float:
+    """Ideal code length in bits of a whole map under ``net`` (what a file spends, near
+    enough); ``rate`` as for :func:`encode_symbols_with_net`."""
     symbols = _check_symbols(symbols, _centers(net))
-    p = _check_net(net, symbols.shape)._map_probabilities(symbols)
+    p = _check_net(net, symbols.shape)._map_probabilities(symbols, rate)
     chosen = np.take_along_axis(p, symbols.astype(np.int64)[..., None], axis=-1)
     return float(-np.log2(chosen).sum())
 
 
 def decode_symbols_with_net(data: bytes, shape: Sequence[int], net: ContextNet,
-                            last_rows: int | None = None) -> np.ndarray:
+                            last_rows: int | None = None, rate: int | None = None) -> np.ndarray:
     """Invert :func:`encode_symbols_with_net`.
 
     As the other decoders, corrupt ``data`` never crashes or hangs: a payload
@@ -343,6 +391,7 @@ def decode_symbols_with_net(data: bytes, shape: Sequence[int], net: ContextNet,
     net = _check_net(net, shape)
     height, width, channels = shape
     last_rows = check_last_rows(last_rows, height)
+    row = net._rate_row(rate)
     top = np.log2(1.0 - UNIFORM_MIX + UNIFORM_MIX / net.num_centers)
     coded = height * width * max(channels - 1, 0) + (last_rows * width if channels else 0)
     words = _stream_words(data, -0.99 * coded * top - 64, shape)
@@ -351,7 +400,7 @@ def decode_symbols_with_net(data: bytes, shape: Sequence[int], net: ContextNet,
         decoder = _stream.queue.RangeDecoder(words)
         for c in range(channels):
             rows = last_rows if c == channels - 1 else height
-            previous = net._previous_part(padded, c)
+            previous = net._previous_part(padded, c, row)
             plane = padded[..., c]
             for t in range(_WAVE * (rows - 1) + width if rows else 0):
                 ys = np.arange(max(0, -(-(t - width + 1) // _WAVE)), min(rows - 1, t // _WAVE) + 1)
@@ -366,7 +415,7 @@ def decode_symbols_with_net(data: bytes, shape: Sequence[int], net: ContextNet,
     if channels:
         result[last_rows:, :, -1] = 0
     return verified(np.ascontiguousarray(result, dtype=np.int32), net.num_centers, data,
-                    lambda decoded: encode_symbols_with_net(decoded, net, last_rows))
+                    lambda decoded: encode_symbols_with_net(decoded, net, last_rows, rate))
 
 
 # -- fitting ---------------------------------------------------------------
@@ -390,12 +439,15 @@ def _features(symbols: np.ndarray, num_centers: int):
 
 def fit_context_net(symbol_maps: Sequence[np.ndarray], num_centers: int,
                     steps: int = FIT_STEPS,
-                    width: int = 96, batch: int = 4096, seed: int = 0, log=None) -> ContextNet:
+                    width: int = 96, batch: int = 4096, seed: int = 0, log=None,
+                    rates: Sequence[int] | None = None) -> ContextNet:
     """Fit a :class:`ContextNet` to the symbol maps ``[h, w, C]`` of real images.
 
     Adam on the cross-entropy of every symbol (sampled uniformly), learning
     rate 2e-3 then 5e-4 for the last 30% of ``steps``, in float32; the
-    result is rounded to the fixed point the coder evaluates.
+    result is rounded to the fixed point the coder evaluates.  ``rates``:
+    each map's rate-position byte (a rate-adaptive model's maps, coded at
+    many positions): the net learns a vector per band of them (``rate_bias``).
     """
     import tensorflow as tf
 
@@ -404,8 +456,14 @@ def fit_context_net(symbol_maps: Sequence[np.ndarray], num_centers: int,
     channels = symbol_maps[0].shape[2]
     if any(m.ndim != 3 or m.shape[2] != channels for m in symbol_maps):
         raise ValueError("every symbol map must be [h, w, C] with the same C")
+    if rates is not None and (len(rates) != len(symbol_maps)
+                              or not all(0 <= int(r) <= 255 for r in rates)):
+        raise ValueError("rates needs one rate-position byte (0-255) per symbol map")
     parts = [_features(np.asarray(m, np.int64), num_centers) for m in symbol_maps]
     rows, chans, targets = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    bands = np.concatenate([np.full(len(p[2]), 0 if rates is None else int(r) * RATE_ROWS // 256,
+                                    np.int8) for p, r in zip(parts, rates or [0] * len(parts),
+                                                             strict=True)])
     v1 = tf.compat.v1
     rng = np.random.default_rng(seed)
     inputs = rows.shape[1]
@@ -413,6 +471,7 @@ def fit_context_net(symbol_maps: Sequence[np.ndarray], num_centers: int,
         v1.set_random_seed(seed)
         r_in = v1.placeholder(tf.int32, [None, inputs])
         c_in = v1.placeholder(tf.int32, [None])
+        b_in = v1.placeholder(tf.int32, [None])
         y_in = v1.placeholder(tf.int32, [None])
         lr = v1.placeholder(tf.float32, [])
         init = v1.initializers.random_normal(stddev=0.05)
@@ -429,19 +488,23 @@ def fit_context_net(symbol_maps: Sequence[np.ndarray], num_centers: int,
         output_bias = v1.get_variable("output_bias", [channels, num_centers],
                                       initializer=v1.zeros_initializer())
         first = tf.reduce_sum(tf.gather(embedding, r_in), 1) + tf.gather(channel_bias, c_in)
+        rate_bias = v1.get_variable("rate_bias", [RATE_ROWS if rates is not None else 0, width],
+                                    initializer=v1.zeros_initializer())
+        if rates is not None:
+            first += tf.gather(rate_bias, b_in)
         hidden = tf.nn.relu(tf.nn.relu(first) @ hidden_kernel + hidden_bias)
         logits = (tf.einsum("nd,ndl->nl", hidden, tf.gather(output_kernel, c_in))
                   + tf.gather(output_bias, c_in))
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y_in, logits))
         train = v1.train.AdamOptimizer(lr).minimize(loss)
         variables = [embedding, channel_bias, hidden_kernel, hidden_bias, output_kernel,
-                     output_bias]
+                     output_bias, rate_bias]
         with v1.Session(graph=graph) as sess:
             sess.run(v1.global_variables_initializer())
             for step in range(steps):
                 pick = rng.integers(0, len(targets), min(batch, len(targets)))
                 value, _ = sess.run([loss, train], {
-                    r_in: rows[pick], c_in: chans[pick], y_in: targets[pick],
+                    r_in: rows[pick], c_in: chans[pick], b_in: bands[pick], y_in: targets[pick],
                     lr: 2e-3 if step < 0.7 * steps else 5e-4})
                 if log and (step + 1) % 1000 == 0:
                     log(f"context net: step {step + 1} of {steps}, "
@@ -451,7 +514,7 @@ def fit_context_net(symbol_maps: Sequence[np.ndarray], num_centers: int,
 
 
 def from_float(embedding, channel_bias, hidden_kernel, hidden_bias, output_kernel,
-               output_bias) -> ContextNet:
+               output_bias, rate_bias=None) -> ContextNet:
     """The :class:`ContextNet` of float weights (the arrays :func:`fit_context_net` trains),
     rounded to the coder's fixed point, with the ``exp`` table."""
     one, two = 2.0**FRACTION_BITS, 2.0**(2 * FRACTION_BITS)
@@ -464,4 +527,5 @@ def from_float(embedding, channel_bias, hidden_kernel, hidden_bias, output_kerne
         embedding=weight(embedding), channel_bias=weight(channel_bias),
         hidden_kernel=weight(hidden_kernel), hidden_bias=np.round(np.asarray(hidden_bias) * two),
         output_kernel=weight(output_kernel), output_bias=np.round(np.asarray(output_bias) * two),
-        exp_table=np.maximum(np.round(EXP_ONE * np.exp(-gaps)), 1))
+        exp_table=np.maximum(np.round(EXP_ONE * np.exp(-gaps)), 1),
+        rate_bias=None if rate_bias is None else weight(rate_bias))

@@ -67,7 +67,7 @@ def _stored(values, dtype):
     return stored
 
 
-def fit_entropy_model(model, image_paths, log=None, maps=None):
+def fit_entropy_model(model, image_paths, log=None, maps=None, rates=None):
     """Count the symbols ``model`` codes ``image_paths`` to: its entropy statistics.
 
     Each image is coded whole (reflect-padded to a multiple of 16, as the
@@ -77,7 +77,8 @@ def fit_entropy_model(model, image_paths, log=None, maps=None):
     model's files code at any rate position (:mod:`compression.gain`), so
     image ``i`` is coded at position ``frac(i * 0.618...)`` of its range (a
     low-discrepancy sequence: any run of images spreads over the range) and
-    the statistics are those of every rate alike.
+    the statistics are those of every rate alike; ``rates`` (a list) gets
+    each map's rate-position byte.
 
     Returns:
         ``(histogram [C, L], context counts [C, K, L] or None, images used,
@@ -97,12 +98,15 @@ def fit_entropy_model(model, image_paths, log=None, maps=None):
         except ImageReadError as e:
             skipped.append(str(e))
             continue
+        byte = _spread_byte(cfg, i)
         symbols = model.encode(to_float(pad_to_multiple(image, DOWNSAMPLING)[0]),
-                               _spread_position(cfg, i))
+                               None if byte is None else position_from_byte(byte, cfg))
         histogram += np.stack([np.bincount(symbols[:, :, c].ravel(), minlength=cfg.num_centers)
                                for c in range(cfg.channels)])
         if maps is not None:
             maps.append(symbols.astype(np.int8))
+        if rates is not None:
+            rates.append(byte)
         if in_context:
             counts = context_counts(symbols, cfg.num_centers)
             contexts = counts if contexts is None else contexts + counts
@@ -115,13 +119,13 @@ def fit_entropy_model(model, image_paths, log=None, maps=None):
     return histogram, contexts, used, skipped
 
 
-def _spread_position(config, index):
-    """The rate position :func:`fit_entropy_model` codes image ``index`` at (None: one rate)."""
+def _spread_byte(config, index):
+    """The rate-position byte :func:`fit_entropy_model` codes image ``index`` at (None: the
+    model has one rate)."""
     if not config.rate_adaptive:
         return None
     golden = (math.sqrt(5.0) - 1.0) / 2.0
-    byte = round((index * golden) % 1.0 * POSITION_LEVELS)
-    return position_from_byte(byte, config)
+    return round((index * golden) % 1.0 * POSITION_LEVELS)
 
 
 def _save(stored, out_dir, step):
@@ -192,9 +196,10 @@ def export_model(run, out_dir, dtype="float16", overwrite=False, card=None,
     if entropy_data is not None:
         # Fitted with the weights as exported: int8 kernels code slightly other symbols.
         maps = [] if context_net_steps else None
+        rates = [] if context_net_steps and config.rate_adaptive else None
         with load_model(out_dir) as exported_model:
             histogram, contexts, used, skipped = fit_entropy_model(exported_model,
-                                                                   entropy_data, log, maps)
+                                                                   entropy_data, log, maps, rates)
         stored[_HISTOGRAM_KEY] = histogram
         stored = {k: v for k, v in stored.items()
                   if k != CONTEXT_COUNTS_KEY and not k.startswith(CONTEXT_NET_PREFIX)}
@@ -202,8 +207,9 @@ def export_model(run, out_dir, dtype="float16", overwrite=False, card=None,
             # Counts of whole images stay below 2**24, exact in float32 (half the bytes).
             stored[CONTEXT_COUNTS_KEY] = contexts.astype(np.float32)
         if maps:
+            # A rate-adaptive model's net conditions on the file's rate position.
             stored.update(fit_context_net(maps, config.num_centers, steps=context_net_steps,
-                                          log=log).arrays())
+                                          log=log, rates=rates).arrays())
         prefix = _save(stored, out_dir, step)
         fitted = {"entropy_data": {"images": used, "skipped": len(skipped),
                                    "context_model": contexts is not None,

@@ -400,7 +400,7 @@ class CompressionModel:
             return None
         cfg = self.config
         try:
-            net = ContextNet.from_arrays(reader.get_tensor)
+            net = ContextNet.from_arrays(reader.get_tensor, has=stored.__contains__)
         except (ValueError, tf.errors.OpError) as e:
             raise ModelLoadError(f"checkpoint {self.checkpoint!r} has a damaged context net "
                                  f"({op_error_summary(e)}); re-export the model with "
@@ -410,6 +410,11 @@ class CompressionModel:
                 f"checkpoint {self.checkpoint!r} has a context net for {net.channels} channels "
                 f"and {net.num_centers} centres, but its config.json has {cfg.channels} and "
                 f"{cfg.num_centers}; re-export the model with --entropy-data")
+        if net.rate_conditioned and not cfg.rate_adaptive:
+            raise ModelLoadError(
+                f"checkpoint {self.checkpoint!r} has a context net conditioned on rate "
+                "positions, but its config.json has no rate_lambdas; re-export the model "
+                "with --entropy-data")
         return net
 
     def inference_weights(self):

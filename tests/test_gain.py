@@ -1,6 +1,8 @@
 """compression.gain: gain units, rate positions and their training."""
 
+import contextlib
 import dataclasses
+import io
 import json
 import math
 import re
@@ -263,15 +265,22 @@ def test_cli_encode_names_the_rate_and_info_shows_the_position(adaptive_model, t
                  str(tmp_path / "photo_decoded.png")]) == 0
 
 
-def test_train_a_rate_adaptive_fine_tune_from_a_fixed_rate_run(tiny_data, source_run, tmp_path,
-                                                               capsys):
+@pytest.fixture(scope="module")
+def adaptive_run(tiny_data, source_run, tmp_path_factory):
+    """``source_run`` fine-tuned 2 steps as a rate-adaptive model: ``(run, stdout)``."""
     from compression.cli import main
 
-    run = tmp_path / "adaptive"
-    assert main(["train", "--data", str(tiny_data), "--out", str(run), "--init-from", source_run,
-                 "--rate-lambdas", "0.5,1,2", "--lambda-rate", "1", "--steps", "2",
-                 "--val-every", "2", "--val-images", "1", "--no-progress"]) == 0
-    out = capsys.readouterr().out
+    run = tmp_path_factory.mktemp("adaptive_run") / "run"
+    capture = io.StringIO()
+    with contextlib.redirect_stdout(capture):
+        assert main(["train", "--data", str(tiny_data), "--out", str(run), "--init-from",
+                     source_run, "--rate-lambdas", "0.5,1,2", "--lambda-rate", "1", "--steps",
+                     "2", "--val-every", "2", "--val-images", "1", "--no-progress"]) == 0
+    return run, capture.getvalue()
+
+
+def test_train_a_rate_adaptive_fine_tune_from_a_fixed_rate_run(adaptive_run):
+    run, out = adaptive_run
     assert "the gain units are new; they start at 1" in out, out
     assert CompressionConfig.load(run / "config.json").rate_lambdas == (0.5, 1.0, 2.0)
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
@@ -280,3 +289,21 @@ def test_train_a_rate_adaptive_fine_tune_from_a_fixed_rate_run(tiny_data, source
     checkpoint = tf.train.latest_checkpoint(str(run))
     for table in ("generator/encoder/gain", "generator/decoder/gain"):
         assert np.any(tf.train.load_variable(checkpoint, table) != 0)  # trained from 0
+
+
+def test_export_fits_a_rate_conditioned_context_net(adaptive_run, tiny_data, tmp_path):
+    from compression.data import find_examples
+    from compression.export import export_model
+    from compression.inference import load_model
+
+    images = [ex.image_path for ex in find_examples(tiny_data, "train")]
+    export_model(str(adaptive_run[0]), tmp_path / "model", dtype="float32",
+                 entropy_data=images, context_net_steps=30)
+    photo = _photo()
+    with load_model(tmp_path / "model") as model:
+        assert model.context_net.rate_conditioned
+        for byte in (0, 255):
+            result = encode_image(model, photo, rate_position=byte)
+            assert bitstream.unpack(result.data)[0].flags & bitstream.FLAG_CONTEXT_CODED
+            decoded, header = decode_image(model, result.data)
+            assert header.rate_position == byte and decoded.shape == photo.shape
