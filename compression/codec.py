@@ -96,6 +96,8 @@ class EncodeResult:
     ``last_channel_rows``: the file codes only this many leading rows of its
     last (``k``-th) channel, to fill a ``bpp`` budget (None: all of it);
     :attr:`effective_channels` counts that channel by the share coded.
+    ``rate_position``: the rate-position byte of a rate-adaptive model's file
+    (:mod:`compression.gain`; 0 the highest rate), None for other models.
     """
 
     data: bytes

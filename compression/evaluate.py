@@ -16,6 +16,8 @@ One row per image (see :data:`COLUMNS`):
   ``C`` of a fixed-rate model; chosen per image by ``--bpp`` or fixed by
   ``--channels`` for a variable-rate one), a partly coded last channel
   counted by the share of its rows (``--bpp`` fills the budget so);
+* ``rate_weight``: the rate weight a rate-adaptive model's file codes at
+  (:mod:`compression.gain`; ``--bpp`` picks it per image), empty for others;
 * ``psnr``: dB on the 8-bit RGB scale (peak 255; ``inf`` for an exact match);
 * ``ms_ssim``: :func:`compression.metrics.ms_ssim`, TensorFlow's multi-scale
   SSIM on the 8-bit scale, with fewer scales for images whose smaller side
@@ -44,7 +46,7 @@ __all__ = ["COLUMNS", "IMAGE_EXTENSIONS", "evaluate", "evaluate_command", "find_
 
 #: Columns of the results, in order.
 COLUMNS = ("image", "height", "width", "bytes", "bpp", "payload_bpp", "label_bpp", "bound_bpp",
-           "channels", "psnr", "ms_ssim", "chroma_error", "encode_s", "decode_s")
+           "channels", "rate_weight", "psnr", "ms_ssim", "chroma_error", "encode_s", "decode_s")
 
 #: File name endings searched for in directories.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm")
@@ -85,6 +87,7 @@ def _code_one(model, path, work_dir, rate):
     (``bpp`` or ``channels``).
     """
     from compression.codec import decode_image, encode_image
+    from compression.gain import position_from_byte, rate_weight_of
     from compression.image_io import read_image
     from compression.metrics import chroma_error, ms_ssim, psnr
 
@@ -123,6 +126,8 @@ def _code_one(model, path, work_dir, rate):
         "label_bpp": encoded.label_bpp,
         "bound_bpp": encoded.bound_bpp,
         "channels": round(encoded.effective_channels, 4),
+        "rate_weight": ("" if encoded.rate_position is None else round(rate_weight_of(
+            position_from_byte(encoded.rate_position, model.config), model.config), 4)),
         "psnr": psnr(image, decoded),
         "ms_ssim": ms_ssim(image, decoded),
         "chroma_error": chroma_error(image, decoded),

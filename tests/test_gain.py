@@ -307,3 +307,15 @@ def test_export_fits_a_rate_conditioned_context_net(adaptive_run, tiny_data, tmp
             assert bitstream.unpack(result.data)[0].flags & bitstream.FLAG_CONTEXT_CODED
             decoded, header = decode_image(model, result.data)
             assert header.rate_position == byte and decoded.shape == photo.shape
+
+
+def test_evaluate_reports_the_rate_weight_each_file_took(adaptive_model, tmp_path):
+    from PIL import Image
+
+    from compression.evaluate import evaluate
+
+    path = tmp_path / "photo.png"
+    Image.fromarray(_photo()).save(path)
+    low = encode_image(adaptive_model, _photo(), rate_position=255).bpp
+    rows = evaluate(adaptive_model, [str(path)], warm_up=False, bpp=low * 1.05)
+    assert 10.0 < rows[0]["rate_weight"] < 80.0
