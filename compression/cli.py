@@ -244,6 +244,10 @@ def _add_encode(sub):
                    help="largest size of each whole file in bits per pixel: a variable-rate "
                         "model codes the most channels that fit; an image that cannot fit is "
                         "an error naming the range (default: all channels)")
+    p.add_argument("--rate-weight", type=float, default=None, metavar="W",
+                   help="rate-adaptive models (train --rate-lambdas): code at this rate weight, "
+                        "within the model's range, instead of the highest rate that fits "
+                        "--bpp (or the default); smaller weights spend more bits")
     out = p.add_mutually_exclusive_group()
     out.add_argument("-o", "--output", help="output file (one input only)")
     out.add_argument("--out-dir", help="output directory (default: beside each input)")
@@ -327,6 +331,9 @@ def _add_evaluate(sub):
     rate.add_argument("--channels", type=int, default=None, metavar="K",
                       help="code exactly K leading channels (variable-rate models)")
     _add_refine(p, "encode-time refinement, as for encode", "seed search, as for encode")
+    p.add_argument("--rate-weight", type=float, default=None, metavar="W",
+                   help="rate-adaptive models: code every file at this rate weight, as for "
+                        "encode")
 
 
 def _add_compare(sub):
@@ -754,6 +761,11 @@ def _encode(args):
                         "pass each image's label map with --labels")
     if args.label_factor is not None and not cfg.semantic_classes:
         raise _CliError(f"--label-factor applies to semantic models; {args.model} is not one")
+    rate_position = None
+    if args.rate_weight is not None:
+        from compression.gain import byte_for_weight
+
+        rate_position = byte_for_weight(args.rate_weight, cfg)
     keep = None
     if args.keep is not None or args.synthesize is not None:
         from compression.mask import class_ids
@@ -776,7 +788,7 @@ def _encode(args):
             labels = read_label_map(_label_path(src, args.labels))
         result = encode_image(model, read_image(src), seed=args.seed, bpp=args.bpp,
                               labels=labels, keep=keep, label_factor=args.label_factor,
-                              refine=args.refine, seeds=args.seeds)
+                              refine=args.refine, seeds=args.seeds, rate_position=rate_position)
         write_atomic(dst, result.data, overwrite=args.force)
         labelled = f", label map {result.label_bpp:.4f} bpp" if labels is not None else ""
         if keep is not None:

@@ -137,7 +137,7 @@ def _code_one(model, path, work_dir, rate):
 
 
 def evaluate(model, image_paths, on_error=None, on_row=None, warm_up=True, work_dir=None,
-             bpp=None, channels=None, refine=0, seeds=1):
+             bpp=None, channels=None, refine=0, seeds=1, rate_weight=None):
     """Code every image with ``model`` and measure it -> list of row dicts (:data:`COLUMNS`).
 
     Args:
@@ -157,12 +157,18 @@ def evaluate(model, image_paths, on_error=None, on_row=None, warm_up=True, work_
         file exceeds ``bpp`` is an error, reported to ``on_error``).
       refine: steps of encode-time refinement per image (:mod:`compression.refine`).
       seeds: noise seeds tried per image (1: none; :func:`~compression.refine.choose_seed`).
+      rate_weight: a rate-adaptive model codes every file at this rate weight
+        (:mod:`compression.gain`) instead of choosing one per image.
 
     Returns:
       One dict per image that was coded, in the order of ``image_paths``.
     """
     paths = [os.fspath(p) for p in image_paths]
     rate = {"bpp": bpp, "channels": channels, "refine": refine, "seeds": seeds}
+    if rate_weight is not None:
+        from compression.gain import byte_for_weight
+
+        rate["rate_position"] = byte_for_weight(rate_weight, model.config)
     rows = []
     with tempfile.TemporaryDirectory(prefix="gcompress-eval-") as tmp:
         folder = work_dir or tmp
@@ -275,7 +281,8 @@ def evaluate_command(args):
         rows = evaluate(model, paths, on_error=on_error,
                         on_row=lambda i, row: print(_progress_line(i, len(paths), row)),
                         bpp=getattr(args, "bpp", None), channels=getattr(args, "channels", None),
-                        refine=getattr(args, "refine", 0), seeds=getattr(args, "seeds", 1))
+                        refine=getattr(args, "refine", 0), seeds=getattr(args, "seeds", 1),
+                        rate_weight=getattr(args, "rate_weight", None))
     finally:
         model.close()
     if rows:

@@ -30,7 +30,8 @@ import tensorflow as tf
 
 from compression.errors import ConfigError
 
-__all__ = ["GAIN_NAME", "GAIN_SCALE", "POSITION_LEVELS", "default_position", "gained",
+__all__ = ["GAIN_NAME", "GAIN_SCALE", "POSITION_LEVELS", "byte_for_weight", "default_position",
+           "gained",
            "position_from_byte", "position_of", "position_to_byte", "rate_weight_at",
            "rate_weight_of", "sample_positions"]
 
@@ -86,6 +87,14 @@ def rate_weight_of(position, config):
     low = min(int(position), len(knots) - 2)
     frac = position - low
     return math.exp((1.0 - frac) * math.log(knots[low]) + frac * math.log(knots[low + 1]))
+
+
+def byte_for_weight(rate_weight, config):
+    """The rate-position byte nearest a rate weight (``encode --rate-weight``)."""
+    if not config.rate_adaptive:
+        raise ConfigError("this model codes at one rate; --rate-weight applies to models "
+                          "trained with --rate-lambdas")
+    return position_to_byte(position_of(rate_weight, config), config)
 
 
 def position_to_byte(position, config):

@@ -319,3 +319,27 @@ def test_evaluate_reports_the_rate_weight_each_file_took(adaptive_model, tmp_pat
     low = encode_image(adaptive_model, _photo(), rate_position=255).bpp
     rows = evaluate(adaptive_model, [str(path)], warm_up=False, bpp=low * 1.05)
     assert 10.0 < rows[0]["rate_weight"] < 80.0
+
+
+def test_rate_weight_option_codes_at_that_weight(adaptive_model, variable_rate_run, tmp_path,
+                                                 capsys):
+    from PIL import Image
+
+    from compression.cli import main
+    from compression.evaluate import evaluate
+
+    source = tmp_path / "photo.png"
+    Image.fromarray(_photo()).save(source)
+    assert main(["encode", str(source), "--model", adaptive_model.run_dir, "--rate-weight",
+                 "40", "-o", str(tmp_path / "a.gcz")]) == 0
+    assert "rate weight 40 (position 170)" in capsys.readouterr().out
+    rows = evaluate(adaptive_model, [str(source)], warm_up=False, rate_weight=80.0)
+    assert rows[0]["rate_weight"] == 80.0
+    assert main(["encode", str(source), "--model", adaptive_model.run_dir, "--rate-weight",
+                 "100", "-o", str(tmp_path / "b.gcz")]) == 2
+    assert "rate weight 100 is outside the model's range 10-80" in capsys.readouterr().err
+    assert main(["encode", str(source), "--model", variable_rate_run, "--rate-weight",
+                 "40", "-o", str(tmp_path / "c.gcz")]) == 2
+    assert "--rate-weight applies to models trained with --rate-lambdas" in (
+        capsys.readouterr().err)
+    assert not (tmp_path / "b.gcz").exists() and not (tmp_path / "c.gcz").exists()
