@@ -33,9 +33,8 @@ from compression.errors import (
 )
 from compression.gain import (
     POSITION_LEVELS,
-    default_position,
+    default_byte,
     position_from_byte,
-    position_to_byte,
 )
 from compression.image_io import crop_to, image_from_array, pad_to_multiple, to_float
 from compression.label_map import (
@@ -371,7 +370,7 @@ def _rate_byte(config, rate_position, targeted):
                               "rate_position applies to models trained with --rate-lambdas")
         return None
     if rate_position is None:
-        return _SEARCH if targeted else position_to_byte(default_position(config), config)
+        return _SEARCH if targeted else default_byte(config)
     if (not isinstance(rate_position, (int, np.integer)) or isinstance(rate_position, bool)
             or not 0 <= rate_position <= POSITION_LEVELS):
         raise ConfigError(f"rate_position is a byte, 0 (the highest rate) to {POSITION_LEVELS} "

@@ -30,10 +30,9 @@ import tensorflow as tf
 
 from compression.errors import ConfigError
 
-__all__ = ["GAIN_NAME", "GAIN_SCALE", "POSITION_LEVELS", "byte_for_weight", "default_position",
-           "gained",
-           "position_from_byte", "position_of", "position_to_byte", "rate_weight_at",
-           "rate_weight_of", "sample_positions"]
+__all__ = ["GAIN_NAME", "GAIN_SCALE", "POSITION_LEVELS", "byte_for_weight", "default_byte",
+           "default_position", "gained", "position_from_byte", "position_of", "position_to_byte",
+           "rate_weight_at", "rate_weight_of", "sample_positions"]
 
 GAIN_NAME = "gain"
 
@@ -115,6 +114,14 @@ def default_position(config):
     on the byte grid files store."""
     return position_from_byte(position_to_byte(position_of(config.lambda_rate, config), config),
                               config)
+
+
+def default_byte(config):
+    """The rate-position byte a file of ``config``'s model stores by default (None: the
+    model has one rate)."""
+    if not config.rate_adaptive:
+        return None
+    return position_to_byte(position_of(config.lambda_rate, config), config)
 
 
 def gained(values, position, config, scope):

@@ -211,6 +211,7 @@ def _child_codec(task, tf_config):
     )
     from compression.entropy_model import decode_symbols, encode_symbols
     from compression.flops import model_flops
+    from compression.gain import default_byte
     from compression.image_io import pad_to_multiple, to_float
     from compression.inference import load_model
 
@@ -229,9 +230,10 @@ def _child_codec(task, tf_config):
             decode_image(model, encoded.data)
             t2 = time.perf_counter()
             if codes_in_context(model):  # the coder its files use (the slower one)
-                payload = encode_in_context(model, symbols)
+                rate = default_byte(model.config)  # the symbols' rate position (None: one rate)
+                payload = encode_in_context(model, symbols, rate=rate)
                 t3 = time.perf_counter()
-                decode_in_context(model, payload, symbols.shape)
+                decode_in_context(model, payload, symbols.shape, rate=rate)
             else:
                 payload = encode_symbols(symbols, model.probabilities)
                 t3 = time.perf_counter()

@@ -222,6 +222,7 @@ def honest_file(model, height, width, nprng, seed=1, in_context=False, version=2
     """
     from compression.codec import encode_in_context
     from compression.entropy_model import encode_symbols
+    from compression.gain import default_byte
 
     probs = model.probabilities
     shape = (-(-height // 16), -(-width // 16), model.config.channels)
@@ -231,8 +232,9 @@ def honest_file(model, height, width, nprng, seed=1, in_context=False, version=2
         fingerprint=model.fingerprint, image_height=height, image_width=width,
         bottleneck_channels=shape[2], bottleneck_height=shape[0], bottleneck_width=shape[1],
         num_centers=model.config.num_centers, seed=seed, version=version,
-        flags=bitstream.FLAG_CONTEXT_CODED if in_context else 0)
-    payload = (encode_in_context(model, symbols) if in_context
+        flags=bitstream.FLAG_CONTEXT_CODED if in_context else 0,
+        rate_position=default_byte(model.config))  # a rate-adaptive model's files store one
+    payload = (encode_in_context(model, symbols, rate=header.rate_position) if in_context
                else encode_symbols(symbols, probs))
     return bitstream.pack(header, payload), symbols
 

@@ -182,7 +182,7 @@ def test_a_shipped_model_codes_a_sample_photograph_with_no_model(capsys, tmp_pat
         header, symbols = read_symbols(model, data)
         assert model.context_net is not None
         assert bitstream.unpack(data)[1] == encode_symbols_with_net(
-            symbols, model.context_net, header.last_channel_rows)
+            symbols, model.context_net, header.last_channel_rows, header.rate_position)
     photo.unlink()
     code, _, err = run_cli(capsys, "decode", gcz)
     assert code == 0, err
