@@ -128,9 +128,8 @@ def gained(values, position, config, scope):
     """``values`` ``[B, h, w, C]`` times the gain of ``scope`` at ``position`` (scalar or ``[B]``).
 
     Creates (or reuses) the table ``scope/gain`` ``[K, C]`` of log gains over
-    :data:`GAIN_SCALE` in the
-    current variable scope's ``scope`` sub-scope; call it inside
-    ``variable_scope(GENERATOR_SCOPE)``.
+    :data:`GAIN_SCALE` in the current variable scope's ``scope`` sub-scope;
+    call it inside ``variable_scope(GENERATOR_SCOPE)``.
     """
     with _v1.variable_scope(scope):
         table = _v1.get_variable(

@@ -208,7 +208,8 @@ _RESIDUAL_BLOCK = re.compile(r"^generator/decoder/res(\d+)/")
 
 
 def _is_gain(name):
-    """Whether ``name`` is a gain table (or its optimiser slot) of a rate-adaptive model."""
+    """Whether ``name`` is a gain table of a rate-adaptive model (its slots and shadows are
+    optional anyway)."""
     return name in (f"generator/{ENCODER_SCOPE}/{GAIN_NAME}", f"generator/decoder/{GAIN_NAME}")
 
 
