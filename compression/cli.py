@@ -802,9 +802,9 @@ def _encode(args):
             labelled += (f", seed {result.seed} of {args.seeds} tried" if result.seed is not None
                          else f", the derived seed beat {args.seeds - 1} others")
         if result.rate_position is not None:
-            from compression.gain import position_from_byte, rate_weight_of
+            from compression.gain import weight_of_byte
 
-            weight = rate_weight_of(position_from_byte(result.rate_position, cfg), cfg)
+            weight = weight_of_byte(result.rate_position, cfg)
             labelled += f", rate weight {weight:.3g} (position {result.rate_position})"
         line = (f"{src} -> {dst}: {len(result.data)} bytes, {result.bpp:.4f} bpp "
                 f"({_channels_text(result, cfg.channels)}; "

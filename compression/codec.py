@@ -278,16 +278,20 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
                               else payloads[k])
 
     pixels = h * w
+    searched = {}  # rate-position byte -> its symbols, so the chosen one is not encoded again
     if rate_byte == _SEARCH:
         def code_at(byte):  # every channel, at this rate position
             at = position_from_byte(byte, model.config)
-            return code(choices[-1], model.encode(to_float(padded), at), byte=byte)
+            searched[byte] = model.encode(to_float(padded), at)
+            return code(choices[-1], searched[byte], byte=byte)
 
         rate_byte = highest_rate_position(code_at, pixels, bpp)
         position = position_from_byte(rate_byte, model.config)
     latents = None
     if refine:
         symbols, latents = model.encode_with_latents(to_float(padded), position)
+    elif rate_byte in searched:
+        symbols = searched[rate_byte]
     else:
         symbols = model.encode(to_float(padded), position)
     encoded = symbols  # refinement may replace symbols; a partial channel comes from these

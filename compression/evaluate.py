@@ -87,7 +87,7 @@ def _code_one(model, path, work_dir, rate):
     (``bpp`` or ``channels``).
     """
     from compression.codec import decode_image, encode_image
-    from compression.gain import position_from_byte, rate_weight_of
+    from compression.gain import weight_of_byte
     from compression.image_io import read_image
     from compression.metrics import chroma_error, ms_ssim, psnr
 
@@ -126,8 +126,8 @@ def _code_one(model, path, work_dir, rate):
         "label_bpp": encoded.label_bpp,
         "bound_bpp": encoded.bound_bpp,
         "channels": round(encoded.effective_channels, 4),
-        "rate_weight": ("" if encoded.rate_position is None else round(rate_weight_of(
-            position_from_byte(encoded.rate_position, model.config), model.config), 4)),
+        "rate_weight": ("" if encoded.rate_position is None
+                        else round(weight_of_byte(encoded.rate_position, model.config), 4)),
         "psnr": psnr(image, decoded),
         "ms_ssim": ms_ssim(image, decoded),
         "chroma_error": chroma_error(image, decoded),

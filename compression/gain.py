@@ -32,7 +32,7 @@ from compression.errors import ConfigError
 
 __all__ = ["GAIN_NAME", "GAIN_SCALE", "POSITION_LEVELS", "byte_for_weight", "default_byte",
            "default_position", "gained", "position_from_byte", "position_of", "position_to_byte",
-           "rate_weight_at", "rate_weight_of", "sample_positions"]
+           "rate_weight_at", "rate_weight_of", "sample_positions", "weight_of_byte"]
 
 GAIN_NAME = "gain"
 
@@ -109,11 +109,15 @@ def position_from_byte(value, config):
     return value * (len(config.rate_lambdas) - 1) / POSITION_LEVELS
 
 
+def weight_of_byte(value, config):
+    """The rate weight a file's rate-position byte stands for."""
+    return rate_weight_of(position_from_byte(value, config), config)
+
+
 def default_position(config):
     """The rate position files of a rate-adaptive model take by default: ``lambda_rate``'s,
     on the byte grid files store."""
-    return position_from_byte(position_to_byte(position_of(config.lambda_rate, config), config),
-                              config)
+    return position_from_byte(default_byte(config), config)
 
 
 def default_byte(config):

@@ -62,6 +62,7 @@ __all__ = [
     "ENTROPY_SCOPE",
     "TrainingGraph",
     "encode",
+    "decoder_gained",
     "dequantized",
     "synthesize",
     "decoder_features",
@@ -103,9 +104,15 @@ def encode(images, config, reuse=_v1.AUTO_REUSE, position=None):
 
 
 def dequantized(symbols, config, position=None, reuse=_v1.AUTO_REUSE):
-    """Symbols ``[B, h, w, C]`` -> the decoder's input ``w_hat``: the centres, times a
-    rate-adaptive model's decoder gain at ``position`` (default as :func:`encode`)."""
-    w_hat = dequantize(symbols, config.centers)
+    """Symbols ``[B, h, w, C]`` -> the decoder's input ``w_hat``: the centres, through
+    :func:`decoder_gained`."""
+    return decoder_gained(dequantize(symbols, config.centers), config, position, reuse)
+
+
+def decoder_gained(w_hat, config, position=None, reuse=_v1.AUTO_REUSE):
+    """Quantised values ``[B, h, w, C]`` (the centres) -> the decoder's input: times a
+    rate-adaptive model's decoder gain at ``position`` (default as :func:`encode`); a
+    model of one rate takes them as they are."""
     if not config.rate_adaptive:
         return w_hat
     if position is None:

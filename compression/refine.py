@@ -49,9 +49,8 @@ import numpy as np
 import tensorflow as tf
 
 from compression.context_model import context_indices
-from compression.decoder import DECODER_SCOPE
 from compression.errors import ConfigError
-from compression.gain import default_position, gained
+from compression.gain import default_position
 from compression.losses import (
     color_corrected,
     distortion_loss,
@@ -59,9 +58,9 @@ from compression.losses import (
     ms_ssim_scales,
 )
 from compression.model import (
-    GENERATOR_SCOPE,
     decode_tail,
     decoder_features,
+    decoder_gained,
     interpolated_code_lengths,
 )
 from compression.quantizer import quantize
@@ -143,12 +142,9 @@ class _Graph:
             q = quantize(self.w, cfg.centers, cfg.sigma, method=cfg.quantizer)
             self.symbols = q.symbols
             z = sample_noise(1, cfg.noise_dim, self.seed) if cfg.noise else None
-            w_hat = q.w_hat
-            self.position = None
-            if cfg.rate_adaptive:  # w is in the quantiser's domain: the decoder gain follows
-                self.position = _v1.placeholder(tf.float32, [])
-                with _v1.variable_scope(GENERATOR_SCOPE, reuse=True):
-                    w_hat = gained(w_hat, self.position, cfg, DECODER_SCOPE)
+            # w is in the quantiser's domain: a rate-adaptive model's decoder gain follows.
+            self.position = _v1.placeholder(tf.float32, []) if cfg.rate_adaptive else None
+            w_hat = decoder_gained(q.w_hat, cfg, self.position)
             features, _ = decoder_features(
                 apply_mask(w_hat, self.mask), cfg, False, z=z, labels_one_hot=one_hot,
                 kept=self.kept if cfg.variable_rate else None)
