@@ -26,13 +26,15 @@ moving average, like the encoder) and ``generator/decoder/gain``.
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
 from compression.errors import ConfigError
 
 __all__ = ["GAIN_NAME", "GAIN_SCALE", "POSITION_LEVELS", "byte_for_weight", "default_byte",
            "default_position", "gained", "position_from_byte", "position_of", "position_to_byte",
-           "rate_weight_at", "rate_weight_of", "sample_positions", "weight_of_byte"]
+           "rate_weight_at", "rate_weight_of", "regrid_table", "sample_positions",
+           "weight_of_byte"]
 
 GAIN_NAME = "gain"
 
@@ -142,6 +144,30 @@ def gained(values, position, config, scope):
     position = tf.reshape(tf.cast(position, tf.float32), [-1])
     log_gain = GAIN_SCALE * _log_interpolated(table, position)  # [B or 1, C]
     return values * tf.exp(log_gain)[:, tf.newaxis, tf.newaxis, :]
+
+
+def regrid_table(table, source_lambdas, lambdas):
+    """A gain table ``[K_source, C]`` trained for ``source_lambdas``, moved to ``lambdas``
+    ``[K, C]`` (``train --init-from`` with other ``--rate-lambdas``).
+
+    Each row is the source's log gains at that rate weight: interpolated
+    linearly in log rate weight between the source's knots, as coding
+    between them does, and extrapolated along the nearest two knots beyond
+    them (halving the rate weight past the lowest knot scales the gains as
+    the last halving did), so the model starts out coding every old rate as
+    before and the new ends as the trend of the old ones.
+    """
+    table = np.asarray(table, np.float64)
+    old = np.log(np.asarray(source_lambdas, np.float64))
+    if table.ndim != 2 or table.shape[0] != len(old) or len(old) < 2:
+        raise ConfigError(f"a gain table of shape {list(table.shape)} does not fit "
+                          f"{len(old)} rate weights")
+    rows = []
+    for x in np.log(np.asarray(lambdas, np.float64)):
+        i = int(np.clip(np.searchsorted(old, x) - 1, 0, len(old) - 2))
+        frac = (x - old[i]) / (old[i + 1] - old[i])
+        rows.append((1.0 - frac) * table[i] + frac * table[i + 1])
+    return np.stack(rows).astype(np.float32)
 
 
 def sample_positions(batch, config):

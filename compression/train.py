@@ -43,7 +43,7 @@ from compression.distribute import (
 from compression.encoder import ENCODER_SCOPE
 from compression.errors import CompressionError, DataError
 from compression.files import TEMPORARY_SUFFIX, remove_stale_temporaries, write_atomic
-from compression.gain import GAIN_NAME
+from compression.gain import GAIN_NAME, regrid_table
 from compression.inference import (
     CONFIG_NAME,
     checkpoint_candidates,
@@ -252,7 +252,11 @@ def _initializer_from(source, graph_variables, config, log=print):
       variable whose shape holds ``C`` grows, with the new channels holding
       one symbol that the decoder cannot see yet (:mod:`compression.revive`),
       so the model decodes as the source did and training fills them.  Fewer
-      channels than the source raise.
+      channels than the source raise;
+    * other rate weights than a rate-adaptive source's (``--rate-lambdas``):
+      the gain tables are regridded (:func:`compression.gain.regrid_table`),
+      so every rate the source had codes as before and the new ones start
+      from the source's trend.
 
     Returns ``(restore, checkpoint, taken, fresh)``; ``restore(sess)`` loads them.
     """
@@ -269,6 +273,12 @@ def _initializer_from(source, graph_variables, config, log=print):
     revive.check_growth(c_old, c_new, repr(source))
     widen.check_tail_widening(source_config, config, repr(source))
     widen_tail = source_config.tail_filters != config.tail_filters
+    regrid_gains = (bool(source_config.rate_lambdas) and bool(config.rate_lambdas)
+                    and tuple(source_config.rate_lambdas) != tuple(config.rate_lambdas))
+    if regrid_gains and c_new != c_old:
+        raise CompressionError(
+            f"--init-from {source!r}: change the rate weights and the channels in two "
+            "fine-tunes, not one (give --rate-lambdas or --channels)")
     if widen_tail and convert_upsampling:
         raise CompressionError(
             f"--init-from {source!r}: widen the upsampling stages and convert them to resize "
@@ -316,6 +326,9 @@ def _initializer_from(source, graph_variables, config, log=print):
                 and (c_new > c_old or not source_semantic)):
             return lambda kernel, fresh: revive.grow_decoder_input(
                 kernel, fresh, c_old, c_new, config.noise, source_semantic)
+        if _is_gain(base) and regrid_gains:
+            return lambda table, fresh: regrid_table(
+                table, source_config.rate_lambdas, config.rate_lambdas)
         if c_new > c_old and old != shape and (convert := grown(base)) is not None:
             return convert
         if widen_tail and old != shape and (
@@ -351,6 +364,11 @@ def _initializer_from(source, graph_variables, config, log=print):
             f"({len(problems)} variables, e.g. {'; '.join(problems[:3])}); "
             "give the new run the source run's width, channels, residual blocks, "
             "noise and semantic settings (its config.json)")
+    if regrid_gains:
+        log(f"--init-from: the gain tables move from rate weights "
+            f"{', '.join(f'{k:g}' for k in source_config.rate_lambdas)} to "
+            f"{', '.join(f'{k:g}' for k in config.rate_lambdas)}: each new rate weight's gains "
+            "are the source's interpolated there (extrapolated beyond its ends)")
     if any(_is_gain(n) for n in fresh):
         log("--init-from: the gain units are new; they start at 1, so the model codes at every "
             "rate position as the source did until training spreads the rates")

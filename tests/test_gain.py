@@ -29,6 +29,7 @@ from compression.gain import (
     position_to_byte,
     rate_weight_at,
     rate_weight_of,
+    regrid_table,
 )
 from compression.model import build_training_graph, dequantized, encode, synthesize
 from tests.conftest import TINY_MSE, TINY_VARIABLE_RATE, rewritten_copy
@@ -289,6 +290,41 @@ def test_train_a_rate_adaptive_fine_tune_from_a_fixed_rate_run(adaptive_run):
     checkpoint = tf.train.latest_checkpoint(str(run))
     for table in ("generator/encoder/gain", "generator/decoder/gain"):
         assert np.any(tf.train.load_variable(checkpoint, table) != 0)  # trained from 0
+
+
+def test_regrid_table_keeps_the_old_rates_and_extends_their_trend():
+    table = np.array([[0.0, 1.0], [0.5, 3.0], [2.0, 4.0]], np.float32)  # weights 1, 2, 4
+    out = regrid_table(table, (1.0, 2.0, 4.0), (0.5, 1.0, math.sqrt(2.0), 2.0, 4.0, 8.0))
+    np.testing.assert_allclose(out[[1, 3, 4]], table, atol=1e-6)  # old knots unchanged
+    np.testing.assert_allclose(out[2], (table[0] + table[1]) / 2, atol=1e-6)  # halfway in log
+    np.testing.assert_allclose(out[0], 2 * table[0] - table[1], atol=1e-6)  # first step's trend
+    np.testing.assert_allclose(out[5], 2 * table[2] - table[1], atol=1e-6)  # last step's trend
+    with pytest.raises(ConfigError, match="does not fit 2 rate weights"):
+        regrid_table(table, (1.0, 2.0), (1.0, 2.0))
+
+
+def test_init_from_other_rate_weights_regrids_the_gain_tables(adaptive_run):
+    from compression.train import _initializer_from
+
+    run = adaptive_run[0]
+    source = CompressionConfig.load(run / "config.json")
+    config = dataclasses.replace(source, rate_lambdas=(0.25, 0.5, 1.0, 2.0, 4.0))
+    checkpoint = tf.train.latest_checkpoint(str(run))
+    logs = []
+    with tf.Graph().as_default(), _v1.Session() as sess:
+        build_training_graph(_images(), config)
+        restore, _, _, fresh = _initializer_from(str(run), _v1.global_variables(), config,
+                                                 log=logs.append)
+        sess.run(_v1.global_variables_initializer())
+        restore(sess)
+        for name in ("generator/encoder/gain", "generator/decoder/gain"):
+            assert name not in fresh
+            stored = tf.train.load_variable(checkpoint, name)
+            value = sess.run(_v1.global_variables(name)[0])
+            assert value.shape == (5, source.channels)
+            np.testing.assert_allclose(value[1:4], stored, atol=1e-6)  # 0.5, 1, 2 as before
+            np.testing.assert_allclose(value[4], 2 * stored[2] - stored[1], atol=1e-6)
+    assert any("gain tables move from rate weights 0.5, 1, 2 to 0.25" in m for m in logs), logs
 
 
 def test_export_fits_a_rate_conditioned_context_net(adaptive_run, tiny_data, tmp_path):
