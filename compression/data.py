@@ -69,6 +69,9 @@ LABEL_SUFFIX = "_gtFine_labelIds.png"
 # photos may also hold the other formats Pillow reads well.
 CITYSCAPES_EXTENSIONS = (".png", ".jpg", ".jpeg")
 PLAIN_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+# A plain folder's held-out subfolders: its training images are everything
+# else, so images kept aside for validation are never trained on.
+HELD_OUT_SPLITS = ("val", "test")
 
 # How many examples make_dataset opens up front to turn the common mistakes
 # (crop larger than the images, too few --classes) into a DataError before
@@ -141,14 +144,16 @@ class SkipCounter:
 # --------------------------------------------------------------------------- discovery
 
 
-def _walk_files(top, extensions):
-    """Relative POSIX paths of files under ``top`` whose extension (any case) is listed."""
+def _walk_files(top, extensions, skip=()):
+    """Relative POSIX paths of files under ``top`` whose extension (any case) is listed,
+    leaving out ``top``'s subfolders named in ``skip``."""
     found = []
     # followlinks: datasets are often assembled from symlinked city folders.
     for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
         # Hidden entries are tool debris (.ipynb_checkpoints, macOS "._x.jpg"
         # resource forks) that would otherwise show up as corrupt images.
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                             and not (dirpath == top and d in skip))
         for name in filenames:
             if name.startswith("."):
                 continue
@@ -170,7 +175,9 @@ def find_examples(root, split="train", require_labels=False):
       root: a Cityscapes-style tree (``root/leftImg8bit/<split>/...``) or a
         plain folder of images.
       split: ``"train"``, ``"val"``, ...; in plain-folder mode ``root/<split>``
-        is used when it exists, otherwise ``root`` itself.
+        is used when it exists; otherwise ``"train"`` is ``root`` itself
+        without its ``val/`` and ``test/`` subfolders (held-out images are
+        never trained on), and any other split is missing (DataError).
       require_labels: raise unless every image has its ``gtFine`` label map.
 
     Returns:
@@ -244,13 +251,17 @@ def _find_cityscapes(root, split, require_labels):
 
 def _find_plain(root, split, require_labels):
     top = os.path.join(root, split) if split and os.path.isdir(os.path.join(root, split)) else root
+    if top == root and split and split != "train":
+        raise DataError(
+            f"{root!r} is a plain folder of images with no {split}/ subfolder; "
+            f"put the images to hold out for {split} in {os.path.join(root, split)!r}")
     if require_labels:
         raise DataError(
             f"{root!r} has no {IMAGE_DIR}/ folder, so it is read as a plain folder of images, "
             f"which has no label maps; use the Cityscapes layout ({IMAGE_DIR}/ and "
             f"{LABEL_DIR}/) for semantic maps, or train without them (--classes 0)"
         )
-    rels = _walk_files(top, PLAIN_EXTENSIONS)
+    rels = _walk_files(top, PLAIN_EXTENSIONS, skip=HELD_OUT_SPLITS if top == root else ())
     if not rels:
         patterns = _patterns(top, "", PLAIN_EXTENSIONS, nested=True)
         raise DataError(

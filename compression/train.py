@@ -649,6 +649,37 @@ def _graph_seed(seed, start_step):
     return (int(seed) * 1_000_003 + int(start_step)) % (2**31 - 1)
 
 
+def _find_data(data_dirs, require_labels, val_images, config, log):
+    """``(training examples, validation examples)`` of ``data_dirs``, reported through ``log``.
+
+    Validation takes the datasets' val splits in turn (so the curve covers
+    all of them), at most ``val_images``; datasets without one are named.
+    When none has one, the first training images stand in, and the report
+    says the curve scores training images.
+    """
+    examples, val_sets, unvalidated = [], [], []
+    for d in data_dirs:
+        examples += data_lib.find_examples(d, "train", require_labels=require_labels)
+        try:
+            val_sets.append(data_lib.find_examples(d, "val", require_labels=require_labels))
+        except DataError:
+            unvalidated.append(d)
+    val_examples = [e for group in itertools.zip_longest(*val_sets) for e in group
+                    if e is not None][:val_images]
+    held_out = "held-out"
+    if not val_examples and val_images > 0:
+        val_examples, held_out = examples[:val_images], "TRAINING"
+    log(f"{len(examples)} training images, {len(val_examples)} {held_out} validation images "
+        "(scored nearly whole); " + _rate_note(config))
+    if unvalidated:
+        others = (f"validation draws from the {len(val_sets)} that have one" if val_sets
+                  else "validation scores training images")
+        log(f"no val split in {', '.join(map(str, unvalidated))} (a plain folder holds its "
+            "images to hold out in a val/ subfolder, a Cityscapes-style tree in "
+            f"leftImg8bit/val/): {others}")
+    return examples, val_examples
+
+
 def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0,
           resize=None, checkpoint_every=500, keep=2, summary_every=50, val_every=500,
           val_images=16, progress=True, log=print, init_from=None, strategy="none",
@@ -726,22 +757,9 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
     if start_step >= steps:
         log(f"{run_dir} is already at step {start_step} >= --steps {steps}; nothing to do")
 
-    examples, val_sets = [], []
-    for d in data_dirs:
-        examples += data_lib.find_examples(d, "train",
-                                           require_labels=bool(config.semantic_classes))
-        try:
-            val_sets.append(data_lib.find_examples(
-                d, "val", require_labels=bool(config.semantic_classes)))
-        except DataError:
-            pass
-    # Validation draws from every dataset in turn, so the curve covers all of them.
-    val_examples = [e for group in itertools.zip_longest(*val_sets) for e in group
-                    if e is not None][:val_images]
     log(_device_message())
-    log(f"{len(examples)} training images, {len(val_examples)} validation images (scored "
-        "nearly whole); "
-        + _rate_note(config))
+    examples, val_examples = _find_data(data_dirs, bool(config.semantic_classes), val_images,
+                                        config, log)
 
     graph = tf.Graph()
     with graph.as_default():

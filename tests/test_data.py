@@ -100,6 +100,13 @@ def test_find_examples_plain_folder(tmp_path):
     (tmp_path / "val").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "val" / "v.png")
     assert [os.path.basename(e.image_path) for e in find_examples(tmp_path, "val")] == ["v.png"]
+    # Without train/, training takes ROOT but never its held-out val/ and test/.
+    (tmp_path / "test").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "test" / "t.png")
+    assert [os.path.basename(e.image_path) for e in find_examples(tmp_path, "train")] == [
+        "top.png", "x.JPEG"]
+    with pytest.raises(DataError, match=r"no holdout/ subfolder; put the images"):
+        find_examples(tmp_path, "holdout")
     with pytest.raises(DataError, match="plain folder"):
         find_examples(tmp_path, "train", require_labels=True)
 

@@ -90,8 +90,13 @@ def test_mirrored_on_two_cpus_matches_one_device(tiny_data, tmp_path, capfd):
         # gradient is near 3e-7 turns float noise into a step that differs by a
         # large part of lr (6% of a whole D kernel's update seen on CI); a replica
         # training on half the batch alone is 26% off or more (measured).  (EMA
-        # shadows follow their weights.)
-        tolerance = 0.05 if name.endswith(("adam", "adam_1")) else 0.15
+        # shadows follow their weights.)  The encoder's gradient passes the
+        # quantiser: float noise that moves a value across a rounding boundary
+        # changes its symbol, and so the encoder's moments by up to 8% (seen on
+        # an AVX-512/AMX machine, whose oneDNN kernels round otherwise): 12%
+        # there, still well below what the wrong aggregations above give.
+        moment = name.endswith(("adam", "adam_1"))
+        tolerance = (0.12 if name.startswith("generator/encoder/") else 0.05) if moment else 0.15
         assert np.linalg.norm(step_mirrored - step_single) <= tolerance * scale, name
         compared += 1
     assert compared > 60

@@ -556,6 +556,28 @@ def test_init_from_a_different_architecture_is_a_clean_error(tiny_data, source_r
     assert_clean_error(capsys, "--bpp")
 
 
+def test_validation_holds_out_val_splits_and_says_when_it_cannot(tiny_data, tmp_path):
+    from PIL import Image
+
+    from compression.train import _find_data
+
+    plain = tmp_path / "photos"  # a plain folder without val/: nothing of it is held out
+    plain.mkdir()
+    for i in range(3):
+        Image.new("RGB", (16, 16), (i, 0, 0)).save(plain / f"p{i}.png")
+    lines = []
+    examples, val = _find_data([tiny_data, plain], False, 16, TINY_MSE, lines.append)
+    assert len(examples) == len(find_examples(tiny_data, "train")) + 3
+    assert val == find_examples(tiny_data, "val")  # only the held-out images
+    assert lines[0].startswith(f"{len(examples)} training images, {len(val)} held-out ")
+    assert f"no val split in {plain} " in lines[1] and "draws from the 1 that have" in lines[1]
+    lines.clear()
+    examples, val = _find_data([plain], False, 2, TINY_MSE, lines.append)
+    assert val == examples[:2]
+    assert lines[0].startswith("3 training images, 2 TRAINING validation images"), lines
+    assert "validation scores training images" in lines[1]
+
+
 def test_training_on_several_datasets(tiny_data, tmp_path):
     from compression.data import write_synthetic_cityscapes
 
@@ -574,7 +596,8 @@ def test_training_on_several_datasets(tiny_data, tmp_path):
     result = train(TINY_MSE, [tiny_data, plain], str(run), steps=2, val_every=2, val_images=3,
                    checkpoint_every=0, summary_every=0, progress=False, log=lines.append)
     assert result.step == 2
-    assert any(line.startswith("9 training images, 3 validation images") for line in lines), lines
+    assert any(line.startswith("9 training images, 3 held-out validation images")
+               for line in lines), lines
     info = json.loads((run / "run.json").read_text())
     assert info["data"] == [os.path.abspath(tiny_data), os.path.abspath(plain)]
     # --resume reads both back from run.json when the paths given are gone.
