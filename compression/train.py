@@ -303,8 +303,8 @@ def _initializer_from(source, graph_variables, config, log=print):
         if base in (f"generator/{ENCODER_SCOPE}/c3s1_out/weights",
                     f"generator/{ENCODER_SCOPE}/c3s1_out/biases"):
             return lambda old, fresh: revive.grow_encoder_output(old, c_new, centers)
-        if base.startswith("generator/noise_generator/conv_out/"):
-            return revive.grow_last_axis
+        if base.startswith("generator/noise_generator/conv_out/") or _is_gain(base):
+            return revive.grow_last_axis  # a new channel's gain starts at 1 (log 0)
         if base == "generator/decoder/channel_fill":
             return lambda old, fresh: revive.grow_fill(old, c_new, centers)
         if base.startswith(f"{ENTROPY_SCOPE}/") and base.endswith("_counts"):

@@ -20,7 +20,7 @@ from compression.codec import (
     read_symbols,
 )
 from compression.config import CompressionConfig
-from compression.errors import ConfigError, CorruptFileError
+from compression.errors import CompressionError, ConfigError, CorruptFileError
 from compression.gain import (
     GAIN_SCALE,
     POSITION_LEVELS,
@@ -325,6 +325,28 @@ def test_init_from_other_rate_weights_regrids_the_gain_tables(adaptive_run):
             np.testing.assert_allclose(value[1:4], stored, atol=1e-6)  # 0.5, 1, 2 as before
             np.testing.assert_allclose(value[4], 2 * stored[2] - stored[1], atol=1e-6)
     assert any("gain tables move from rate weights 0.5, 1, 2 to 0.25" in m for m in logs), logs
+
+
+def test_init_from_with_more_channels_grows_the_gain_tables(adaptive_run):
+    from compression.train import _initializer_from
+
+    run = adaptive_run[0]
+    source = CompressionConfig.load(run / "config.json")
+    config = dataclasses.replace(source, channels=source.channels + 2)
+    checkpoint = tf.train.latest_checkpoint(str(run))
+    with tf.Graph().as_default(), _v1.Session() as sess:
+        build_training_graph(_images(), config)
+        restore, _, _, fresh = _initializer_from(str(run), _v1.global_variables(), config,
+                                                 log=lambda *_: None)
+        sess.run(_v1.global_variables_initializer())
+        restore(sess)
+        for name in ("generator/encoder/gain", "generator/decoder/gain"):
+            value = sess.run(_v1.global_variables(name)[0])
+            np.testing.assert_array_equal(value[:, :source.channels],
+                                          tf.train.load_variable(checkpoint, name))
+            np.testing.assert_array_equal(value[:, source.channels:], 0)  # gain 1
+    with pytest.raises(CompressionError, match="in two fine-tunes"):
+        _initializer_from(str(run), [], dataclasses.replace(config, rate_lambdas=(0.5, 2.0)))
 
 
 def test_export_fits_a_rate_conditioned_context_net(adaptive_run, tiny_data, tmp_path):
