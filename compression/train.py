@@ -391,8 +391,27 @@ def _initializer_from(source, graph_variables, config, log=print):
         def restore_taken(sess):
             restore_plain(sess)
             sess.run(zero)
+    # An export (or a shipped model) holds the averages under the variables'
+    # own names and no shadows: a shadow left fresh would start from the random
+    # initial weights (a tenth of a 1-step fine-tune's averages, seen), and
+    # validation and exports read the shadows.  Each starts as its variable.
+    shadowed = [(v, base) for v in graph_variables
+                if v.op.name in fresh and _EMA_SHADOW in v.op.name and "adam" not in v.op.name
+                and (base := v.op.name.split("/" + _EMA_SHADOW)[0]) in {**taken, **bridged}]
+    if shadowed:
+        variables = {v.op.name: v for v in graph_variables}
+        start_shadows = tf.group(*[v.assign(variables[base]) for v, base in shadowed])
+
+        def restored(restore):
+            def restore_and_start_shadows(sess):
+                restore(sess)
+                sess.run(start_shadows)
+            return restore_and_start_shadows
+    else:
+        def restored(restore):
+            return restore
     if not bridged:
-        return restore_taken, ckpt, len(taken), fresh
+        return restored(restore_taken), ckpt, len(taken), fresh
     if widen_tail:
         log(f"--init-from: the decoder's upsampling stages widen from "
             f"{list(source_config.tail_filters)} to {list(config.tail_filters)} filters; "
@@ -427,7 +446,7 @@ def _initializer_from(source, graph_variables, config, log=print):
         sess.run(assigns, {placeholders[n]: convert(stored_float(reader, n, ckpt), fresh[n])
                            for n, (v, convert) in bridged.items()})
 
-    return restore, ckpt, len(taken) + len(bridged), fresh
+    return restored(restore), ckpt, len(taken) + len(bridged), fresh
 
 
 def _restorable_checkpoint(run_dir, log):

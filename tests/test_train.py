@@ -633,6 +633,14 @@ def test_init_from_an_int8_export(tiny_data, source_run, tmp_path, capsys):
             tf.train.load_variable(after, n),
             dequantize_int8(tf.train.load_variable(stored, n),
                             tf.train.load_variable(stored, n + SCALE_SUFFIX)))
+    # The export has no EMA shadows: each starts as its variable, not as its random
+    # initial value (a tenth of which a first step's average would still hold).
+    shadows = [n for n, _ in tf.train.list_variables(after)
+               if n.endswith("/ExponentialMovingAverage")]
+    assert len(shadows) > 20
+    for n in shadows:
+        base = tf.train.load_variable(after, n.rsplit("/", 1)[0])
+        np.testing.assert_allclose(tf.train.load_variable(after, n), base, atol=2e-5, err_msg=n)
 
 
 def test_init_from_seeds_a_selective_semantic_model(tiny_data, source_run, tmp_path, capsys):
