@@ -223,7 +223,8 @@ def _initializer_from(source, graph_variables, config, log=print):
     its batch-norm statistics) must be there with the same shape, or the two
     runs have different architectures and this raises with the names; the
     discriminator, the optimiser slots, the EMA shadows and the histogram
-    are taken when present (and of the same shape) and otherwise start fresh.
+    are taken when present (and of the same shape) and otherwise start fresh,
+    except that a missing shadow of a loaded variable starts as that variable.
     The step counter is never taken: the new run's schedule counts from 0.
 
     These architecture changes (``config`` against the source's) are bridged:
