@@ -396,21 +396,21 @@ def _initializer_from(source, graph_variables, config, log=print):
     # own names and no shadows: a shadow left fresh would start from the random
     # initial weights (a tenth of a 1-step fine-tune's averages, seen), and
     # validation and exports read the shadows.  Each starts as its variable.
-    shadowed = [(v, base) for v in graph_variables
-                if v.op.name in fresh and _EMA_SHADOW in v.op.name and "adam" not in v.op.name
-                and (base := v.op.name.split("/" + _EMA_SHADOW)[0]) in {**taken, **bridged}]
-    if shadowed:
-        variables = {v.op.name: v for v in graph_variables}
-        start_shadows = tf.group(*[v.assign(variables[base]) for v, base in shadowed])
+    loaded = taken.keys() | bridged.keys()
+    variables = {v.op.name: v for v in graph_variables}
+    start_shadows = [v.assign(variables[base]) for v in graph_variables
+                     if v.op.name in fresh and _EMA_SHADOW in v.op.name
+                     and (base := v.op.name.split("/" + _EMA_SHADOW)[0]) in loaded]
 
-        def restored(restore):
-            def restore_and_start_shadows(sess):
-                restore(sess)
-                sess.run(start_shadows)
-            return restore_and_start_shadows
-    else:
-        def restored(restore):
+    def restored(restore):
+        """``restore``, then the missing shadows of loaded variables set to them."""
+        if not start_shadows:
             return restore
+
+        def restore_and_start_shadows(sess):
+            restore(sess)
+            sess.run(start_shadows)
+        return restore_and_start_shadows
     if not bridged:
         return restored(restore_taken), ckpt, len(taken), fresh
     if widen_tail:
@@ -669,14 +669,16 @@ def _graph_seed(seed, start_step):
     return (int(seed) * 1_000_003 + int(start_step)) % (2**31 - 1)
 
 
-def _find_data(data_dirs, require_labels, val_images, config, log):
-    """``(training examples, validation examples)`` of ``data_dirs``, reported through ``log``.
+def _find_data(data_dirs, config, val_images, log):
+    """``(training examples, validation examples)`` of ``data_dirs`` for ``config`` (label
+    maps required for a semantic one), reported through ``log`` with its rate note.
 
     Validation takes the datasets' val splits in turn (so the curve covers
     all of them), at most ``val_images``; datasets without one are named.
     When none has one, the first training images stand in, and the report
     says the curve scores training images.
     """
+    require_labels = bool(config.semantic_classes)
     examples, val_sets, unvalidated = [], [], []
     for d in data_dirs:
         examples += data_lib.find_examples(d, "train", require_labels=require_labels)
@@ -778,8 +780,7 @@ def train(config, data_dir, run_dir, steps, *, resume=False, force=False, seed=0
         log(f"{run_dir} is already at step {start_step} >= --steps {steps}; nothing to do")
 
     log(_device_message())
-    examples, val_examples = _find_data(data_dirs, bool(config.semantic_classes), val_images,
-                                        config, log)
+    examples, val_examples = _find_data(data_dirs, config, val_images, log)
 
     graph = tf.Graph()
     with graph.as_default():

@@ -566,13 +566,13 @@ def test_validation_holds_out_val_splits_and_says_when_it_cannot(tiny_data, tmp_
     for i in range(3):
         Image.new("RGB", (16, 16), (i, 0, 0)).save(plain / f"p{i}.png")
     lines = []
-    examples, val = _find_data([tiny_data, plain], False, 16, TINY_MSE, lines.append)
+    examples, val = _find_data([tiny_data, plain], TINY_MSE, 16, lines.append)
     assert len(examples) == len(find_examples(tiny_data, "train")) + 3
     assert val == find_examples(tiny_data, "val")  # only the held-out images
     assert lines[0].startswith(f"{len(examples)} training images, {len(val)} held-out ")
     assert f"no val split in {plain} " in lines[1] and "draws from the 1 that have" in lines[1]
     lines.clear()
-    examples, val = _find_data([plain], False, 2, TINY_MSE, lines.append)
+    examples, val = _find_data([plain], TINY_MSE, 2, lines.append)
     assert val == examples[:2]
     assert lines[0].startswith("3 training images, 2 TRAINING validation images"), lines
     assert "validation scores training images" in lines[1]
