@@ -15,7 +15,8 @@ bit 5; :mod:`compression.correction`)::
                               selective mask, bit 2 model name, bit 3
                               context-coded, bit 4 seed stored, bit 5
                               colour correction, bit 6 partial channel,
-                              bit 7 rate position)
+                              bit 7 rate position, bits 8 and 9 the
+                              last rows / columns not coded)
        8  model fingerprint   the first 8 bytes of the 16-byte digest
      1-5  image height H      varint >= 1
      1-5  image width W       varint >= 1
@@ -75,6 +76,8 @@ __all__ = [
     "FLAG_COLOR_CORRECTION",
     "FLAG_CONTEXT_CODED",
     "FLAG_EXPLICIT_SEED",
+    "FLAG_EXTENDED_COLUMNS",
+    "FLAG_EXTENDED_ROWS",
     "FLAG_MODEL_NAME",
     "FLAG_PARTIAL_CHANNEL",
     "FLAG_RATE_POSITION",
@@ -130,12 +133,22 @@ FLAG_PARTIAL_CHANNEL = 1 << 6
 #: Flag bit (version 2): a rate-adaptive model coded the payload at the rate
 #: position in the header's ``rate_position`` byte (:mod:`compression.gain`).
 FLAG_RATE_POSITION = 1 << 7
+#: Flag bit (version 2): the bottleneck codes ``floor(H / 16)`` rows instead of
+#: ``ceil(H / 16)``: the image's last ``H mod 16`` rows are not coded, and the
+#: decoder repeats the decoded picture's last row into them.  A padded block
+#: row that holds one or two of the image's rows costs as many bits as any
+#: other (for a 481x321 photograph, 8% of the file), so the encoder leaves
+#: such rows out and spends those bits on the rest.
+FLAG_EXTENDED_ROWS = 1 << 8
+#: Flag bit (version 2): as :data:`FLAG_EXTENDED_ROWS`, for the last ``W mod 16``
+#: columns (``floor(W / 16)`` bottleneck columns).
+FLAG_EXTENDED_COLUMNS = 1 << 9
 #: Bytes of the colour correction: each channel's mean, then its gain.
 CORRECTION_SIZE = 6
 _V1_FLAGS = FLAG_SEMANTIC_MAP | FLAG_SELECTIVE_MASK | FLAG_MODEL_NAME | FLAG_CONTEXT_CODED
 #: Every flag bit this reader understands; any other bit set is rejected.
 KNOWN_FLAGS = (_V1_FLAGS | FLAG_EXPLICIT_SEED | FLAG_COLOR_CORRECTION | FLAG_PARTIAL_CHANNEL
-               | FLAG_RATE_POSITION)
+               | FLAG_RATE_POSITION | FLAG_EXTENDED_ROWS | FLAG_EXTENDED_COLUMNS)
 #: Longest model name a file can carry, in UTF-8 bytes.
 MAX_MODEL_NAME = 255
 #: Length of the model fingerprint in bytes.
@@ -148,10 +161,15 @@ FILE_FINGERPRINT_SIZE = {1: 16, 2: 8}
 BOTTLENECK_STRIDE = 16
 
 
-def bottleneck_size(image_height: int, image_width: int) -> tuple[int, int]:
+def bottleneck_size(image_height: int, image_width: int, flags: int = 0) -> tuple[int, int]:
     """``(h, w)`` of the bottleneck of an ``image_height x image_width`` image:
-    ``ceil(H / 16)``, ``ceil(W / 16)`` (the encoder pads to a multiple of 16)."""
-    return -(-image_height // BOTTLENECK_STRIDE), -(-image_width // BOTTLENECK_STRIDE)
+    ``ceil(H / 16)``, ``ceil(W / 16)`` (the encoder pads to a multiple of 16),
+    or ``floor`` along an axis whose ``FLAG_EXTENDED_*`` bit ``flags`` sets."""
+    def cells(size, extended):
+        return size // BOTTLENECK_STRIDE if extended else -(-size // BOTTLENECK_STRIDE)
+
+    return (cells(image_height, flags & FLAG_EXTENDED_ROWS),
+            cells(image_width, flags & FLAG_EXTENDED_COLUMNS))
 
 
 #: Default limit on the pixels (H * W) a file may claim: see :func:`check_pixels`.
@@ -208,8 +226,11 @@ class Header:
         image_height: original image height ``H`` in pixels, u32 >= 1.
         image_width: original image width ``W`` in pixels, u32 >= 1.
         bottleneck_channels: ``C``, u16 >= 1.
-        bottleneck_height: ``h``, u16 >= 1; in version 2 ``ceil(H / 16)``.
-        bottleneck_width: ``w``, u16 >= 1; in version 2 ``ceil(W / 16)``.
+        bottleneck_height: ``h``, u16 >= 1; in version 2 ``ceil(H / 16)``, or
+            ``floor(H / 16) >= 1`` (the image's last ``H mod 16`` rows not coded:
+            :data:`FLAG_EXTENDED_ROWS` follows it).
+        bottleneck_width: ``w``, u16 >= 1; in version 2 ``ceil(W / 16)``, or
+            ``floor(W / 16) >= 1`` (:data:`FLAG_EXTENDED_COLUMNS` follows it).
         num_centers: quantiser centres ``L``, u8 >= 2.
         seed: seed of the generator's noise, u64; in version 2 ``None``
             means "not stored: the one the codec derives from the symbols".
@@ -317,12 +338,7 @@ class Header:
                 object.__setattr__(self, "flags", self.flags | FLAG_RATE_POSITION)
             elif self.flags & FLAG_RATE_POSITION:
                 raise ValueError("flags has the rate-position bit set but rate_position is None")
-            derived = bottleneck_size(self.image_height, self.image_width)
-            if (self.bottleneck_height, self.bottleneck_width) != derived:
-                raise ValueError(
-                    f"a version 2 header derives the bottleneck from the image size: "
-                    f"{derived[0]}x{derived[1]} for {self.image_height}x{self.image_width}, "
-                    f"got {self.bottleneck_height}x{self.bottleneck_width}")
+            self._derive_extension()
         if self.correction is not None:
             if version == 1:
                 raise ValueError("version 1 files carry no colour correction")
@@ -352,6 +368,35 @@ class Header:
                 f"bottleneck_height * bottleneck_width * bottleneck_channels = "
                 f"{symbols} exceeds the maximum of {MAX_SYMBOLS} symbols"
             )
+
+    def _derive_extension(self) -> None:
+        """Version 2: set the ``FLAG_EXTENDED_*`` bits from the bottleneck's size (``floor``
+        instead of ``ceil`` of the image's over 16), and check that size against the image's."""
+        for flag, size, cells, what in (
+                (FLAG_EXTENDED_ROWS, self.image_height, self.bottleneck_height, "rows"),
+                (FLAG_EXTENDED_COLUMNS, self.image_width, self.bottleneck_width, "columns")):
+            short = size // BOTTLENECK_STRIDE
+            if cells == short and size % BOTTLENECK_STRIDE and short >= 1:
+                object.__setattr__(self, "flags", self.flags | flag)
+            elif self.flags & flag:
+                raise ValueError(
+                    f"flags has the extended-{what} bit set, but {cells} bottleneck {what} do "
+                    f"not leave out the last {size % BOTTLENECK_STRIDE} of the image's {size} "
+                    f"(it needs floor({size} / 16) >= 1 of them, and {size} not a multiple "
+                    f"of 16)")
+        derived = bottleneck_size(self.image_height, self.image_width, self.flags)
+        if (self.bottleneck_height, self.bottleneck_width) != derived:
+            raise ValueError(
+                f"a version 2 header derives the bottleneck from the image size: "
+                f"{derived[0]}x{derived[1]} for {self.image_height}x{self.image_width}, "
+                f"got {self.bottleneck_height}x{self.bottleneck_width}")
+
+    @property
+    def extended(self) -> tuple[int, int]:
+        """``(rows, columns)`` at the image's bottom and right that the bottleneck does not
+        cover: the decoder repeats its picture's edge into them (``(0, 0)``: none)."""
+        return (max(0, self.image_height - BOTTLENECK_STRIDE * self.bottleneck_height),
+                max(0, self.image_width - BOTTLENECK_STRIDE * self.bottleneck_width))
 
     @property
     def overhead(self) -> int:
@@ -613,7 +658,7 @@ def _parse_v2(data: bytes) -> tuple[dict, int, int]:
             f"truncated .gcz file: it ends inside its header (model name) at byte {len(data)}")
     payload_length, at = _read_varint(data, at, "payload length", _MAX_PAYLOAD)
     fields["bottleneck_height"], fields["bottleneck_width"] = bottleneck_size(
-        fields["image_height"], fields["image_width"])
+        fields["image_height"], fields["image_width"], flags)
     return fields, payload_length, at
 
 

@@ -232,6 +232,15 @@ def _add_refine(parser, help_text, seeds_help=SEEDS_HELP):
     parser.add_argument("--seeds", type=int, default=1, metavar="N", help=seeds_help)
 
 
+def _add_pad_edges(parser):
+    parser.add_argument(
+        "--pad-edges", action="store_true",
+        help="code an image's last 1-2 rows (columns) beyond a multiple of 16 too, in a "
+             "padded block row of their own, instead of leaving them out for the decoder to "
+             "repeat its edge into (the default; at 0.036 bpp on BSDS500's 481x321 photographs "
+             "the default gives about +0.003 MS-SSIM and -0.1 dB PSNR)")
+
+
 def _add_encode(sub):
     from compression.config import LABEL_FACTORS
 
@@ -254,6 +263,7 @@ def _add_encode(sub):
     p.add_argument("--seed", type=int, default=None,
                    help="noise seed, 0 to 2**64-1 (default: from content)")
     _add_refine(p, REFINE_HELP)
+    _add_pad_edges(p)
     p.add_argument("--labels", default=None, metavar="PATH",
                    help="semantic models: the image's label map (single-channel class ids), "
                         "or a folder holding <stem>_gtFine_labelIds.png or <stem>.png per image")
@@ -331,6 +341,7 @@ def _add_evaluate(sub):
     rate.add_argument("--channels", type=int, default=None, metavar="K",
                       help="code exactly K leading channels (variable-rate models)")
     _add_refine(p, "encode-time refinement, as for encode", "seed search, as for encode")
+    _add_pad_edges(p)
     p.add_argument("--rate-weight", type=float, default=None, metavar="W",
                    help="rate-adaptive models: code every file at this rate weight, as for "
                         "encode")
@@ -788,7 +799,8 @@ def _encode(args):
             labels = read_label_map(_label_path(src, args.labels))
         result = encode_image(model, read_image(src), seed=args.seed, bpp=args.bpp,
                               labels=labels, keep=keep, label_factor=args.label_factor,
-                              refine=args.refine, seeds=args.seeds, rate_position=rate_position)
+                              refine=args.refine, seeds=args.seeds, rate_position=rate_position,
+                              extend=not args.pad_edges)
         write_atomic(dst, result.data, overwrite=args.force)
         labelled = f", label map {result.label_bpp:.4f} bpp" if labels is not None else ""
         if keep is not None:
@@ -825,11 +837,8 @@ def _channels_text(result, channels):
     part of its last channel."""
     if result.last_channel_rows is None:
         return f"{result.channels} of {channels} channels"
-    from compression.bitstream import bottleneck_size
-
-    rows = bottleneck_size(result.height, result.width)[0]
     return (f"{result.channels - 1} of {channels} channels + {result.last_channel_rows} of "
-            f"{rows} rows of channel {result.channels}")
+            f"{result.bottleneck_rows} rows of channel {result.channels}")
 
 
 def _decode(args):

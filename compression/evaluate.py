@@ -137,7 +137,7 @@ def _code_one(model, path, work_dir, rate):
 
 
 def evaluate(model, image_paths, on_error=None, on_row=None, warm_up=True, work_dir=None,
-             bpp=None, channels=None, refine=0, seeds=1, rate_weight=None):
+             bpp=None, channels=None, refine=0, seeds=1, rate_weight=None, extend=True):
     """Code every image with ``model`` and measure it -> list of row dicts (:data:`COLUMNS`).
 
     Args:
@@ -159,12 +159,14 @@ def evaluate(model, image_paths, on_error=None, on_row=None, warm_up=True, work_
       seeds: noise seeds tried per image (1: none; :func:`~compression.refine.choose_seed`).
       rate_weight: a rate-adaptive model codes every file at this rate weight
         (:mod:`compression.gain`) instead of choosing one per image.
+      extend: as in :func:`~compression.codec.encode_image` (False: every row
+        and column coded).
 
     Returns:
       One dict per image that was coded, in the order of ``image_paths``.
     """
     paths = [os.fspath(p) for p in image_paths]
-    rate = {"bpp": bpp, "channels": channels, "refine": refine, "seeds": seeds}
+    rate = {"bpp": bpp, "channels": channels, "refine": refine, "seeds": seeds, "extend": extend}
     if rate_weight is not None:
         from compression.gain import byte_for_weight
 
@@ -282,7 +284,8 @@ def evaluate_command(args):
                         on_row=lambda i, row: print(_progress_line(i, len(paths), row)),
                         bpp=getattr(args, "bpp", None), channels=getattr(args, "channels", None),
                         refine=getattr(args, "refine", 0), seeds=getattr(args, "seeds", 1),
-                        rate_weight=getattr(args, "rate_weight", None))
+                        rate_weight=getattr(args, "rate_weight", None),
+                        extend=not getattr(args, "pad_edges", False))
     finally:
         model.close()
     if rows:

@@ -25,6 +25,7 @@ __all__ = [
     "image_from_array",
     "pad_to_multiple",
     "crop_to",
+    "extend_to",
     "write_image",
     "to_float",
     "to_uint8",
@@ -217,6 +218,20 @@ def crop_to(image, size):
     if image.ndim < 2 or h < 1 or w < 1 or h > image.shape[0] or w > image.shape[1]:
         raise ValueError(f"cannot crop an image of shape {list(image.shape)} to {h}x{w} (HxW)")
     return np.ascontiguousarray(image[:h, :w])
+
+
+def extend_to(image, size):
+    """``image`` brought to ``size = (H, W)``: cropped at the bottom and right where it is
+    larger (as :func:`crop_to`), its last row and column repeated where it is smaller (the
+    rows and columns a file leaves uncoded, :data:`compression.bitstream.FLAG_EXTENDED_ROWS`)."""
+    image = np.asarray(image)
+    h, w = (int(s) for s in size)
+    if image.ndim < 2 or min(h, w, *image.shape[:2]) < 1:
+        raise ValueError(f"cannot extend an image of shape {list(image.shape)} to {h}x{w} (HxW)")
+    image = image[:h, :w]
+    grow = [(0, h - image.shape[0]), (0, w - image.shape[1])] + [(0, 0)] * (image.ndim - 2)
+    return np.ascontiguousarray(np.pad(image, grow, mode="edge") if any(grow[0] + grow[1])
+                                else image)
 
 
 def _format_for(path):

@@ -575,6 +575,42 @@ def test_bottleneck_size_is_the_image_size_over_16_rounded_up():
     assert bitstream.bottleneck_size(1, 1) == (1, 1)
 
 
+def test_bottleneck_size_rounds_down_along_an_extended_axis():
+    rows, columns = bitstream.FLAG_EXTENDED_ROWS, bitstream.FLAG_EXTENDED_COLUMNS
+    assert bitstream.bottleneck_size(321, 481, rows | columns) == (20, 30)
+    assert bitstream.bottleneck_size(321, 481, rows) == (20, 31)
+    assert bitstream.bottleneck_size(321, 481, columns) == (21, 30)
+
+
+def test_a_bottleneck_that_leaves_out_the_last_rows_sets_its_flag_and_round_trips():
+    header = Header(fingerprint=FP, image_height=321, image_width=481, bottleneck_channels=4,
+                    bottleneck_height=20, bottleneck_width=31, num_centers=5, seed=None)
+    assert header.flags & bitstream.FLAG_EXTENDED_ROWS
+    assert not header.flags & bitstream.FLAG_EXTENDED_COLUMNS
+    assert header.extended == (1, 0)
+    read, payload = unpack(pack(header, b"\x01\x02"))
+    assert read == header and payload == b"\x01\x02"
+    assert read.bottleneck_shape == (20, 31, 4)
+    both = dataclasses.replace(header, bottleneck_width=30)
+    assert unpack(pack(both, b""))[0].extended == (1, 1)
+    # The flag fits the flags varint's second byte: no byte more than a rate-adaptive file's.
+    positioned = dataclasses.replace(both, rate_position=7)
+    assert len(pack(positioned, b"")) == len(pack(dataclasses.replace(
+        positioned, bottleneck_height=21, bottleneck_width=31, flags=0), b""))
+
+
+@pytest.mark.parametrize("size, cells, fragment", [
+    (320, 20, "not leave out the last 0 of the image's 320"),  # a multiple of 16
+    (15, 0, "bottleneck_height must be in"),  # nothing left to code
+    (321, 19, "derives the bottleneck from the image size: 21x"),
+])
+def test_a_bottleneck_must_cover_all_but_the_last_rows(size, cells, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        Header(fingerprint=FP, image_height=size, image_width=64, bottleneck_channels=4,
+               bottleneck_height=cells, bottleneck_width=4, num_centers=5, seed=None,
+               flags=bitstream.FLAG_EXTENDED_ROWS if size == 320 else 0)
+
+
 @pytest.mark.parametrize("changes, fragment", [
     ({"bottleneck_height": 8}, "derives the bottleneck from the image size: 7x12"),
     ({"seed": None, "version": 1}, "version 1 files store it"),
@@ -582,7 +618,8 @@ def test_bottleneck_size_is_the_image_size_over_16_rounded_up():
     ({"fingerprint": FP[:7]}, "fingerprint must be 16 bytes"),
     ({"flags": 32}, "colour-correction bit set but correction is None"),
     ({"flags": 64}, "partial-channel bit set but last_channel_rows is None"),
-    ({"flags": 256}, "unknown bits"),
+    ({"flags": 1 << 10}, "unknown bits"),
+    ({"flags": bitstream.FLAG_EXTENDED_ROWS}, "extended-rows bit set, but 7 bottleneck rows"),
     ({"flags": 128}, "rate-position bit set but rate_position is None"),
     ({"rate_position": 256}, r"rate_position must be in \[0, 255\], got 256"),
     ({"rate_position": 3, "version": 1}, "version 1 files have no rate position"),
@@ -648,9 +685,9 @@ def test_version_2_varints_are_minimal_and_flags_known():
     with pytest.raises(CorruptFileError, match="image height is not a minimal varint"):
         unpack(with_fixed_crc(padded))
     newer = bytearray(data)
-    newer[5] |= 0x80  # a flag bit this reader does not know (bit 8: a two-byte varint)
-    newer[6:6] = b"\x02"
-    with pytest.raises(UnsupportedVersionError, match="flags 0x01"):
+    newer[5] |= 0x80  # a flag bit this reader does not know (bit 10: a two-byte varint)
+    newer[6:6] = b"\x08"
+    with pytest.raises(UnsupportedVersionError, match="flags 0x04"):
         unpack(with_fixed_crc(bytes(newer)))  # intact: written by a newer writer
     with pytest.raises(CorruptFileError, match="CRC32"):
         unpack(bytes(newer))  # damaged
@@ -674,7 +711,7 @@ def test_version_2_read_file_round_trip_and_bounds(tmp_path):
         read_file(tmp_path / "long.gcz")
     newer = bytearray(pack(header, b"abcd"))
     newer[5] |= 0x80
-    newer[6:6] = b"\x02"
+    newer[6:6] = b"\x08"
     (tmp_path / "newer.gcz").write_bytes(with_fixed_crc(bytes(newer)))
     with pytest.raises(UnsupportedVersionError, match="flags"):
         read_file(tmp_path / "newer.gcz")

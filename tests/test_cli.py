@@ -123,6 +123,25 @@ def test_output_option(capsys, tiny_run, images, tmp_path):
     assert code == 2 and "-o/--output takes one input" in err
 
 
+def test_pad_edges_codes_the_last_column_too(capsys, tiny_run, tiny_model, images, tmp_path):
+    # b.png is 40x33: one column beyond a multiple of 16, left out unless --pad-edges.
+    sizes = {}
+    for flag in ((), ("--pad-edges",)):
+        target = tmp_path / f"b{len(flag)}.gcz"
+        code, _, err = run_cli(capsys, "encode", images[1], "--model", tiny_run, "-o", target,
+                               *flag)
+        assert code == 0, err
+        code, out, err = run_cli(capsys, "info", target)
+        assert code == 0, err
+        assert ("repeated_edge none" in out) == bool(flag), out
+        decoded = decode(tiny_model, target.read_bytes())
+        assert decoded.shape == (40, 33, 3)
+        sizes[flag] = target.stat().st_size
+        if not flag:
+            np.testing.assert_array_equal(decoded[:, 32], decoded[:, 31])
+    assert sizes[()] < sizes[("--pad-edges",)]
+
+
 def test_directory_input_and_out_dir(capsys, tiny_run, images, tmp_path):
     folder = os.path.dirname(images[0])
     with open(os.path.join(folder, "notes.txt"), "w") as f:

@@ -12,6 +12,7 @@ from skimage import data as skdata
 
 from compression import bitstream
 from compression.codec import (
+    coded_size,
     decode,
     decode_image,
     default_seed,
@@ -66,8 +67,8 @@ IMAGES = {
 }
 
 
-def check_round_trip(model, image):
-    result = encode_image(model, image)
+def check_round_trip(model, image, extend=True):
+    result = encode_image(model, image, extend=extend)
     assert result.data[:4] == bitstream.MAGIC
     decoded, header = decode_image(model, result.data)
     assert decoded.dtype == np.uint8
@@ -75,15 +76,55 @@ def check_round_trip(model, image):
     assert (header.image_height, header.image_width) == image.shape[:2]
     # Decoding is a pure function of the file.
     np.testing.assert_array_equal(decode(model, result.data), decoded)
-    # The entropy coder is lossless: the payload holds exactly the encoder's symbols.
-    padded, _ = pad_to_multiple(image if image.ndim == 3 else
-                                np.repeat(image[..., None], 3, axis=2), 16)
+    # The entropy coder is lossless: the payload holds exactly the encoder's symbols, of
+    # the image less the last one or two rows (columns) beyond a multiple of 16.
+    h, w = image.shape[:2]
+    ch, cw = coded_size(h, w, extend)
+    assert header.extended == result.extended == (h - ch, w - cw)
+    padded, _ = pad_to_multiple(image[:ch, :cw] if image.ndim == 3 else
+                                np.repeat(image[:ch, :cw, None], 3, axis=2), 16)
     _, payload = bitstream.unpack(result.data)
     symbols = decode_symbols(payload, header.bottleneck_shape, model.probabilities)
     np.testing.assert_array_equal(symbols, model.encode(to_float(padded)))
-    h, w = image.shape[:2]
-    assert header.bottleneck_shape == (-(-h // 16), -(-w // 16), model.config.channels)
+    assert header.bottleneck_shape == (-(-ch // 16), -(-cw // 16), model.config.channels)
+    # The rows and columns left out repeat the decoded picture's edge.
+    np.testing.assert_array_equal(decoded[ch:], np.broadcast_to(decoded[ch - 1:ch],
+                                                                decoded[ch:].shape))
+    np.testing.assert_array_equal(decoded[:, cw:], np.broadcast_to(decoded[:, cw - 1:cw],
+                                                                   decoded[:, cw:].shape))
     return result, decoded
+
+
+@pytest.mark.parametrize("size, coded", [
+    ((321, 481), (320, 480)), ((18, 34), (16, 32)), ((19, 35), (19, 35)), ((15, 17), (15, 16)),
+    ((320, 480), (320, 480)), ((360, 481), (360, 480))])
+def test_only_one_or_two_rows_beyond_a_multiple_of_16_are_left_out(size, coded):
+    assert coded_size(*size) == coded
+    assert coded_size(*size, extend=False) == size
+
+
+def test_a_file_without_its_last_rows_is_smaller_and_pads_them_when_asked(tiny_model):
+    # 10 block rows and 6 block columns, and one pixel row and column more
+    image = np.ascontiguousarray(skdata.astronaut()[:161, :97])
+    left_out, _ = check_round_trip(tiny_model, image)
+    padded, _ = check_round_trip(tiny_model, image, extend=False)
+    assert left_out.extended == (1, 1) and padded.extended == (0, 0)
+    assert bitstream.unpack(left_out.data)[0].bottleneck_shape[:2] == (10, 6)
+    assert bitstream.unpack(padded.data)[0].bottleneck_shape[:2] == (11, 7)
+    assert file_stats(left_out.data)["repeated_edge"] == "1 rows, 1 columns"
+    assert file_stats(padded.data)["repeated_edge"] == "none"
+    assert left_out.payload_bpp < padded.payload_bpp
+
+
+def test_semantic_and_selective_files_may_not_leave_rows_out(semantic_model):
+    image, labels = photo("coffee")[:97], street_labels(97, 150)
+    result = encode_image(semantic_model, image, labels=labels)
+    assert result.extended == (0, 0)  # semantic files code every row
+    header, payload = bitstream.unpack(result.data)
+    crafted = dataclasses.replace(header, bottleneck_height=6,
+                                  flags=header.flags & ~bitstream.FLAG_EXTENDED_ROWS)
+    with pytest.raises(CorruptFileError, match="semantic and selective files code every row"):
+        decode(semantic_model, bitstream.pack(crafted, payload))
 
 
 @pytest.mark.parametrize("name", list(IMAGES))
@@ -234,8 +275,8 @@ def test_unsupported_version(tiny_model, small_file):
 
 def test_unknown_flags(tiny_model, small_file):
     body = bytearray(small_file[:-4])
-    body[5] |= 0x80  # the flags varint's byte, and a second one: bit 8, unknown here
-    body[6:6] = b"\x02"
+    body[5] |= 0x80  # the flags varint's byte, and a second one: bit 10, unknown here
+    body[6:6] = b"\x08"
     with pytest.raises(UnsupportedVersionError, match="flags"):
         decode(tiny_model, bytes(body) + struct.pack(">I", zlib.crc32(body)))
     with pytest.raises(CorruptFileError, match="a selective mask without a label map"):

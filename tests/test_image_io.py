@@ -11,6 +11,7 @@ from skimage import data as samples
 from compression.errors import CompressionError, ImageReadError
 from compression.image_io import (
     crop_to,
+    extend_to,
     image_from_array,
     pad_to_multiple,
     read_image,
@@ -159,6 +160,18 @@ def test_padding_reflects():
     np.testing.assert_array_equal(padded[0, 5:], [3, 2, 1])
     one, _ = pad_to_multiple(np.full((1, 1), 7, np.uint8), 16)
     assert (one == 7).all()
+
+
+def test_extend_repeats_the_last_row_and_column_and_crops_the_rest():
+    image = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    grown = extend_to(image, (4, 2))
+    assert grown.shape == (4, 2, 3)
+    np.testing.assert_array_equal(grown[:2], image[:, :2])
+    np.testing.assert_array_equal(grown[2], image[1, :2])
+    np.testing.assert_array_equal(grown[3], image[1, :2])
+    np.testing.assert_array_equal(extend_to(image, (2, 3)), image)
+    with pytest.raises(ValueError, match="cannot extend"):
+        extend_to(image, (0, 3))
 
 
 def test_crop_rejects_bigger_size():
