@@ -380,10 +380,9 @@ class Header:
                 object.__setattr__(self, "flags", self.flags | flag)
             elif self.flags & flag:
                 raise ValueError(
-                    f"flags has the extended-{what} bit set, but {cells} bottleneck {what} do "
-                    f"not leave out the last {size % BOTTLENECK_STRIDE} of the image's {size} "
-                    f"(it needs floor({size} / 16) >= 1 of them, and {size} not a multiple "
-                    f"of 16)")
+                    f"flags has the extended-{what} bit set, but {cells} bottleneck {what} "
+                    f"are not floor({size} / 16) = {short} >= 1 with {size} image {what} "
+                    f"not a multiple of 16")
         derived = bottleneck_size(self.image_height, self.image_width, self.flags)
         if (self.bottleneck_height, self.bottleneck_width) != derived:
             raise ValueError(

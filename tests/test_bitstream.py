@@ -600,7 +600,7 @@ def test_a_bottleneck_that_leaves_out_the_last_rows_sets_its_flag_and_round_trip
 
 
 @pytest.mark.parametrize("size, cells, fragment", [
-    (320, 20, "not leave out the last 0 of the image's 320"),  # a multiple of 16
+    (320, 20, r"not floor\(320 / 16\) = 20 >= 1 with 320 image rows not a multiple"),
     (15, 0, "bottleneck_height must be in"),  # nothing left to code
     (321, 19, "derives the bottleneck from the image size: 21x"),
 ])
