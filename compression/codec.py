@@ -16,7 +16,6 @@ any number of images: no graph is rebuilt per image.
 
 import dataclasses
 import hashlib
-import math
 import os
 import struct
 
@@ -277,7 +276,7 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
     elif label_factor is not None:
         raise ConfigError("label_factor applies to semantic models only")
     cells, mask_bytes = _selective_mask(model, labels, keep, mask,
-                                        (math.ceil(h / DOWNSAMPLING), math.ceil(w / DOWNSAMPLING)),
+                                        bitstream.bottleneck_size(h, w),
                                         seen if classes else None)
     coded_h, coded_w = coded_size(h, w, extend and not classes and cells is None)
     padded, _ = pad_to_multiple(image[:coded_h, :coded_w], DOWNSAMPLING)
