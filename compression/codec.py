@@ -318,11 +318,16 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
 
     pixels = h * w
     searched = {}  # rate-position byte -> its symbols, so the chosen one is not encoded again
+    highest = None  # bytes of the file with every channel at the highest rate, once coded
     if rate_byte == _SEARCH:
         def code_at(byte):  # every channel, at this rate position
+            nonlocal highest
             at = position_from_byte(byte, model.config)
             searched[byte] = model.encode(to_float(padded), at)
-            return code(choices[-1], searched[byte], byte=byte)
+            data = code(choices[-1], searched[byte], byte=byte)
+            if byte == 0:
+                highest = len(data)
+            return data
 
         rate_byte = highest_rate_position(code_at, pixels, bpp)
         position = position_from_byte(rate_byte, model.config)
@@ -334,7 +339,8 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
     else:
         symbols = model.encode(to_float(padded), position)
     encoded = symbols  # refinement may replace symbols; a partial channel comes from these
-    k, data = choose_channels(lambda k: code(k, symbols), choices, h * w, bpp)
+    k, data = choose_channels(lambda k: code(k, symbols), choices, h * w, bpp,
+                              largest_bytes=highest)
     decoder_labels = None if not classes else pad_to_multiple(seen, DOWNSAMPLING)[0]
 
     def fits(candidate, budget=None):

@@ -49,7 +49,7 @@ def file_bpp(size, pixels):
     return 8.0 * size / pixels
 
 
-def choose_channels(code, choices, pixels, bpp):
+def choose_channels(code, choices, pixels, bpp, largest_bytes=None):
     """The largest ``k`` in ``choices`` whose file fits ``bpp``: ``(k, data)``.
 
     Args:
@@ -57,6 +57,10 @@ def choose_channels(code, choices, pixels, bpp):
       choices: candidate ``k``, ascending (:func:`channel_choices`).
       pixels: pixels of the original image (the rate's denominator).
       bpp: target rate of the whole file, bits per pixel; None: the largest ``k``.
+      largest_bytes: size of the largest file the model writes for this image when
+        that is not the largest ``k``'s (a rate-adaptive model's channels are cut
+        at its lowest rate; its largest file is every channel at its highest):
+        the error names the range up to it.
 
     Raises:
       RateError: even the smallest ``k`` gives a larger file; the message
@@ -77,16 +81,17 @@ def choose_channels(code, choices, pixels, bpp):
         if file_bpp(len(data), pixels) <= bpp:
             return k, data
     smallest = file_bpp(len(data), pixels)
-    top = file_bpp(len(largest), pixels)
-    if len(choices) == 1:
+    top = file_bpp(max(len(largest), largest_bytes or 0), pixels)
+    if len(choices) == 1 and largest_bytes is None:
         raise RateError(
             f"target {bpp:g} bpp is below this fixed-rate model's file for this image, "
             f"{smallest:.4f} bpp ({choices[0]} channels); ask for at least that, or use a "
             "variable-rate model (train --min-channels)")
+    kept = (f"{choices[0]} of {choices[-1]} channels" if len(choices) > 1
+            else "at its lowest rate")
     raise RateError(
         f"target {bpp:g} bpp is below the smallest file this model writes for this image: "
-        f"{smallest:.4f} bpp ({choices[0]} of {choices[-1]} channels); its range for this "
-        f"image is {smallest:.4f}-{top:.4f} bpp")
+        f"{smallest:.4f} bpp ({kept}); its range for this image is {smallest:.4f}-{top:.4f} bpp")
 
 
 def partial_channel(symbols, rows):

@@ -20,7 +20,7 @@ from compression.codec import (
     read_symbols,
 )
 from compression.config import CompressionConfig
-from compression.errors import CompressionError, ConfigError, CorruptFileError
+from compression.errors import CompressionError, ConfigError, CorruptFileError, RateError
 from compression.gain import (
     GAIN_SCALE,
     POSITION_LEVELS,
@@ -211,6 +211,10 @@ def test_bpp_chooses_the_highest_rate_position_that_fits(adaptive_model):
     assert cut.rate_position == 255 and cut.channels < ADAPTIVE_VARIABLE.channels
     assert cut.bpp <= (low + fewest) / 2
     assert decode_image(adaptive_model, cut.data)[0].shape == image.shape
+    # Below every file: the error names the model's whole range for the image, up to
+    # every channel at its highest rate (not the channels' range at its lowest).
+    with pytest.raises(RateError, match=rf"range for this image is {fewest:.4f}-{high:.4f} bpp"):
+        encode_image(adaptive_model, image, bpp=fewest * 0.9)
 
 
 def test_rate_positions_are_checked(adaptive_model, variable_rate_model):

@@ -72,6 +72,16 @@ def test_targets_below_the_range_name_it():
     code, _ = fake_code({4: 200})
     with pytest.raises(RateError, match=r"fixed-rate model's file for this image, 1\.0000 bpp"):
         choose_channels(code, [4], 1600, 0.9)
+    # A rate-adaptive model cuts channels at its lowest rate; its largest file (every
+    # channel at its highest rate) ends the range the error names.
+    code, _ = fake_code({2: 100, 3: 150, 4: 200})
+    with pytest.raises(RateError, match=r"\(2 of 4 channels\); its range for this image is "
+                                        r"0\.5000-2\.0000 bpp"):
+        choose_channels(code, range(2, 5), 1600, 0.4, largest_bytes=400)
+    code, _ = fake_code({4: 200})
+    with pytest.raises(RateError, match=r"1\.0000 bpp \(at its lowest rate\); its range for "
+                                        r"this image is 1\.0000-2\.0000 bpp"):
+        choose_channels(code, [4], 1600, 0.9, largest_bytes=400)
     for bad in (0, -1.0, float("nan")):
         with pytest.raises(RateError, match="positive number"):
             choose_channels(code, [4], 1600, bad)
