@@ -25,6 +25,7 @@ import tensorflow as tf
 __all__ = [
     "psnr",
     "chroma_error",
+    "chroma_speckle",
     "ms_ssim",
     "ms_ssim_parameters",
     "bits_per_pixel",
@@ -84,6 +85,43 @@ def chroma_error(a, b):
     a, b = a.astype(np.float64), b.astype(np.float64)
     return float(np.mean(np.abs((a - a.mean(-1, keepdims=True))
                                 - (b - b.mean(-1, keepdims=True)))))
+
+
+def _chroma_roughness(image):
+    """``[H-1, W-1]``: each pixel's chroma difference to its lower and right neighbours."""
+    chroma = image - image.mean(-1, keepdims=True)
+    return (np.abs(np.diff(chroma, axis=0))[:, :-1].mean(-1)
+            + np.abs(np.diff(chroma, axis=1))[:-1].mean(-1))
+
+
+def chroma_speckle(original, decoded, tile=32):
+    """Colour speckle a decode adds: ``(worst, typical)`` over its tiles, in 8-bit levels.
+
+    Speckle is the chroma difference between neighbouring pixels (chroma as in
+    :func:`chroma_error`); each ``tile`` x ``tile`` tile (at half-tile steps)
+    scores the mean of the decode's speckle less the original's, and this
+    returns the worst tile's score and the median's.  A decoder fed an unlucky
+    noise map can paint a patch of coloured checkerboard onto a smooth region
+    (docs/benchmarks.md, twenty-ninth session): worst 7-13 with a typical
+    tile near 0.  Faithful decodes of val photographs score worst 0-5; a
+    decode speckled everywhere (an untrained model's) has a high typical
+    score too.  Images smaller than a tile score their whole area as one.
+    """
+    a, b = _as_pair(original, decoded, "chroma_speckle")
+    if a.ndim != 3 or a.shape[-1] != 3:
+        raise ValueError(f"chroma_speckle expects RGB images [H, W, 3], got shape {a.shape}")
+    if min(a.shape[:2]) < 2:
+        return 0.0, 0.0
+    excess = _chroma_roughness(b.astype(np.float64)) - _chroma_roughness(a.astype(np.float64))
+    tile = max(1, min(int(tile), *excess.shape))
+    # Tile sums from an integral image: every tile at half-tile steps in one pass.
+    total = np.pad(excess.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    step = max(1, tile // 2)
+    rows = np.arange(0, excess.shape[0] - tile + 1, step)[:, None]
+    cols = np.arange(0, excess.shape[1] - tile + 1, step)[None]
+    means = (total[rows + tile, cols + tile] - total[rows, cols + tile]
+             - total[rows + tile, cols] + total[rows, cols]) / (tile * tile)
+    return float(means.max()), float(np.median(means))
 
 
 def ms_ssim_parameters(height, width):

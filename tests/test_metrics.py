@@ -101,6 +101,38 @@ def test_bits_per_pixel():
         bits_per_pixel(10, 0, 16)
 
 
+def test_chroma_speckle_finds_a_patch_of_coloured_checkerboard():
+    photo = samples.coffee()
+    assert metrics.chroma_speckle(photo, photo) == (0, 0)
+    # A smooth decode adds no speckle: every tile is as rough as the original or less.
+    blurred = ((photo[:-1:2, :-1:2].astype(np.uint16) + photo[1::2, 1::2]) // 2).astype(np.uint8)
+    smooth = np.repeat(np.repeat(blurred, 2, 0), 2, 1)
+    original = photo[:smooth.shape[0], :smooth.shape[1]]
+    worst, typical = metrics.chroma_speckle(original, smooth)
+    assert worst < 1 and typical < 0  # smoother than the original
+    # A 48x48 patch whose neighbouring pixels alternate red and green, on the same decode.
+    speckled = smooth.copy()
+    yy, xx = np.mgrid[:48, :48]
+    checker = np.where(((yy + xx) % 2 == 0)[..., None], [150, 90, 90], [90, 150, 90])
+    speckled[100:148, 200:248] = checker.astype(np.uint8)
+    patch, rest = metrics.chroma_speckle(original, speckled)
+    assert patch > 6 > worst and rest == pytest.approx(typical, abs=0.1)  # codec.SPECKLE_LIMIT
+    # Speckle everywhere is no patch: the typical tile is as bad.
+    everywhere = np.where(((np.indices(smooth.shape[:2]).sum(0)) % 2 == 0)[..., None],
+                          [150, 90, 90], [90, 150, 90]).astype(np.uint8)
+    worst_everywhere, typical_everywhere = metrics.chroma_speckle(original, everywhere)
+    assert typical_everywhere > 6 and worst_everywhere - typical_everywhere < 6
+    # Brightness alone is not colour: a grey checkerboard adds none.
+    grey = smooth.copy()
+    grey[100:148, 200:248] = np.where(((yy + xx) % 2 == 0)[..., None], 150, 90).astype(np.uint8)
+    assert metrics.chroma_speckle(original, grey)[0] < 1
+    # Images smaller than a tile score as one tile; one pixel has no neighbours.
+    assert metrics.chroma_speckle(original[:20, :20], speckled[:20, :20])[0] < 1
+    assert metrics.chroma_speckle(photo[:1, :1], photo[:1, :1]) == (0, 0)
+    with pytest.raises(ValueError, match="RGB"):
+        metrics.chroma_speckle(photo[..., 0], photo[..., 0])
+
+
 def test_chroma_error_measures_colour_not_grey_level():
     photo = samples.coffee()
     grey = np.repeat(photo.mean(axis=-1, keepdims=True).round().astype(np.uint8), 3, axis=-1)

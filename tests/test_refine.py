@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from skimage import data as skdata
 
-from compression import bitstream, refine
+from compression import bitstream, codec, refine
 from compression.codec import decode, default_seed, encode_image
 from compression.errors import ConfigError
 from compression.image_io import pad_to_multiple, to_float
@@ -154,6 +154,30 @@ def test_the_seeds_byte_counts_towards_the_target(variable_rate_model):
     plain = encode_image(model, image, channels=3)
     exact = encode_image(model, image, bpp=8 * len(plain.data) / pixels, seeds=12)
     assert exact.seed is None and exact.data == plain.data  # no room for the byte
+
+
+def test_a_speckled_decode_is_recoded_with_the_seed_search(variable_rate_model, monkeypatch):
+    model, image = variable_rate_model, photo("astronaut", 4)
+    pixels = image.shape[0] * image.shape[1]
+    # No decode counted as speckled (an untrained model's may well be): the derived seed.
+    monkeypatch.setattr(codec, "SPECKLE_LIMIT", np.inf)
+    plain = encode_image(model, image, channels=3)
+    assert plain.seed is None
+    searched = encode_image(model, image, channels=3, seeds=codec.SPECKLE_SEEDS)
+    assert searched.seed is not None  # the test below needs a search that moves
+    # Every decode counted as a speckled patch: the file is the seed search's.
+    monkeypatch.setattr(codec, "SPECKLE_LIMIT", -np.inf)
+    monkeypatch.setattr(codec, "SPECKLE_TYPICAL", np.inf)
+    guarded = encode_image(model, image, channels=3)
+    assert (guarded.seed, guarded.data) == (searched.seed, searched.data)
+    assert decode(model, guarded.data).shape == image.shape
+    # A seed the caller chose is kept, and so is a file without room for the seed's byte.
+    assert encode_image(model, image, channels=3, seed=5).seed == 5
+    exact = encode_image(model, image, bpp=8 * len(plain.data) / pixels)
+    assert exact.seed is None and exact.data == plain.data
+    # An untrained model's decode is speckled everywhere, not in a patch: left alone.
+    monkeypatch.setattr(codec, "SPECKLE_TYPICAL", 1.0)
+    assert encode_image(model, image, channels=3).data == plain.data
 
 
 @pytest.fixture(scope="module")
