@@ -237,6 +237,9 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
     under which the symbols decode best, in one header byte; with ``bpp`` the
     byte must fit too.  Each seed costs a decode.  It runs before
     ``refine``, which then refines under the chosen seed.  Not with ``seed``.
+    With neither, a file whose decode shows a patch of coloured speckle
+    (:data:`SPECKLE_LIMIT`; about 1 in 100 photographs) is re-coded with the
+    search over :data:`SPECKLE_SEEDS` seeds, at the end.
 
     ``correct``: the encoder decodes its file and stores the colour
     correction (:mod:`compression.correction`, 6 bytes, counted against
