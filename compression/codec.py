@@ -98,10 +98,18 @@ EXTEND_AT_MOST = 2
 #: only encode time.
 SPECKLE_LIMIT = 6.0
 SPECKLE_SEEDS = 8
-#: ... when its typical tile is at most this speckled: a patch on a faithful
-#: decode (0.2 and -0.1 for the two above), not a decode speckled everywhere,
-#: as an untrained model's is (10), which no seed cures.
+#: ... when its typical (median) tile is at most this speckled: a patch on a
+#: faithful decode (the two patched decodes measured: 0.2 and -0.1), not a
+#: decode speckled everywhere, as an untrained model's is (10), which no seed
+#: cures.
 SPECKLE_TYPICAL = 1.0
+
+
+def _speckled(image, decoded):
+    """Whether ``decoded`` (uint8 ``[H, W, 3]``) has a patch of coloured speckle that
+    ``image`` has not (:data:`SPECKLE_LIMIT`, :data:`SPECKLE_TYPICAL`)."""
+    worst, typical = chroma_speckle(image, decoded)
+    return worst > SPECKLE_LIMIT and typical <= SPECKLE_TYPICAL
 
 
 def coded_size(height, width, extend=True):
@@ -414,9 +422,8 @@ def encode_image(model, image, seed=None, bpp=None, channels=None, labels=None, 
             best = (score, candidate, data, decoded)
     if best is not None:
         _, (k, symbols, rows), data, decoded = best
-        worst, typical = chroma_speckle(image, decoded) if decoded.ndim == 3 else (0.0, 0.0)
         if (seeds == 1 and seed is None and padded.shape[0] * padded.shape[1] <= SEED_SEARCH_PIXELS
-                and worst > SPECKLE_LIMIT and typical <= SPECKLE_TYPICAL):
+                and _speckled(image, decoded)):
             choice = choose_seed(model, to_float(padded), (coded_h, coded_w), symbols, k,
                                  lambda s, file_seed: code(k, s, file_seed, rows=rows), fits,
                                  SPECKLE_SEEDS, labels=decoder_labels, cells=cells,
