@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from compression import bitstream
+from compression import bitstream, codec
 from compression.codec import (
     decode_image,
     encode_image,
@@ -195,7 +195,10 @@ def test_files_store_their_rate_position_and_decode_with_it(adaptive_model):
     assert np.abs(own - other).max() > 1e-3
 
 
-def test_bpp_chooses_the_highest_rate_position_that_fits(adaptive_model):
+def test_bpp_chooses_the_highest_rate_position_that_fits(adaptive_model, monkeypatch):
+    # The speckle guard may store a seed (one byte more) in this untrained model's files,
+    # and the error below names files without one: the rate search is tested without it.
+    monkeypatch.setattr(codec, "SPECKLE_LIMIT", math.inf)
     image = _photo()
     pixels = image.shape[0] * image.shape[1]
     high, low = (encode_image(adaptive_model, image, rate_position=b).bpp for b in (0, 255))
