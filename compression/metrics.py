@@ -82,14 +82,18 @@ def chroma_error(a, b):
     a, b = _as_pair(a, b, "chroma_error")
     if a.ndim != 3 or a.shape[-1] != 3:
         raise ValueError(f"chroma_error expects RGB images [H, W, 3], got shape {a.shape}")
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    return float(np.mean(np.abs((a - a.mean(-1, keepdims=True))
-                                - (b - b.mean(-1, keepdims=True)))))
+    return float(np.mean(np.abs(_chroma(a) - _chroma(b))))
+
+
+def _chroma(image):
+    """``image`` ``[H, W, 3]`` as float64 chroma: each pixel less the mean of its channels."""
+    image = image.astype(np.float64)
+    return image - image.mean(-1, keepdims=True)
 
 
 def _chroma_roughness(image):
     """``[H-1, W-1]``: each pixel's chroma difference to its lower and right neighbours."""
-    chroma = image - image.mean(-1, keepdims=True)
+    chroma = _chroma(image)
     return (np.abs(np.diff(chroma, axis=0))[:, :-1].mean(-1)
             + np.abs(np.diff(chroma, axis=1))[:-1].mean(-1))
 
@@ -112,7 +116,7 @@ def chroma_speckle(original, decoded, tile=32):
         raise ValueError(f"chroma_speckle expects RGB images [H, W, 3], got shape {a.shape}")
     if min(a.shape[:2]) < 2:
         return 0.0, 0.0
-    excess = _chroma_roughness(b.astype(np.float64)) - _chroma_roughness(a.astype(np.float64))
+    excess = _chroma_roughness(b) - _chroma_roughness(a)
     tile = max(1, min(int(tile), *excess.shape))
     # Tile sums from an integral image: every tile at half-tile steps in one pass.
     total = np.pad(excess.cumsum(0).cumsum(1), ((1, 0), (1, 0)))

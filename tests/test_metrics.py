@@ -111,20 +111,21 @@ def test_chroma_speckle_finds_a_patch_of_coloured_checkerboard():
     worst, typical = metrics.chroma_speckle(original, smooth)
     assert worst < 1 and typical < 0  # smoother than the original
     # A 48x48 patch whose neighbouring pixels alternate red and green, on the same decode.
+    def checker(height, width, even=(150, 90, 90), odd=(90, 150, 90)):
+        return np.where((np.indices((height, width)).sum(0) % 2 == 0)[..., None],
+                        even, odd).astype(np.uint8)
+
     speckled = smooth.copy()
-    yy, xx = np.mgrid[:48, :48]
-    checker = np.where(((yy + xx) % 2 == 0)[..., None], [150, 90, 90], [90, 150, 90])
-    speckled[100:148, 200:248] = checker.astype(np.uint8)
+    speckled[100:148, 200:248] = checker(48, 48)
     patch, rest = metrics.chroma_speckle(original, speckled)
     assert patch > 6 > worst and rest == pytest.approx(typical, abs=0.1)  # codec.SPECKLE_LIMIT
     # Speckle everywhere is no patch: the typical tile is as bad.
-    everywhere = np.where(((np.indices(smooth.shape[:2]).sum(0)) % 2 == 0)[..., None],
-                          [150, 90, 90], [90, 150, 90]).astype(np.uint8)
+    everywhere = checker(*smooth.shape[:2])
     worst_everywhere, typical_everywhere = metrics.chroma_speckle(original, everywhere)
     assert typical_everywhere > 6 and worst_everywhere - typical_everywhere < 6
     # Brightness alone is not colour: a grey checkerboard adds none.
     grey = smooth.copy()
-    grey[100:148, 200:248] = np.where(((yy + xx) % 2 == 0)[..., None], 150, 90).astype(np.uint8)
+    grey[100:148, 200:248] = checker(48, 48, even=(150,) * 3, odd=(90,) * 3)
     assert metrics.chroma_speckle(original, grey)[0] < 1
     # Images smaller than a tile score as one tile; one pixel has no neighbours.
     assert metrics.chroma_speckle(original[:20, :20], speckled[:20, :20])[0] < 1
