@@ -88,6 +88,14 @@ def _add_train(sub):
                    help="train one rate-adaptive model for every rate between these rate "
                         "weights (gain units, Cui et al. 2021), e.g. 10,20,40,80 with "
                         "--lambda-rate among them; its files pick their own rate (encode --bpp)")
+    p.add_argument("--trainable", choices=("all", "gains"), default=None,
+                   help="gains: update only a rate-adaptive model's gain tables (with "
+                        "--train-rate-range and --init-from, adds a rate weight beyond the "
+                        "source's without changing the rates it has); default all")
+    p.add_argument("--train-rate-range", type=_number_list("two rate weights"), default=None,
+                   metavar="LO,HI",
+                   help="draw each example's rate weight between these two (within "
+                        "--rate-lambdas) instead of over the whole range")
     p.add_argument("--width", type=float, default=None,
                    help="filter multiplier (1.0 = paper, 171M parameters; 0.25 for CPUs)")
     p.add_argument("--residual-blocks", type=int, default=None)
@@ -653,7 +661,8 @@ def _train(args):
                        ("channel_weights", "channel_weights"),
                        ("corrected_loss", "corrected_loss"), ("rate_model", "rate_model"),
                        ("rate_channel_weights", "rate_channel_weights"),
-                       ("rate_lambdas", "rate_lambdas")):
+                       ("rate_lambdas", "rate_lambdas"), ("trainable", "trainable"),
+                       ("train_rate_range", "train_rate_range")):
         if getattr(args, arg) is not None:
             fields[field] = getattr(args, arg)
     if args.crop:
@@ -696,6 +705,9 @@ def _train(args):
 
         source_dir, _ = resolve_run(args.init_from)
         base = CompressionConfig.load(os.path.join(source_dir, CONFIG_NAME))
+        # How the source's last steps were restricted is not a setting of its
+        # weights: a new run trains everything over its whole range unless told.
+        base = dataclasses.replace(base, trainable="all", train_rate_range=())
         config = dataclasses.replace(base, **grown_config_fields(base, fields,
                                                                  repr(args.init_from)))
         changed = {k: v for k, v in config.to_dict().items() if base.to_dict()[k] != v}

@@ -50,6 +50,9 @@ DISCRIMINATOR_PADDINGS = ("replicate", "zero")
 #: ``rate_model`` values: how training prices the bottleneck (:mod:`compression.rate_model`).
 RATE_MODELS = ("histogram", "context")
 
+#: ``trainable`` values: which generator weights a training step updates.
+TRAINABLE = ("all", "gains")
+
 #: Relative tolerance of :meth:`CompressionConfig.for_bpp` (the paper's rates are rounded).
 FOR_BPP_TOLERANCE = 0.02
 
@@ -63,7 +66,7 @@ _ABSENT_MEANS = {
     "min_channels": None, "chroma_weight": 1.0, "selective_probability": 0.0,
     "class_names": (), "label_factor": 1, "upsampling": "transposed", "channel_weights": (),
     "corrected_loss": False, "rate_model": "histogram", "discriminator_padding": "zero",
-    "rate_channel_weights": (), "rate_lambdas": (),
+    "rate_channel_weights": (), "rate_lambdas": (), "trainable": "all", "train_rate_range": (),
 }
 
 
@@ -185,6 +188,16 @@ class CompressionConfig:
         the header).  ``lambda_rate`` must lie within them: it is the
         position a file takes when no rate is asked for.  Empty (default):
         one rate, ``lambda_rate``'s.
+      trainable: ``"all"`` (default) or ``"gains"``: a rate-adaptive
+        model's training steps update only its gain tables (encoder and
+        decoder side), every other weight stays as it was.  With
+        ``train_rate_range`` this adds a rate to a trained model without
+        touching the rates it has: a knot added beyond the ends of
+        ``rate_lambdas`` starts from the tables' trend (``train --init-from``
+        regrids them) and learns its own gains.  Training only.
+      train_rate_range: two rate weights within ``rate_lambdas``; training
+        draws each example's rate position between them instead of over
+        the whole range.  Empty (default): the whole range.  Training only.
       chroma_weight: weight of the chroma part of the MSE against its grey
         part (1: plain RGB MSE; see :func:`compression.losses.distortion_loss`).
       corrected_loss: score the distortion terms on each crop's reconstruction
@@ -292,6 +305,8 @@ class CompressionConfig:
     rate_model: str = "histogram"
     rate_channel_weights: tuple = ()
     rate_lambdas: tuple = ()
+    trainable: str = "all"
+    train_rate_range: tuple = ()
     _notes: tuple = field(default=(), repr=False, compare=False)
 
     def __post_init__(self):
@@ -321,6 +336,7 @@ class CompressionConfig:
         self._check_channel_weights()
         self._check_rate_channel_weights()
         self._check_rate_lambdas()
+        self._check_training_range()
 
     def _number_tuple(self, name):
         """Field ``name``, a list of finite numbers, stored as a tuple of floats."""
@@ -355,6 +371,25 @@ class CompressionConfig:
             raise ConfigError(
                 f"lambda_rate {self.lambda_rate:g} must lie within rate_lambdas "
                 f"({knots[0]:g}-{knots[-1]:g}): it is the rate a file takes by default")
+
+    def _check_training_range(self):
+        if self.trainable not in TRAINABLE:
+            raise ConfigError(f"trainable must be {' or '.join(map(repr, TRAINABLE))}, "
+                              f"got {self.trainable!r}")
+        if self.trainable == "gains" and not self.rate_lambdas:
+            raise ConfigError("trainable 'gains' trains a rate-adaptive model's gain tables; "
+                              "this model has none: give it rate_lambdas, or train 'all'")
+        bounds = self._number_tuple("train_rate_range")
+        if not bounds:
+            return
+        knots = self.rate_lambdas
+        if not knots:
+            raise ConfigError("train_rate_range applies to a rate-adaptive model (rate_lambdas); "
+                              "drop it")
+        if len(bounds) != 2 or not knots[0] <= bounds[0] < bounds[1] <= knots[-1]:
+            raise ConfigError(
+                f"train_rate_range must be two rising rate weights within rate_lambdas "
+                f"({knots[0]:g}-{knots[-1]:g}), got {list(bounds)}")
 
     def _check_channel_weights(self):
         weights = self._number_tuple("channel_weights")
@@ -628,6 +663,7 @@ class CompressionConfig:
         out["channel_weights"] = list(self.channel_weights)
         out["rate_channel_weights"] = list(self.rate_channel_weights)
         out["rate_lambdas"] = list(self.rate_lambdas)
+        out["train_rate_range"] = list(self.train_rate_range)
         return out
 
     def to_json(self):

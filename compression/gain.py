@@ -32,9 +32,9 @@ import tensorflow as tf
 from compression.errors import ConfigError
 
 __all__ = ["GAIN_NAME", "GAIN_SCALE", "POSITION_LEVELS", "byte_for_weight", "default_byte",
-           "default_position", "gained", "position_from_byte", "position_of", "position_to_byte",
-           "rate_weight_at", "rate_weight_of", "regrid_table", "sample_positions",
-           "weight_of_byte"]
+           "default_position", "gain_variables", "gained", "position_from_byte", "position_of",
+           "position_to_byte", "rate_weight_at", "rate_weight_of", "regrid_table",
+           "sample_positions", "weight_of_byte"]
 
 GAIN_NAME = "gain"
 
@@ -170,6 +170,15 @@ def regrid_table(table, source_lambdas, lambdas):
     return np.stack(rows).astype(np.float32)
 
 
+def gain_variables(variables):
+    """The gain tables among ``variables`` (``generator/{encoder,decoder}/gain``)."""
+    return [v for v in variables if v.op.name.rsplit("/", 1)[-1] == GAIN_NAME]
+
+
 def sample_positions(batch, config):
-    """float32 ``[batch]``: a rate position per training example, uniform on ``[0, K-1]``."""
-    return tf.random.uniform([batch], 0.0, float(len(config.rate_lambdas) - 1))
+    """float32 ``[batch]``: a rate position per training example, uniform on ``[0, K-1]``,
+    or between the positions of ``config.train_rate_range`` when it is set."""
+    low, high = 0.0, float(len(config.rate_lambdas) - 1)
+    if config.train_rate_range:
+        low, high = (position_of(w, config) for w in config.train_rate_range)
+    return tf.random.uniform([batch], low, high)

@@ -32,7 +32,13 @@ from compression.decoder import (
 )
 from compression.discriminator import multiscale_discriminator
 from compression.encoder import ENCODER_SCOPE, encoder
-from compression.gain import default_position, gained, rate_weight_at, sample_positions
+from compression.gain import (
+    default_position,
+    gain_variables,
+    gained,
+    rate_weight_at,
+    sample_positions,
+)
 from compression.losses import (
     color_corrected,
     discriminator_loss,
@@ -336,8 +342,10 @@ def build_training_graph(images, config, labels=None, z=None, loss_scale=None):
         # synthesise the rest; distortion counts only where something was coded.
         mask = sample_masks(one_hot, config.selective_probability)
         w_hat = apply_mask(w_hat, mask)
-    reconstruction, noise = synthesize(w_hat, config, True, z=z, labels_one_hot=one_hot,
-                                       kept=kept)
+    # Trained alone, the gains meet the noise generator as files do: its batch
+    # norm on the statistics it has, which then stay as they are.
+    reconstruction, noise = synthesize(w_hat, config, config.trainable != "gains", z=z,
+                                       labels_one_hot=one_hot, kept=kept)
     if config.corrected_loss:
         # What a file shows: the losses, D and the metrics all see it.
         reconstruction = color_corrected(images, reconstruction)
@@ -425,7 +433,11 @@ def build_training_graph(images, config, labels=None, z=None, loss_scale=None):
     def share(loss):
         return loss / replicas if replicas > 1 else loss
 
-    warmup_grads = g_opt.compute_gradients(share(distortion_term), g_vars)
+    # trainable "gains": every other weight keeps its value, and its average
+    # with it (train --init-from starts both at the source's average), so the
+    # rates outside the training range code exactly as before.
+    trained = gain_variables(g_vars) if config.trainable == "gains" else g_vars
+    warmup_grads = g_opt.compute_gradients(share(distortion_term), trained)
     warmup_train_op = generator_update(warmup_grads, [])
     losses, d_vars = dict(warmup_losses), []
     g_train_op = d_train_op = None
@@ -453,7 +465,9 @@ def build_training_graph(images, config, labels=None, z=None, loss_scale=None):
         d_opt = _scaled(_v1.train.AdamOptimizer(
             _learning_rate(config.d_learning_rate, config, global_step),
             beta1=config.beta1, name="d_adam"), loss_scale)
-        gan_g_vars = decoder_side if config.freeze_encoder else g_vars
+        trained_names = {v.op.name for v in trained}
+        gan_g_vars = [v for v in (decoder_side if config.freeze_encoder else g_vars)
+                      if v.op.name in trained_names]
         g_grads = g_opt.compute_gradients(share(g_loss), gan_g_vars)
         d_grads = d_opt.compute_gradients(share(d_loss), d_vars)
 

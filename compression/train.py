@@ -226,6 +226,9 @@ def _initializer_from(source, graph_variables, config, log=print):
     are taken when present (and of the same shape) and otherwise start fresh,
     except that a missing shadow of a loaded variable starts as that variable.
     The step counter is never taken: the new run's schedule counts from 0.
+    With ``config.trainable == "gains"`` each weight that has an average in
+    the source loads that average: the gains then learn against the weights
+    the source decodes with, which stay fixed.
 
     These architecture changes (``config`` against the source's) are bridged:
 
@@ -337,6 +340,16 @@ def _initializer_from(source, graph_variables, config, log=print):
             return lambda value, fresh: wider(value)
         return None
 
+    def averaged(name):
+        """Whether variable ``name`` loads the source's average of it: trained
+        alone, the gains learn against the weights the source decodes with,
+        which a frozen weight then keeps (its average starts as it and so
+        does not move)."""
+        shadow = f"{name}/{_EMA_SHADOW}"
+        return (config.trainable == "gains" and name.startswith("generator/")
+                and _EMA_SHADOW not in name and shadow in stored
+                and list(stored[shadow]) == list(stored.get(name, ())))
+
     taken, fresh, mismatched, bridged = {}, [], [], {}
     for v in graph_variables:
         name = v.op.name
@@ -349,7 +362,12 @@ def _initializer_from(source, graph_variables, config, log=print):
         elif convert is not None:
             bridged[name] = (v, convert)
         elif list(stored[name]) == shape:
-            taken[name] = v
+            if averaged(name):
+                taken[f"{name}/{_EMA_SHADOW}"] = v
+            elif averaged(name.split("/" + _EMA_SHADOW)[0]):
+                fresh.append(name)  # starts as its variable, which holds the average
+            else:
+                taken[name] = v
         elif not name.startswith("generator/") or "adam" in name or _EMA_SHADOW in name:
             fresh.append(name)
         else:
@@ -396,7 +414,7 @@ def _initializer_from(source, graph_variables, config, log=print):
     # own names and no shadows: a shadow left fresh would start from the random
     # initial weights (a tenth of a 1-step fine-tune's averages, seen), and
     # validation and exports read the shadows.  Each starts as its variable.
-    loaded = taken.keys() | bridged.keys()
+    loaded = {v.op.name for v in taken.values()} | bridged.keys()
     variables = {v.op.name: v for v in graph_variables}
     start_shadows = [v.assign(variables[base]) for v in graph_variables
                      if v.op.name in fresh and _EMA_SHADOW in v.op.name
@@ -444,8 +462,9 @@ def _initializer_from(source, graph_variables, config, log=print):
         restore_taken(sess)
         # Run after the initialiser: ``fresh`` is each variable's initial value.
         fresh = sess.run({n: v for n, (v, _) in bridged.items()})
-        sess.run(assigns, {placeholders[n]: convert(stored_float(reader, n, ckpt), fresh[n])
-                           for n, (v, convert) in bridged.items()})
+        sess.run(assigns, {placeholders[n]: convert(stored_float(
+            reader, f"{n}/{_EMA_SHADOW}" if averaged(n) else n, ckpt), fresh[n])
+            for n, (v, convert) in bridged.items()})
 
     return restored(restore), ckpt, len(taken) + len(bridged), fresh
 

@@ -30,6 +30,7 @@ from compression.gain import (
     rate_weight_at,
     rate_weight_of,
     regrid_table,
+    sample_positions,
 )
 from compression.model import build_training_graph, dequantized, encode, synthesize
 from tests.conftest import TINY_MSE, TINY_VARIABLE_RATE, rewritten_copy
@@ -130,6 +131,62 @@ def test_training_weighs_each_example_by_its_rate_weight_and_trains_the_gains():
         assert all(g is not None for g in grads)
     for b, a in zip(before, after, strict=True):
         assert not np.array_equal(b, a)
+
+
+def test_config_checks_the_training_restrictions():
+    gains = dataclasses.replace(ADAPTIVE, trainable="gains", train_rate_range=(10.0, 20.0))
+    assert CompressionConfig.from_json(gains.to_json()) == gains
+    # Training only: the model's fingerprint (in every file's header) does not see them.
+    assert gains.fingerprint_json() == ADAPTIVE.fingerprint_json()
+    with pytest.raises(ConfigError, match="trainable must be 'all' or 'gains'"):
+        dataclasses.replace(ADAPTIVE, trainable="decoder")
+    with pytest.raises(ConfigError, match="this model has none"):
+        dataclasses.replace(TINY_MSE, trainable="gains")
+    with pytest.raises(ConfigError, match="applies to a rate-adaptive model"):
+        dataclasses.replace(TINY_MSE, train_rate_range=(1.0, 2.0))
+    within = r"two rising rate weights within rate_lambdas \(10-80"
+    for bad in ((10.0,), (20.0, 10.0), (5.0, 20.0), (10.0, 100.0), (10.0, 20.0, 40.0)):
+        with pytest.raises(ConfigError, match=within):
+            dataclasses.replace(ADAPTIVE, train_rate_range=bad)
+    # Written before the fields existed: everything trained, the whole range.
+    data = json.loads(ADAPTIVE.to_json())
+    for name in ("trainable", "train_rate_range"):
+        del data["config"][name]
+    old = CompressionConfig.from_json(json.dumps(data))
+    assert (old.trainable, old.train_rate_range) == ("all", ())
+
+
+def test_train_rate_range_bounds_the_drawn_positions():
+    config = dataclasses.replace(ADAPTIVE, train_rate_range=(20.0, 40.0 * math.sqrt(2.0)))
+    with tf.Graph().as_default(), _v1.Session() as sess:
+        drawn = sess.run(sample_positions(4000, config))
+        whole = sess.run(sample_positions(4000, ADAPTIVE))
+    assert 1.0 <= drawn.min() < 1.01 and 2.49 < drawn.max() < 2.5
+    assert whole.min() < 0.01 and whole.max() > 2.99
+
+
+def test_trainable_gains_updates_only_the_gains_of_the_range_drawn():
+    """Adding a rate: the knot and its neighbour learn, the other rates code as before."""
+    config = dataclasses.replace(ADAPTIVE, trainable="gains", train_rate_range=(10.0, 20.0))
+    images = _images()
+    with tf.Graph().as_default(), _v1.Session() as sess:
+        tg = build_training_graph(images, config)
+        sess.run(_v1.global_variables_initializer())
+        weights = tg.generator_variables
+        tables = [v for v in weights if v.op.name.endswith("/gain")]
+        others = [v for v in weights if not v.op.name.endswith("/gain")]
+        assert len(tables) == 2 and others
+        # Away from 1, so that a step shows in every row it reaches.
+        sess.run([t.assign(np.full(t.shape, 0.001, np.float32)) for t in tables])
+        before_tables, before_others = sess.run(tables), sess.run(others)
+        for _ in range(3):
+            sess.run(tg.warmup_train_op)
+        after_tables, after_others = sess.run(tables), sess.run(others)
+    for b, a in zip(before_others, after_others, strict=True):
+        np.testing.assert_array_equal(b, a)
+    for b, a in zip(before_tables, after_tables, strict=True):
+        assert not np.array_equal(b[:2], a[:2])  # rate weights 10 and 20: trained
+        np.testing.assert_array_equal(b[2:], a[2:])  # 40 and 80: as they were
 
 
 def test_synthesize_accepts_gained_w_hat():
@@ -354,6 +411,53 @@ def test_init_from_with_more_channels_grows_the_gain_tables(adaptive_run):
             np.testing.assert_array_equal(value[:, source.channels:], 0)  # gain 1
     with pytest.raises(CompressionError, match="in two fine-tunes"):
         _initializer_from(str(run), [], dataclasses.replace(config, rate_lambdas=(0.5, 2.0)))
+
+
+def test_cli_adds_a_rate_by_training_the_gains_alone(adaptive_run, tiny_data, tmp_path):
+    from compression.cli import main
+
+    source, run = adaptive_run[0], tmp_path / "top"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["train", "--data", str(tiny_data), "--out", str(run), "--init-from",
+                     str(source), "--rate-lambdas", "0.25,0.5,1,2", "--trainable", "gains",
+                     "--train-rate-range", "0.25,0.5", "--steps", "2", "--val-every", "0",
+                     "--no-progress"]) == 0
+    config = CompressionConfig.load(run / "config.json")
+    assert (config.trainable, config.train_rate_range) == ("gains", (0.25, 0.5))
+    old, new = tf.train.latest_checkpoint(str(source)), tf.train.latest_checkpoint(str(run))
+    old_names = dict(tf.train.list_variables(old))
+    frozen = [n for n in old_names if n.startswith("generator/") and "adam" not in n
+              and "ExponentialMovingAverage" not in n and not n.endswith("/gain")]
+    averaged = [n for n in frozen if f"{n}/ExponentialMovingAverage" in old_names]
+    assert averaged and len(averaged) < len(frozen)  # the decoder side, not the encoder
+    for name in frozen:
+        # What the source decodes with: its average where it has one (both the
+        # weight and the new run's average of it), else the weight itself.
+        want = tf.train.load_variable(old, f"{name}/ExponentialMovingAverage"
+                                      if name in averaged else name)
+        np.testing.assert_array_equal(tf.train.load_variable(new, name), want)
+        if name in averaged:
+            np.testing.assert_array_equal(
+                tf.train.load_variable(new, f"{name}/ExponentialMovingAverage"), want)
+    table = tf.train.load_variable(new, "generator/encoder/gain")
+    source_table = tf.train.load_variable(old, "generator/encoder/gain")
+    np.testing.assert_allclose(table[2:], source_table[1:], atol=1e-6)  # weights 1 and 2
+    decoder = "generator/decoder/gain"
+    decoded_with = tf.train.load_variable(old, f"{decoder}/ExponentialMovingAverage")
+    assert not np.allclose(decoded_with, tf.train.load_variable(old, decoder), atol=1e-6)
+    for key in (decoder, f"{decoder}/ExponentialMovingAverage"):
+        np.testing.assert_allclose(tf.train.load_variable(new, key)[2:], decoded_with[1:],
+                                   atol=1e-6)
+    # The new knot learned from where the regrid put it (the trend beyond weight 0.5).
+    assert not np.allclose(table[0], 2 * source_table[0] - source_table[1], atol=1e-6)
+    # A run from it trains everything again, over its whole range, unless told.
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "next"),
+                     "--init-from", str(run), "--steps", "1", "--val-every", "0",
+                     "--no-progress"]) == 0
+    after = CompressionConfig.load(tmp_path / "next" / "config.json")
+    assert (after.trainable, after.train_rate_range, after.rate_lambdas) == (
+        "all", (), config.rate_lambdas)
 
 
 def test_export_fits_a_rate_conditioned_context_net(adaptive_run, tiny_data, tmp_path):
