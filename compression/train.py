@@ -347,8 +347,7 @@ def _initializer_from(source, graph_variables, config, log=print):
         does not move)."""
         shadow = f"{name}/{_EMA_SHADOW}"
         return (config.trainable == "gains" and name.startswith("generator/")
-                and _EMA_SHADOW not in name and shadow in stored
-                and list(stored[shadow]) == list(stored.get(name, ())))
+                and name in stored and stored.get(shadow) == stored[name])
 
     taken, fresh, mismatched, bridged = {}, [], [], {}
     for v in graph_variables:
@@ -362,12 +361,12 @@ def _initializer_from(source, graph_variables, config, log=print):
         elif convert is not None:
             bridged[name] = (v, convert)
         elif list(stored[name]) == shape:
-            if averaged(name):
-                taken[f"{name}/{_EMA_SHADOW}"] = v
-            elif averaged(name.split("/" + _EMA_SHADOW)[0]):
-                fresh.append(name)  # starts as its variable, which holds the average
-            else:
+            if not averaged(base := name.split("/" + _EMA_SHADOW)[0]):
                 taken[name] = v
+            elif base == name:
+                taken[f"{name}/{_EMA_SHADOW}"] = v
+            else:  # the shadow starts as its variable, which holds the average
+                fresh.append(name)
         elif not name.startswith("generator/") or "adam" in name or _EMA_SHADOW in name:
             fresh.append(name)
         else:
